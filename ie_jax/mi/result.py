@@ -1,0 +1,136 @@
+"""Result types shared by every MI estimator (neural, closed-form, counting, noise-regularised).
+
+Every estimate carries its unit; values convert with `.to("bits")`. Diagnostics are a plain
+dict with well-known keys (see `DIAGNOSTIC_KEYS`) so that reports can show ceilings and flags
+next to every number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+NATS_PER_BIT = math.log(2.0)
+UNITS = ("nats", "bits")
+
+# Keys estimators fill where they apply; absent keys mean "not computed".
+DIAGNOSTIC_KEYS = {
+    "ceiling_nats": "smallest cap or data ceiling that applies (estimator cap, ln N, data entropy)",
+    "ceilings": "dict name -> value in nats of every cap/ceiling that was computed",
+    "saturated": "True if the estimate is within `saturation_margin_nats` of a ceiling: a lower bound only",
+    "constant": "True if x or y is constant (MI is exactly 0)",
+    "still_increasing": "neural critics: the bound was still rising at the end of training",
+    "nan_step": "neural critics: first step with a non-finite loss, or None",
+    "train_test_gap": "neural critics: train bound minus held-out bound (nats)",
+    "n_samples": "number of samples used",
+}
+
+
+def check_units(units: str) -> str:
+    if units not in UNITS:
+        raise ValueError(f"unknown units {units!r}: use one of {UNITS}")
+    return units
+
+
+def convert(value, from_units: str, to_units: str):
+    """Convert nats <-> bits (works on floats and arrays)."""
+    check_units(from_units)
+    check_units(to_units)
+    if from_units == to_units:
+        return value
+    return value / NATS_PER_BIT if to_units == "bits" else value * NATS_PER_BIT
+
+
+@dataclasses.dataclass(frozen=True)
+class MIEstimate:
+    """One mutual-information estimate.
+
+    value: point estimate in `units`; stderr: standard error (over held-out batches and seeds,
+    or Monte Carlo), NaN where not defined; ci95: (low, high) 95% interval in `units`.
+    """
+
+    value: float
+    stderr: float
+    ci95: tuple[float, float]
+    units: str
+    estimator: str
+    diagnostics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to(self, units: str) -> "MIEstimate":
+        c = lambda v: float(convert(v, self.units, units))
+        return dataclasses.replace(
+            self, value=c(self.value), stderr=c(self.stderr), ci95=(c(self.ci95[0]), c(self.ci95[1])), units=units
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "value": float(self.value),
+            "stderr": float(self.stderr),
+            "ci95": [float(self.ci95[0]), float(self.ci95[1])],
+            "units": self.units,
+            "estimator": self.estimator,
+            "diagnostics": _jsonable(self.diagnostics),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MIEstimate":
+        return cls(
+            value=d["value"], stderr=d["stderr"], ci95=tuple(d["ci95"]), units=d["units"],
+            estimator=d["estimator"], diagnostics=dict(d.get("diagnostics", {})),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class MIEstimates:
+    """P independent estimates (one per MI problem), e.g. all layers x tokens of a sweep."""
+
+    values: np.ndarray  # [P]
+    stderrs: np.ndarray  # [P]
+    ci95s: np.ndarray  # [P, 2]
+    units: str
+    estimator: str
+    diagnostics: list[dict[str, Any]]  # length P
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __getitem__(self, i: int) -> MIEstimate:
+        return MIEstimate(
+            value=float(self.values[i]), stderr=float(self.stderrs[i]),
+            ci95=(float(self.ci95s[i, 0]), float(self.ci95s[i, 1])), units=self.units,
+            estimator=self.estimator, diagnostics=self.diagnostics[i],
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def to(self, units: str) -> "MIEstimates":
+        c = lambda v: np.asarray(convert(np.asarray(v, dtype=np.float64), self.units, units))
+        return dataclasses.replace(self, values=c(self.values), stderrs=c(self.stderrs), ci95s=c(self.ci95s), units=units)
+
+    @classmethod
+    def stack(cls, estimates: list[MIEstimate]) -> "MIEstimates":
+        if not estimates:
+            raise ValueError("cannot stack an empty list of estimates")
+        units = estimates[0].units
+        return cls(
+            values=np.array([e.to(units).value for e in estimates]),
+            stderrs=np.array([e.to(units).stderr for e in estimates]),
+            ci95s=np.array([e.to(units).ci95 for e in estimates]),
+            units=units, estimator=estimates[0].estimator,
+            diagnostics=[e.diagnostics for e in estimates],
+        )
+
+
+def _jsonable(obj):
+    """Diagnostics may hold numpy/jax scalars and arrays; make them JSON-safe."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return obj

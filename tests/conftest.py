@@ -1,0 +1,11 @@
+"""Test configuration: CPU only, float32 matmuls at full precision, 8 fake devices for sharding tests."""
+
+import os
+
+# Must be set before jax is imported anywhere: 8 host devices let sharding tests run on a CPU.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_default_matmul_precision", "highest")
