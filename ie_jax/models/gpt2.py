@@ -1,0 +1,188 @@
+"""GPT-2 (Radford et al. 2019) as a flax.nnx module: 124M (gpt2) to 1.5B (gpt2-xl).
+
+Pre-LN blocks, learned absolute position embeddings, fused q/k/v projection, GELU (tanh approximation),
+LM head tied to the token embedding. HF checkpoints store GPT-2's projections as `Conv1D`, whose weight is
+already [in, out], the layout of `nnx.Linear.kernel`, so no weight here needs a transpose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from ie_jax.models.masks import causal_mask
+from ie_jax.models.stack import layer_block, scan_blocks
+
+_TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+
+@dataclasses.dataclass(frozen=True)
+class GPT2Config:
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    layer_norm_eps: float = 1e-5
+    activation: str = "gelu_new"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}; fix the config"
+            )
+        if self.activation not in _TANH_GELU + ("gelu",):
+            raise ValueError(
+                f"GPT-2 activation {self.activation!r} is not supported; use one of {_TANH_GELU + ('gelu',)}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def from_hf(cls, cfg: dict) -> GPT2Config:
+        """Config from a HF `config.json` dict (keys n_layer, n_embd, n_head, n_inner, n_positions, ...)."""
+        if cfg.get("scale_attn_by_inverse_layer_idx"):
+            raise ValueError("GPT-2 with scale_attn_by_inverse_layer_idx=True is not supported")
+        if not cfg.get("scale_attn_weights", True):
+            raise ValueError("GPT-2 with scale_attn_weights=False is not supported")
+        d = cfg["n_embd"]
+        return cls(
+            num_layers=cfg["n_layer"],
+            hidden_size=d,
+            num_heads=cfg["n_head"],
+            intermediate_size=cfg.get("n_inner") or 4 * d,
+            vocab_size=cfg["vocab_size"],
+            max_position_embeddings=cfg["n_positions"],
+            layer_norm_eps=cfg.get("layer_norm_epsilon", 1e-5),
+            activation=cfg.get("activation_function", "gelu_new"),
+        )
+
+
+def _attention(q, k, v, mask):
+    """Softmax attention. q, k, v: [B, T, H, Dh]; mask: bool [B or 1, 1, T, T], True = may attend."""
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
+    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
+    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: GPT2Config, *, dtype, rngs: nnx.Rngs):
+        d = config.hidden_size
+        self.num_heads = config.num_heads
+        self.c_attn = nnx.Linear(d, 3 * d, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.c_proj = nnx.Linear(d, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x, mask):
+        b, t, d = x.shape
+        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)
+        heads = lambda a: a.reshape(b, t, self.num_heads, d // self.num_heads)  # noqa: E731
+        return self.c_proj(_attention(heads(q), heads(k), heads(v), mask).reshape(b, t, d))
+
+
+class MLP(nnx.Module):
+    def __init__(self, config: GPT2Config, *, dtype, rngs: nnx.Rngs):
+        d, f = config.hidden_size, config.intermediate_size
+        self.approximate = config.activation != "gelu"
+        self.c_fc = nnx.Linear(d, f, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.c_proj = nnx.Linear(f, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return self.c_proj(jax.nn.gelu(self.c_fc(x), approximate=self.approximate))
+
+
+class Block(nnx.Module):
+    """Pre-LN transformer block: h + attn(ln_1(h)), then + mlp(ln_2(.))."""
+
+    def __init__(self, config: GPT2Config, *, dtype, rngs: nnx.Rngs):
+        d, eps = config.hidden_size, config.layer_norm_eps
+        self.ln_1 = nnx.LayerNorm(d, epsilon=eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.attn = Attention(config, dtype=dtype, rngs=rngs)
+        self.ln_2 = nnx.LayerNorm(d, epsilon=eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+
+    def __call__(self, h, position_ids, mask):
+        del position_ids  # positions enter GPT-2 only through the embedding
+        h = h + self.attn(self.ln_1(h), mask)
+        return h + self.mlp(self.ln_2(h))
+
+
+def _stacked_blocks(config: GPT2Config, dtype, rngs: nnx.Rngs) -> Block:
+    """One `Block` whose every parameter has a leading layer axis [L, ...], for `jax.lax.scan`."""
+
+    @nnx.split_rngs(splits=config.num_layers)
+    @nnx.vmap(in_axes=(0,), out_axes=0)
+    def make(rngs):
+        return Block(config, dtype=dtype, rngs=rngs)
+
+    return make(rngs)
+
+
+class GPT2(nnx.Module):
+    """GPT-2 language model. Token ids [B, T] -> logits [B, T, vocab]."""
+
+    def __init__(self, config: GPT2Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        d = config.hidden_size
+        self.config = config
+        self.dtype = dtype
+        self.wte = nnx.Embed(config.vocab_size, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.wpe = nnx.Embed(config.max_position_embeddings, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
+        self.blocks = _stacked_blocks(config, dtype, rngs)
+        self.ln_f = nnx.LayerNorm(d, epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+    def embed(self, token_ids, position_ids):
+        """Token ids [B, T] and position ids [B or 1, T] -> residual stream h_0 [B, T, d]."""
+        return self.wte(token_ids) + self.wpe(position_ids)
+
+    def run_block(self, layer, h, position_ids, mask):
+        """Block `layer` (int, may be traced) alone on states h [B, T, d] -> [B, T, d]."""
+        return layer_block(self.blocks, layer)(h, position_ids, mask)
+
+    def run_blocks(self, h, position_ids, mask, positions=None):
+        """All blocks under one scan: h [B, T, d] -> (h_L [B, T, d], block_inputs [L, B, P, d], block_outputs
+        [L, B, P, d]), P = `positions` (see `stack.select_positions`; all T by default)."""
+        return scan_blocks(self.blocks, h, lambda block, h: block(h, position_ids, mask), positions)
+
+    def head(self, h):
+        """Final LayerNorm and the tied LM head: h_L [B, T, d] -> logits [B, T, vocab]."""
+        return self.wte.attend(self.ln_f(h))
+
+    def __call__(self, token_ids, position_ids=None, mask=None):
+        """Token ids [B, T] -> logits [B, T, vocab]; defaults: positions 0..T-1 and a causal mask."""
+        t = token_ids.shape[-1]
+        position_ids = jnp.arange(t)[None] if position_ids is None else position_ids
+        mask = causal_mask(t) if mask is None else mask
+        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, mask)
+        return self.head(h)
+
+
+# HF checkpoint key (regex; group 1 = layer index) -> parameter path in `GPT2` + transform (see weights.py).
+# GPT2LMHeadModel prefixes keys with "transformer."; IGNORED_KEYS: the head is tied to wte, and
+# "attn.bias"/"attn.masked_bias" are old causal-mask buffers, not weights.
+_P = r"(?:transformer\.)?"
+WEIGHT_MAP = (
+    (_P + r"wte\.weight", "wte.embedding", "identity"),
+    (_P + r"wpe\.weight", "wpe.embedding", "identity"),
+    (_P + r"h\.(\d+)\.ln_1\.weight", "blocks.ln_1.scale", "identity"),
+    (_P + r"h\.(\d+)\.ln_1\.bias", "blocks.ln_1.bias", "identity"),
+    (_P + r"h\.(\d+)\.attn\.c_attn\.weight", "blocks.attn.c_attn.kernel", "identity"),
+    (_P + r"h\.(\d+)\.attn\.c_attn\.bias", "blocks.attn.c_attn.bias", "identity"),
+    (_P + r"h\.(\d+)\.attn\.c_proj\.weight", "blocks.attn.c_proj.kernel", "identity"),
+    (_P + r"h\.(\d+)\.attn\.c_proj\.bias", "blocks.attn.c_proj.bias", "identity"),
+    (_P + r"h\.(\d+)\.ln_2\.weight", "blocks.ln_2.scale", "identity"),
+    (_P + r"h\.(\d+)\.ln_2\.bias", "blocks.ln_2.bias", "identity"),
+    (_P + r"h\.(\d+)\.mlp\.c_fc\.weight", "blocks.mlp.c_fc.kernel", "identity"),
+    (_P + r"h\.(\d+)\.mlp\.c_fc\.bias", "blocks.mlp.c_fc.bias", "identity"),
+    (_P + r"h\.(\d+)\.mlp\.c_proj\.weight", "blocks.mlp.c_proj.kernel", "identity"),
+    (_P + r"h\.(\d+)\.mlp\.c_proj\.bias", "blocks.mlp.c_proj.bias", "identity"),
+    (_P + r"ln_f\.weight", "ln_f.scale", "identity"),
+    (_P + r"ln_f\.bias", "ln_f.bias", "identity"),
+)
+IGNORED_KEYS = (_P + r"h\.\d+\.attn\.(?:masked_)?bias", r"lm_head\.weight")
