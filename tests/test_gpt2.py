@@ -33,7 +33,7 @@ def jax_model(torch_model, dtype=jnp.float32):
     config = gpt2.GPT2Config.from_hf(torch_model.config.to_dict())
     abstract = nnx.eval_shape(lambda: gpt2.GPT2(config, dtype=dtype, rngs=nnx.Rngs(0)))
     tensors = {k: v.numpy() for k, v in torch_model.state_dict().items()}
-    return fill_params(abstract, tensors, gpt2.WEIGHT_MAP, ignore=gpt2.IGNORED_KEYS)
+    return fill_params(abstract, tensors, gpt2.WEIGHT_MAP, ignore=gpt2.ignored_keys(config))
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,12 @@ already [in, out], the layout of `nnx.Linear.kernel`, so no weight here needs a 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models.masks import causal_mask
+from ie_jax.models.masks import make_mask
 from ie_jax.models.stack import layer_block, scan_blocks
 
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
@@ -108,21 +107,9 @@ class Block(nnx.Module):
         self.ln_2 = nnx.LayerNorm(d, epsilon=eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
         self.mlp = MLP(config, dtype=dtype, rngs=rngs)
 
-    def __call__(self, h, position_ids, mask):
-        del position_ids  # positions enter GPT-2 only through the embedding
+    def __call__(self, h, mask):
         h = h + self.attn(self.ln_1(h), mask)
         return h + self.mlp(self.ln_2(h))
-
-
-def _stacked_blocks(config: GPT2Config, dtype, rngs: nnx.Rngs) -> Block:
-    """One `Block` whose every parameter has a leading layer axis [L, ...], for `jax.lax.scan`."""
-
-    @nnx.split_rngs(splits=config.num_layers)
-    @nnx.vmap(in_axes=(0,), out_axes=0)
-    def make(rngs):
-        return Block(config, dtype=dtype, rngs=rngs)
-
-    return make(rngs)
 
 
 class GPT2(nnx.Module):
@@ -130,41 +117,54 @@ class GPT2(nnx.Module):
 
     def __init__(self, config: GPT2Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
         d = config.hidden_size
-        self.config = config
-        self.dtype = dtype
+        self.config, self.dtype = config, dtype
         self.wte = nnx.Embed(config.vocab_size, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
         self.wpe = nnx.Embed(config.max_position_embeddings, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.blocks = _stacked_blocks(config, dtype, rngs)
+
+        @nnx.split_rngs(splits=config.num_layers)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def stacked_blocks(rngs):
+            return Block(config, dtype=dtype, rngs=rngs)
+
+        self.blocks = stacked_blocks(rngs)
         self.ln_f = nnx.LayerNorm(d, epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
-    def embed(self, token_ids, position_ids):
-        """Token ids [B, T] and position ids [B or 1, T] -> residual stream h_0 [B, T, d]."""
+    def embed(self, token_ids, position_ids=None):
+        """token_ids [B, T], position_ids [B or 1, T] (default 0..T-1) -> h_0 [B, T, d].
+
+        GPT-2's positions enter only here, so an isolated token's position id decides its state.
+        """
+        if position_ids is None:
+            position_ids = jnp.arange(token_ids.shape[1])[None]
         return self.wte(token_ids) + self.wpe(position_ids)
 
-    def run_block(self, layer, h, position_ids, mask):
-        """Block `layer` (int, may be traced) alone on states h [B, T, d] -> [B, T, d]."""
-        return layer_block(self.blocks, layer)(h, position_ids, mask)
-
     def run_blocks(self, h, position_ids, mask, positions=None):
-        """All blocks under one scan: h [B, T, d] -> (h_L [B, T, d], block_inputs [L, B, P, d], block_outputs
-        [L, B, P, d]), P = `positions` (see `stack.select_positions`; all T by default)."""
-        return scan_blocks(self.blocks, h, lambda block, h: block(h, position_ids, mask), positions)
+        """h [B, T, d] through all blocks -> (h_out [B, T, d], block_inputs [L, B, P, d], block_outputs [L, B, P, d]).
+
+        position_ids are unused (kept for the common signature); mask bool [B or 1, 1, T, T];
+        positions: None (P = T), [P] or [B, P] ints.
+        """
+        return scan_blocks(self.blocks, h, lambda block, x: block(x, mask), positions)
+
+    def run_block(self, layer, h, position_ids, mask):
+        """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
+        return layer_block(self.blocks, layer)(h, mask)
 
     def head(self, h):
-        """Final LayerNorm and the tied LM head: h_L [B, T, d] -> logits [B, T, vocab]."""
+        """Final LayerNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
         return self.wte.attend(self.ln_f(h))
 
-    def __call__(self, token_ids, position_ids=None, mask=None):
-        """Token ids [B, T] -> logits [B, T, vocab]; defaults: positions 0..T-1 and a causal mask."""
-        t = token_ids.shape[-1]
-        position_ids = jnp.arange(t)[None] if position_ids is None else position_ids
-        mask = causal_mask(t) if mask is None else mask
-        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, mask)
+    def __call__(self, token_ids, position_ids=None, mask="causal"):
+        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
+        t = token_ids.shape[1]
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
+        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
         return self.head(h)
 
 
 # HF checkpoint key (regex; group 1 = layer index) -> parameter path in `GPT2` + transform (see weights.py).
-# GPT2LMHeadModel prefixes keys with "transformer."; IGNORED_KEYS: the head is tied to wte, and
+# GPT2LMHeadModel prefixes keys with "transformer."; ignored: the head is tied to wte, and
 # "attn.bias"/"attn.masked_bias" are old causal-mask buffers, not weights.
 _P = r"(?:transformer\.)?"
 WEIGHT_MAP = (
@@ -185,4 +185,14 @@ WEIGHT_MAP = (
     (_P + r"ln_f\.weight", "ln_f.scale", "identity"),
     (_P + r"ln_f\.bias", "ln_f.bias", "identity"),
 )
-IGNORED_KEYS = (_P + r"h\.\d+\.attn\.(?:masked_)?bias", r"lm_head\.weight")
+
+
+def ignored_keys(config: GPT2Config) -> tuple[str, ...]:
+    """Checkpoint keys present in some files that carry nothing the model needs."""
+    del config
+    return (_P + r"h\.\d+\.attn\.(?:masked_)?bias", r"lm_head\.weight")
+
+
+CONFIG_CLASS = GPT2Config
+MODEL_CLASS = GPT2
+CAUSAL = True
