@@ -1,0 +1,104 @@
+"""Closed-form Gaussian mutual information from (cross-)covariances: an estimator-free baseline.
+
+For jointly Gaussian x, y: I(x; y) = 1/2 (log det C_xx + log det C_yy - log det C) = -1/2 sum_i log(1 - rho_i^2),
+with rho_i the canonical correlations (CCA) of x and y. Applied to non-Gaussian data it is the MI of the
+Gaussian with the same covariance: exact on Gaussian data (up to sampling error), but neither a lower nor
+an upper bound in general. It is blind to non-linear dependence (spirals) and overshoots on discrete
+mixtures, so use it as a cross-check, never alone.
+
+Computed in float64 numpy: these are small d x d problems where precision matters more than speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["gaussian_mi", "gaussian_mi_from_cov", "canonical_correlations"]
+
+
+def _as_samples(a, name: str) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D [N, d] (samples x features), got shape {a.shape}; "
+                         "reshape a single feature with a[:, None]")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains NaN or inf; drop or fix those samples first")
+    return a
+
+
+def _standardised_cov(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Joint correlation matrix of [x, y]; constant columns become all-zero rows/columns."""
+    z = np.concatenate([x, y], axis=1)
+    z = z - z.mean(axis=0)
+    std = z.std(axis=0)
+    # Standardising makes `ridge` dimensionless and the result invariant to per-feature scale.
+    z = z / np.where(std > 0, std, 1.0)
+    return z.T @ z / (z.shape[0] - 1)
+
+
+def gaussian_mi(x, y, *, ridge: float = 1e-6) -> float:
+    """Gaussian (CCA) mutual information of samples, in nats.
+
+    x: [N, dx], y: [N, dy] (numpy or jax arrays). Features are standardised, then `ridge` is added to the
+    diagonal of the joint correlation matrix: this keeps rank-deficient or constant features finite but caps
+    each canonical pair's MI near -1/2 log(2 ridge) (6.6 nats at 1e-6) and lowers pairs with 1 - rho^2
+    not far above 2 ridge (a 5-nat pair loses 0.02 nats at 1e-6). Pass ridge=0 for the exact plug-in.
+    Raises ValueError for N <= dx + dy with ridge == 0: the sample covariance of [x, y] then has rank
+    < dx + dy, some canonical correlation is exactly 1 and the MI is infinite.
+
+    Bias: with N samples, the plug-in value overestimates by about dx*dy / (2N) nats (Gaussian case).
+    """
+    x, y = _as_samples(x, "x"), _as_samples(y, "y")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x and y need the same number of samples, got {x.shape[0]} and {y.shape[0]}")
+    n, dx = x.shape
+    dy = y.shape[1]
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge}")
+    if ridge == 0 and n <= dx + dy:
+        raise ValueError(f"N = {n} samples <= dx + dy = {dx + dy} features: the covariance is singular and the "
+                         "Gaussian MI infinite; use more samples or pass ridge > 0")
+    cov = _standardised_cov(x, y)
+    return gaussian_mi_from_cov(cov[:dx, :dx], cov[dx:, dx:], cov[:dx, dx:], ridge=ridge)
+
+
+def _logdet(a: np.ndarray, name: str) -> float:
+    sign, logdet = np.linalg.slogdet(a)
+    if sign <= 0 or not np.isfinite(logdet):
+        raise ValueError(f"{name} is singular or not positive definite (constant or collinear features?); "
+                         "pass ridge > 0 or drop the redundant features")
+    return float(logdet)
+
+
+def gaussian_mi_from_cov(cov_xx, cov_yy, cov_xy, *, ridge: float = 0.0) -> float:
+    """Gaussian MI in nats from covariance blocks: 1/2 (log det C_xx + log det C_yy - log det C).
+
+    cov_xx: [dx, dx], cov_yy: [dy, dy], cov_xy: [dx, dy] (= E[(x - mu_x)(y - mu_y)^T]).
+    ridge: added to the diagonal of the joint covariance (in the covariance's units).
+    Equals -1/2 sum log(1 - rho_i^2) over `canonical_correlations`.
+    """
+    cov_xx, cov_yy, cov_xy = (np.asarray(c, dtype=np.float64) for c in (cov_xx, cov_yy, cov_xy))
+    dx, dy = cov_xx.shape[0], cov_yy.shape[0]
+    if cov_xx.shape != (dx, dx) or cov_yy.shape != (dy, dy) or cov_xy.shape != (dx, dy):
+        raise ValueError(f"covariance blocks do not fit: cov_xx {cov_xx.shape}, cov_yy {cov_yy.shape}, "
+                         f"cov_xy {cov_xy.shape}; expected [dx, dx], [dy, dy], [dx, dy]")
+    cov = np.block([[cov_xx, cov_xy], [cov_xy.T, cov_yy]]) + ridge * np.eye(dx + dy)
+    mi = 0.5 * (_logdet(cov[:dx, :dx], "cov_xx") + _logdet(cov[dx:, dx:], "cov_yy") - _logdet(cov, "joint covariance"))
+    # Round-off can leave tiny negatives for independent features; MI is >= 0.
+    return max(mi, 0.0)
+
+
+def canonical_correlations(cov_xx, cov_yy, cov_xy, *, ridge: float = 0.0) -> np.ndarray:
+    """Canonical correlations rho_1 >= ... >= rho_min(dx,dy) in [0, 1] of x and y from covariance blocks.
+
+    The singular values of C_xx^{-1/2} C_xy C_yy^{-1/2} (whitened with Cholesky factors); each contributes
+    -1/2 log(1 - rho^2) nats to the Gaussian MI.
+    """
+    cov_xx, cov_yy, cov_xy = (np.asarray(c, dtype=np.float64) for c in (cov_xx, cov_yy, cov_xy))
+    try:
+        lx = np.linalg.cholesky(cov_xx + ridge * np.eye(cov_xx.shape[0]))
+        ly = np.linalg.cholesky(cov_yy + ridge * np.eye(cov_yy.shape[0]))
+    except np.linalg.LinAlgError as e:
+        raise ValueError("cov_xx or cov_yy is not positive definite; pass ridge > 0") from e
+    whitened = np.linalg.solve(lx, np.linalg.solve(ly, cov_xy.T).T)
+    return np.clip(np.linalg.svd(whitened, compute_uv=False), 0.0, 1.0)
