@@ -1,0 +1,212 @@
+"""Gemma v1 (Gemma Team 2024) as a flax.nnx module: gemma-2b (multi-query) and gemma-7b (multi-head).
+
+Differences from Llama: the token embedding is multiplied by sqrt(hidden_size) (rounded to the activation
+dtype, as HF does), RMSNorm scales by (1 + w) computed in fp32, the MLP is GeGLU with the tanh GELU,
+head_dim comes from the config (256, not hidden_size / num_heads), and the LM head is tied to the embedding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ie_jax.models.llama import apply_rotary, rotary_cos_sin
+from ie_jax.models.masks import make_mask
+from ie_jax.models.stack import layer_block, scan_blocks
+
+# Gemma's released configs say "gelu" but were trained with the tanh approximation; HF maps them to it too.
+_GELU_NAMES = ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_tanh")
+
+
+@dataclasses.dataclass(frozen=True)
+class GemmaConfig:
+    num_layers: int
+    hidden_size: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    max_position_embeddings: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    attention_bias: bool = False
+
+    def __post_init__(self):
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}.")
+
+    @classmethod
+    def from_hf(cls, hf: dict) -> GemmaConfig:
+        """Config from a HF `config.json` dict of model_type "gemma"."""
+        activation = hf.get("hidden_activation") or hf.get("hidden_act") or "gelu_pytorch_tanh"
+        if activation not in _GELU_NAMES:
+            raise ValueError(f"Gemma activation {activation!r} is not supported; expected one of {_GELU_NAMES}.")
+        # transformers 5 keeps rope_theta inside rope_parameters; older configs at top level.
+        rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+        if rope.get("rope_type", rope.get("type", "default")) != "default":
+            raise ValueError(f"Gemma v1 uses plain RoPE; rope scaling {rope} is not supported.")
+        return cls(
+            num_layers=hf["num_hidden_layers"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_heads=hf["num_attention_heads"],
+            num_kv_heads=hf.get("num_key_value_heads") or hf["num_attention_heads"],
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // hf["num_attention_heads"],
+            vocab_size=hf["vocab_size"],
+            max_position_embeddings=hf.get("max_position_embeddings", 8192),
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+            rope_theta=float(hf.get("rope_theta", rope.get("rope_theta", 10000.0))),
+            attention_bias=hf.get("attention_bias", False),
+        )
+
+
+class RMSNorm(nnx.Module):
+    """x / rms(x) * (1 + w), all in fp32 and cast back (HF: Gemma multiplies before the cast, Llama after)."""
+
+    def __init__(self, dim: int, eps: float, *, dtype):
+        self.weight = nnx.Param(jnp.zeros((dim,), dtype=dtype))
+        self.eps = eps
+
+    def __call__(self, x):
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (normed * (1.0 + self.weight[...].astype(jnp.float32))).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
+        d, hd = config.hidden_size, config.head_dim
+        linear = lambda i, o: nnx.Linear(  # noqa: E731
+            i, o, use_bias=config.attention_bias, dtype=dtype, param_dtype=dtype, rngs=rngs
+        )
+        self.q_proj = linear(d, config.num_heads * hd)
+        self.k_proj = linear(d, config.num_kv_heads * hd)
+        self.v_proj = linear(d, config.num_kv_heads * hd)
+        self.o_proj = linear(config.num_heads * hd, d)
+        self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, hd
+
+    def __call__(self, x, cos, sin, mask):
+        """x [B, T, d], cos/sin [B, T, hd], mask bool [B or 1, 1, T, T] -> [B, T, d]."""
+        b, t, _ = x.shape
+        kv, group, hd = self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
+        q = apply_rotary(self.q_proj(x).reshape(b, t, self.num_heads, hd), cos, sin)
+        k = apply_rotary(self.k_proj(x).reshape(b, t, kv, hd), cos, sin)
+        v = self.v_proj(x).reshape(b, t, kv, hd)
+        # MQA/GQA without repeating k/v: query heads grouped [kv, group] around their shared kv head.
+        q = q.reshape(b, t, kv, group, hd)
+        scores = jnp.einsum("bqkgh,bskh->bkgqs", q, k) * jnp.asarray(hd**-0.5, q.dtype)
+        scores = jnp.where(mask[:, :, None], scores.astype(jnp.float32), -jnp.inf)
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = jnp.einsum("bkgqs,bskh->bqkgh", weights, v).reshape(b, t, self.num_heads * hd)
+        return self.o_proj(out)
+
+
+class MLP(nnx.Module):
+    """GeGLU: down(gelu_tanh(gate(x)) * up(x))."""
+
+    def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
+        d, f = config.hidden_size, config.intermediate_size
+        linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
+        self.gate_proj, self.up_proj, self.down_proj = linear(d, f), linear(d, f), linear(f, d)
+
+    def __call__(self, x):
+        return self.down_proj(jax.nn.gelu(self.gate_proj(x), approximate=True) * self.up_proj(x))
+
+
+class Block(nnx.Module):
+    def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+        self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+        self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+
+    def __call__(self, h, cos, sin, mask):
+        h = h + self.self_attn(self.input_layernorm(h), cos, sin, mask)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class Gemma(nnx.Module):
+    """Gemma v1 language model. Token ids [B, T] -> logits [B, T, vocab]."""
+
+    def __init__(self, config: GemmaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
+        self.config, self.dtype = config, dtype
+        hd = config.head_dim
+        # A tuple of floats: a hashable constant of the graph, not a parameter.
+        self.inv_freq = tuple(float(f) for f in 1.0 / config.rope_theta ** (np.arange(0, hd, 2) / hd))
+        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+        @nnx.split_rngs(splits=config.num_layers)
+        @nnx.vmap(in_axes=(0,), out_axes=0)
+        def stacked_blocks(rngs):
+            return Block(config, dtype=dtype, rngs=rngs)
+
+        self.blocks = stacked_blocks(rngs)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+
+    def embed(self, token_ids, position_ids=None):
+        """token_ids [B, T] -> h [B, T, d] = embedding * sqrt(d). Positions enter through RoPE, not here."""
+        del position_ids
+        h = self.embed_tokens(token_ids)
+        # The scale is rounded to the activation dtype first (bf16: sqrt(2048) = 45.25), as in the reference.
+        return h * jnp.asarray(self.config.hidden_size**0.5, dtype=h.dtype)
+
+    def run_blocks(self, h, position_ids, mask, positions=None):
+        """h [B, T, d] through all blocks -> (h_out [B, T, d], block_inputs [L, B, P, d], block_outputs [L, B, P, d]).
+
+        position_ids [B, T] ints; mask bool [B or 1, 1, T, T]; positions: None (P = T), [P] or [B, P] ints.
+        """
+        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
+        return scan_blocks(self.blocks, h, lambda block, x: block(x, cos, sin, mask), positions)
+
+    def run_block(self, layer, h, position_ids, mask):
+        """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
+        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
+        return layer_block(self.blocks, layer)(h, cos, sin, mask)
+
+    def head(self, h):
+        """Final RMSNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
+        return self.embed_tokens.attend(self.norm(h))
+
+    def __call__(self, token_ids, position_ids=None, mask="causal"):
+        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
+        t = token_ids.shape[1]
+        if position_ids is None:
+            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
+        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
+        return self.head(h)
+
+
+_LAYER = r"model\.layers\.(\d+)\."
+WEIGHT_MAP = (
+    (r"model\.embed_tokens\.weight", "embed_tokens.embedding", "identity"),
+    (_LAYER + r"input_layernorm\.weight", "blocks.input_layernorm.weight", "identity"),
+    (_LAYER + r"self_attn\.q_proj\.weight", "blocks.self_attn.q_proj.kernel", "transpose"),
+    (_LAYER + r"self_attn\.k_proj\.weight", "blocks.self_attn.k_proj.kernel", "transpose"),
+    (_LAYER + r"self_attn\.v_proj\.weight", "blocks.self_attn.v_proj.kernel", "transpose"),
+    (_LAYER + r"self_attn\.o_proj\.weight", "blocks.self_attn.o_proj.kernel", "transpose"),
+    (_LAYER + r"self_attn\.q_proj\.bias", "blocks.self_attn.q_proj.bias", "identity"),
+    (_LAYER + r"self_attn\.k_proj\.bias", "blocks.self_attn.k_proj.bias", "identity"),
+    (_LAYER + r"self_attn\.v_proj\.bias", "blocks.self_attn.v_proj.bias", "identity"),
+    (_LAYER + r"self_attn\.o_proj\.bias", "blocks.self_attn.o_proj.bias", "identity"),
+    (_LAYER + r"post_attention_layernorm\.weight", "blocks.post_attention_layernorm.weight", "identity"),
+    (_LAYER + r"mlp\.gate_proj\.weight", "blocks.mlp.gate_proj.kernel", "transpose"),
+    (_LAYER + r"mlp\.up_proj\.weight", "blocks.mlp.up_proj.kernel", "transpose"),
+    (_LAYER + r"mlp\.down_proj\.weight", "blocks.mlp.down_proj.kernel", "transpose"),
+    (r"model\.norm\.weight", "norm.weight", "identity"),
+)
+
+
+def ignored_keys(config: GemmaConfig) -> tuple[str, ...]:
+    """Checkpoint keys present in some files that carry nothing the model needs (the head is tied)."""
+    del config
+    return (r"lm_head\.weight", r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+
+
+CONFIG_CLASS = GemmaConfig
+MODEL_CLASS = Gemma
+CAUSAL = True
