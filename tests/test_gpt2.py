@@ -9,13 +9,13 @@ import transformers
 from _helpers_arch import relative_error, torch_reference
 from flax import nnx
 
-from ie_jax.models import gpt2
+from ie_jax.models import capture, gpt2, random_model, registry
 from ie_jax.models.masks import causal_mask, isolated_mask
 from ie_jax.models.weights import fill_params
 
 HF_CONFIG = dict(
     n_layer=3, n_embd=32, n_head=4, n_inner=None, n_positions=16, vocab_size=97,
-    activation_function="gelu_new", layer_norm_epsilon=1e-5,
+    activation_function="gelu_new", layer_norm_epsilon=1e-5, bos_token_id=0, eos_token_id=0,
 )
 
 
@@ -72,13 +72,13 @@ def test_fp32_parity_every_block_and_logits(torch_model, token_ids):
 
 
 def test_bf16_bound(torch_model, token_ids):
-    """bf16 parameters and activations vs the fp32 reference: observed ~1e-2 relative on this tiny model."""
+    """bf16 parameters and activations vs the fp32 reference: observed 6e-3 (logits), 1e-2 (blocks)."""
     model = jax_model(torch_model, jnp.bfloat16)
     with torch.no_grad():
         logits_ref = torch_model(torch.as_tensor(token_ids)).logits.numpy()
     logits = jax.jit(lambda m, x: m(x))(model, token_ids)
     assert logits.dtype == jnp.bfloat16
-    assert relative_error(logits.astype(jnp.float32), logits_ref) < 5e-2
+    assert relative_error(logits.astype(jnp.float32), logits_ref) < 3e-2
 
 
 def test_run_block_matches_scan(torch_model, token_ids):
@@ -103,3 +103,25 @@ def test_isolated_mask_equals_tokens_fed_alone(torch_model, token_ids, own_posit
     for i in range(t):
         _, _, alone = run_alone(model, token_ids[:, i : i + 1], pos[:, i : i + 1], causal_mask(1))
         np.testing.assert_allclose(isolated[:, :, i], alone[:, :, 0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, num_params", [
+    ("gpt2", 124_439_808), ("gpt2-medium", 354_823_168), ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200),
+])
+def test_named_shapes_have_the_published_parameter_counts(name, num_params):
+    arch, hf = registry.NAMED_SHAPES[name]
+    config = registry.get_architecture(arch).CONFIG_CLASS.from_hf(hf)
+    abstract = nnx.eval_shape(lambda: gpt2.GPT2(config, rngs=nnx.Rngs(0)))
+    assert sum(p.size for p in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == num_params
+
+
+def test_capture_isolated_own_position_through_the_public_api():
+    """End to end through ie_jax.models.capture: an isolated token with its own position id equals that
+    token fed alone as a length-1 input at that position id (absolute position embeddings)."""
+    lm = random_model(gpt2.GPT2Config.from_hf(HF_CONFIG), seed=1)
+    token_ids = np.random.default_rng(3).integers(0, HF_CONFIG["vocab_size"], size=(2, 6))
+    cap = capture(lm, token_ids, positions=[1, 4], isolated=True, isolated_position="own")
+    for p, i in enumerate([1, 4]):
+        h = lm.module.embed(token_ids[:, i : i + 1], jnp.full((1, 1), i))
+        _, _, alone = lm.module.run_blocks(h, None, causal_mask(1))
+        np.testing.assert_allclose(cap.block_output[:, :, p], alone[:, :, 0], rtol=1e-5, atol=1e-5)
