@@ -9,7 +9,7 @@ import transformers
 from _helpers_arch import relative_error, torch_reference
 from flax import nnx
 
-from ie_jax.models import gemma, registry
+from ie_jax.models import gemma, load_model, registry
 from ie_jax.models.masks import causal_mask
 from ie_jax.models.weights import fill_params
 
@@ -105,3 +105,14 @@ def test_named_shapes_have_the_published_parameter_counts(name, num_params):
     config = registry.get_architecture(arch).CONFIG_CLASS.from_hf(hf)
     abstract = nnx.eval_shape(lambda: gemma.Gemma(config, rngs=nnx.Rngs(0)))
     assert sum(p.size for p in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == num_params
+
+
+def test_load_model_from_saved_hf_dir(token_ids, tmp_path):
+    """The HF-dir loader with Gemma's WEIGHT_MAP on a checkpoint written by transformers itself."""
+    torch_model = make_torch_model(2)
+    torch_model.save_pretrained(tmp_path)
+    lm = load_model(tmp_path)
+    assert lm.arch == "gemma" and lm.config.head_dim == 16 and lm.config.num_kv_heads == 2
+    with torch.no_grad():
+        logits_ref = torch_model(torch.as_tensor(token_ids)).logits.numpy()
+    assert relative_error(lm.module(token_ids), logits_ref) < 1e-5

@@ -9,7 +9,7 @@ import transformers
 from _helpers_arch import relative_error, torch_reference
 from flax import nnx
 
-from ie_jax.models import capture, gpt2, random_model, registry
+from ie_jax.models import capture, gpt2, load_model, random_model, registry
 from ie_jax.models.masks import causal_mask, isolated_mask
 from ie_jax.models.weights import fill_params
 
@@ -125,3 +125,13 @@ def test_capture_isolated_own_position_through_the_public_api():
         h = lm.module.embed(token_ids[:, i : i + 1], jnp.full((1, 1), i))
         _, _, alone = lm.module.run_blocks(h, None, causal_mask(1))
         np.testing.assert_allclose(cap.block_output[:, :, p], alone[:, :, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_load_model_from_saved_hf_dir(torch_model, token_ids, tmp_path):
+    """The HF-dir loader with GPT-2's WEIGHT_MAP on a checkpoint written by transformers itself."""
+    torch_model.save_pretrained(tmp_path)
+    lm = load_model(tmp_path)
+    assert lm.arch == "gpt2" and lm.config == gpt2.GPT2Config.from_hf(torch_model.config.to_dict())
+    with torch.no_grad():
+        logits_ref = torch_model(torch.as_tensor(token_ids)).logits.numpy()
+    assert relative_error(lm.module(token_ids), logits_ref) < 1e-5
