@@ -145,8 +145,11 @@ class IEResult:
         return _arrays(rows)
 
     def _combine(self, w):
-        v, se, lo, hi = self._distinct()
-        return linear_combination(w, v, se, lo, hi)
+        """w: [K] (one number per layer) or [T, K] (one per layer and position)."""
+        arrays = self._distinct()
+        if np.ndim(w) == 2:
+            arrays = [a[:, None, :] for a in arrays]
+        return linear_combination(w, *arrays)
 
     @property
     def mi_macro(self) -> np.ndarray:
@@ -210,7 +213,7 @@ class IEResult:
         if not self.has_token_curve:
             raise ValueError("this result has no token curve: measure with token_curve=True")
         _, w_curve = ie_weights(self.seq_len, self.micro_mode)
-        return self._combine(w_curve[None])
+        return self._combine(w_curve)
 
     @property
     def token_curve(self) -> np.ndarray:
