@@ -10,7 +10,7 @@ many problems with very different shapes (heavy tails, bounded support, dense mi
 curvature).
 
 Problems
-- `GaussianPairs(rhos)`: x ~ N(0, I), y_i = rho_i x_i + sqrt(1 - rho_i^2) e_i; MI = -1/2 sum log(1 - rho_i^2).
+- `GaussianPairs(pair_mi_nats)`: x ~ N(0, I), y_i = rho_i x_i + sqrt(1 - rho_i^2) e_i; MI = -1/2 sum log(1 - rho_i^2).
   Built by `correlated_gaussian` (same rho in every dimension), `sparse_gaussian` (k informative pairs
   among d), `rotated_gaussian` (dense random orthogonal mixing of x and of y), `independent` (MI 0).
 - `DiscreteMixture`: x and y each sit at one of K far-apart centres (shared index) plus small noise, like
@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 __all__ = [
-    "Sampler", "GaussianPairs", "Independent", "DiscreteMixture", "Transformed", "Staircase",
+    "MAX_PAIR_MI_NATS", "Sampler", "GaussianPairs", "Independent", "DiscreteMixture", "Transformed", "Staircase",
     "Cubic", "Asinh", "NormalCDF", "Orthogonal", "Spiral",
     "rho_for_mi", "correlated_gaussian", "sparse_gaussian", "rotated_gaussian", "independent", "staircase",
 ]
@@ -71,52 +71,75 @@ def rho_for_mi(mi_nats: float, dim: int) -> float:
 
     Inverts MI = -dim/2 log(1 - rho^2): rho = sqrt(1 - exp(-2 MI / dim)).
     """
+    _check_mi(mi_nats, dim)
+    return math.sqrt(-math.expm1(-2.0 * mi_nats / dim))
+
+
+def _check_mi(mi_nats: float, dim: int) -> None:
     if mi_nats < 0 or not math.isfinite(mi_nats):
         raise ValueError(f"mi_nats must be finite and >= 0, got {mi_nats}")
     if dim < 1:
         raise ValueError(f"dim must be >= 1, got {dim}")
-    return math.sqrt(-math.expm1(-2.0 * mi_nats / dim))
 
 
 # ---------------------------------------------------------------------------------------------------- Gaussians
 
 
+# float32 output rounds y at ~3e-8 relative: a pair needs noise std e^-MI well above that to keep its MI.
+MAX_PAIR_MI_NATS = 12.0
+
+
 @dataclasses.dataclass(frozen=True)
 class GaussianPairs:
-    """Canonical correlated Gaussians: pair i of (x_i, y_i) has correlation rhos[i], pairs independent.
+    """Canonical correlated Gaussians: pair i of (x_i, y_i) carries pair_mi_nats[i], pairs independent.
 
-    x ~ N(0, I_d); y_i = rho_i x_i + sqrt(1 - rho_i^2) e_i with e ~ N(0, I_d). Both marginals are N(0, I_d).
-    Any jointly Gaussian (x, y) is this up to invertible linear maps (CCA), so with `Orthogonal` mixing it
-    covers the Gaussian family.
+    x ~ N(0, I_d); y_i = rho_i x_i + sqrt(1 - rho_i^2) e_i with e ~ N(0, I_d) and 1 - rho_i^2 = exp(-2 MI_i).
+    Both marginals are N(0, I_d); MI = sum_i MI_i. Parametrised by MI rather than rho so that `mi_nats` is exact
+    even where rho rounds to 1. Any jointly Gaussian (x, y) is this up to invertible linear maps (CCA), so with
+    `Orthogonal` mixing it covers the Gaussian family. Each pair may carry at most MAX_PAIR_MI_NATS (12 nats):
+    beyond that the float32 samples cannot hold the information.
     """
 
-    rhos: tuple[float, ...]
+    pair_mi_nats: tuple[float, ...]
 
     def __post_init__(self):
-        rhos = tuple(float(r) for r in self.rhos)
-        if not rhos:
-            raise ValueError("rhos is empty: give one correlation per dimension")
+        pair_mi = tuple(float(m) for m in self.pair_mi_nats)
+        if not pair_mi:
+            raise ValueError("pair_mi_nats is empty: give one MI per dimension")
+        if not all(0.0 <= m <= MAX_PAIR_MI_NATS for m in pair_mi):
+            raise ValueError(f"each pair's MI must lie in [0, {MAX_PAIR_MI_NATS}] nats (float32 samples cannot carry "
+                             f"more), got {pair_mi}; spread the MI over more dimensions")
+        object.__setattr__(self, "pair_mi_nats", pair_mi)
+
+    @classmethod
+    def from_rhos(cls, rhos) -> "GaussianPairs":
+        """Pairs with correlations |rhos| (MI does not depend on the sign)."""
+        rhos = tuple(float(r) for r in rhos)
         if not all(-1.0 < r < 1.0 for r in rhos):
             raise ValueError(f"every correlation must lie in (-1, 1) (|rho| = 1 means infinite MI), got {rhos}")
-        object.__setattr__(self, "rhos", rhos)
+        return cls(tuple(-0.5 * math.log1p(-r * r) for r in rhos))
+
+    @property
+    def rhos(self) -> tuple[float, ...]:
+        return tuple(math.sqrt(-math.expm1(-2.0 * m)) for m in self.pair_mi_nats)
 
     @property
     def dim_x(self) -> int:
-        return len(self.rhos)
+        return len(self.pair_mi_nats)
 
     @property
     def dim_y(self) -> int:
-        return len(self.rhos)
+        return len(self.pair_mi_nats)
 
     @property
     def mi_nats(self) -> float:
-        return float(-0.5 * sum(math.log1p(-r * r) for r in self.rhos))
+        return float(math.fsum(self.pair_mi_nats))
 
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]:
         n, rng = _check_n(n), _rng(key_or_seed)
-        rho = np.asarray(self.rhos)
+        rho, noise_std = np.asarray(self.rhos), np.exp(-np.asarray(self.pair_mi_nats))
         x = rng.standard_normal((n, self.dim_x))
-        y = rho * x + np.sqrt(1.0 - rho * rho) * rng.standard_normal((n, self.dim_y))
+        y = rho * x + noise_std * rng.standard_normal((n, self.dim_y))
         return _finish(x, y)
 
 
@@ -139,14 +162,16 @@ class Independent:
 
 def correlated_gaussian(dim: int, mi_nats: float) -> GaussianPairs:
     """`dim` Gaussian pairs sharing one correlation, total MI `mi_nats` (MI = -dim/2 log(1 - rho^2))."""
-    return GaussianPairs((rho_for_mi(mi_nats, dim),) * dim)
+    _check_mi(mi_nats, dim)
+    return GaussianPairs((mi_nats / dim,) * dim)
 
 
 def sparse_gaussian(dim: int, k: int, mi_nats: float) -> GaussianPairs:
     """`dim` Gaussian pairs of which the first `k` carry all `mi_nats` (equally); the rest are independent."""
     if not 1 <= k <= dim:
         raise ValueError(f"need 1 <= k <= dim informative pairs, got k={k}, dim={dim}")
-    return GaussianPairs((rho_for_mi(mi_nats, k),) * k + (0.0,) * (dim - k))
+    _check_mi(mi_nats, k)
+    return GaussianPairs((mi_nats / k,) * k + (0.0,) * (dim - k))
 
 
 def rotated_gaussian(dim: int, mi_nats: float, seed: int = 0) -> "Transformed":
