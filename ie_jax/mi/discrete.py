@@ -147,7 +147,7 @@ def plugin_entropy(labels) -> float:
     """Plug-in (maximum-likelihood) entropy in nats of a sample of discrete labels [N]."""
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     p = counts / counts.sum()
-    return float(-np.sum(p * np.log(p)))
+    return abs(float(np.sum(p * np.log(p))))  # abs: a single state gives +0.0, not -0.0
 
 
 def exact_discrete_mi(
@@ -202,8 +202,9 @@ def exact_discrete_mi(
     lxy, nxy = joint_labels(lx, ly)
     cx, cy, cxy = (np.bincount(lab) for lab in (lx, ly, lxy))
     pmi = np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])
-    value = max(float(pmi.mean()), 0.0)
-    stderr = float(pmi.std() / math.sqrt(n))
+    constant = nx == 1 or ny == 1
+    value = 0.0 if constant else max(float(pmi.mean()), 0.0)  # a constant side: exactly 0, not rounding
+    stderr = 0.0 if constant else float(pmi.std() / math.sqrt(n))
     hx, hy, hxy = plugin_entropy(lx), plugin_entropy(ly), plugin_entropy(lxy)
     ceilings = {"ln_n_samples": math.log(n), "entropy_x_sample": hx, "entropy_y_sample": hy}
     diagnostics = {
@@ -218,7 +219,7 @@ def exact_discrete_mi(
         "ceilings": ceilings,
         "ceiling_nats": min(ceilings.values()),
         "saturated": n > 1 and value >= math.log(n) - margin_nats,
-        "constant": nx == 1 or ny == 1,
+        "constant": constant,
     }
     low, high = max(value - 1.96 * stderr, 0.0), value + 1.96 * stderr
     c = lambda v: float(convert(v, "nats", units))

@@ -1,0 +1,129 @@
+"""Ceilings and flags for any MI estimate: what the data and the estimator allow it to show.
+
+An MI estimate from N samples of a deterministic map is bounded by
+- the entropy of the distinct states over the sample, min(H(x), H(y)) <= ln N (plug-in MI cannot exceed it);
+- the entropy of the generating distribution where the data generator knows it (e.g. ln of the number of
+  possible ICL orderings), which the sample entropy approaches only as N grows;
+- the estimator's own cap: ln B for InfoNCE with batch B, about ln M for DV-type bounds with M marginal pairs.
+An estimate within `margin_nats` of the smallest of these is a lower bound only ("saturated"); a shuffled-pairs
+null (the same estimator on y permuted) gives the level that means "no dependence" for that estimator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import numpy as np
+
+from ie_jax.mi.discrete import _as_states, distinct_states, plugin_entropy
+from ie_jax.mi.result import MIEstimate, MIEstimates
+
+
+def icl_orderings_entropy(n_entities: int, n_shots: int, *, with_replacement: bool = False) -> float:
+    """ln of the number of ordered lists of `n_shots` entities out of `n_entities`, in nats.
+
+    Without replacement (distinct entities, the ICL lists of the paper): ln(n! / (n - k)!); with
+    replacement: k ln n. Uniform sampling over the lists makes this the generator's entropy.
+    """
+    if n_entities < 1 or n_shots < 0:
+        raise ValueError(f"need n_entities >= 1 and n_shots >= 0; got {n_entities}, {n_shots}")
+    if with_replacement:
+        return n_shots * math.log(n_entities)
+    if n_shots > n_entities:
+        raise ValueError(
+            f"cannot draw {n_shots} distinct entities out of {n_entities}: pass with_replacement=True"
+        )
+    return math.lgamma(n_entities + 1) - math.lgamma(n_entities - n_shots + 1)
+
+
+def annotate(
+    estimate: MIEstimate,
+    x,
+    y,
+    *,
+    estimator_cap_nats: float | None = None,
+    data_entropy_nats: float | None = None,
+    generating_entropy_nats: float | None = None,
+    null_estimate: MIEstimate | None = None,
+    margin_nats: float = 0.1,
+    rtol: float = 1e-4,
+) -> MIEstimate:
+    """Return `estimate` with ceilings and flags added to its diagnostics (existing keys kept, ceilings merged).
+
+    Args:
+      estimate: any MIEstimate (nats or bits; comparisons are made in nats).
+      x: [N, dx], y: [N, dy] the samples it was computed from.
+      estimator_cap_nats: the estimator's own cap (ln B for InfoNCE, ln M for DV with M marginal pairs).
+      data_entropy_nats: the caller's entropy of the inputs, if known better than the sample's.
+      generating_entropy_nats: the generator's entropy, e.g. `icl_orderings_entropy(24, 4)`.
+      null_estimate: the same estimator on shuffled pairs (`shuffled_null`): recorded as null_nats.
+      margin_nats: saturated when the value is within this of the smallest ceiling (or above it).
+      rtol: tolerance of `distinct_states`.
+    Diagnostics added: n_distinct_x, n_distinct_y, entropy_x_nats, entropy_y_nats, sample_entropy_nats
+      (= min of the two: MI over the sample can't exceed it), ceilings (dict name -> nats), ceiling_nats,
+      saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
+      constant, n_samples, margin_nats, null_nats (if given).
+    """
+    x, y = _as_states(x, "x"), _as_states(y, "y")
+    n = x.shape[0]
+    if y.shape[0] != n:
+        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
+    lx, nx = distinct_states(x, rtol=rtol)
+    ly, ny = distinct_states(y, rtol=rtol)
+    hx, hy = plugin_entropy(lx), plugin_entropy(ly)
+    ceilings = dict(estimate.diagnostics.get("ceilings", {}))
+    ceilings["ln_n_samples"] = math.log(n)
+    ceilings["sample_entropy"] = min(hx, hy)
+    for name, value in (
+        ("estimator_cap", estimator_cap_nats),
+        ("data_entropy", data_entropy_nats),
+        ("generating_entropy", generating_entropy_nats),
+    ):
+        if value is not None:
+            ceilings[name] = float(value)
+    ceiling = min(ceilings.values())
+    value = estimate.to("nats").value
+    constant = nx == 1 or ny == 1
+    diagnostics = dict(estimate.diagnostics)
+    diagnostics.update(
+        n_samples=n,
+        n_distinct_x=nx,
+        n_distinct_y=ny,
+        entropy_x_nats=hx,
+        entropy_y_nats=hy,
+        sample_entropy_nats=min(hx, hy),
+        ceilings=ceilings,
+        ceiling_nats=ceiling,
+        saturated=bool(not constant and value >= ceiling - margin_nats),
+        above_ceiling=bool(value > ceiling + margin_nats),
+        constant=constant,
+        margin_nats=margin_nats,
+    )
+    if null_estimate is not None:
+        diagnostics["null_nats"] = null_estimate.to("nats").value
+    return dataclasses.replace(estimate, diagnostics=diagnostics)
+
+
+def annotate_batch(estimates: MIEstimates, x, y, **kwargs) -> MIEstimates:
+    """`annotate` for each problem of a batch: x [P, N, dx], y [P, N, dy]; same keyword arguments."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(estimates) or len(y) != len(estimates):
+        raise ValueError(f"need one x and y per estimate: {len(estimates)} estimates, {len(x)} x, {len(y)} y")
+    return MIEstimates.stack([annotate(e, xp, yp, **kwargs) for e, xp, yp in zip(estimates, x, y)])
+
+
+def shuffled_null(estimator_fn: Callable[..., MIEstimate], x, y, *, seed: int = 0, **kwargs) -> MIEstimate:
+    """The same estimator on shuffled pairs (y permuted with `seed`): its level when x and y are independent.
+
+    `estimator_fn(x, y, **kwargs) -> MIEstimate`. The true MI of shuffled pairs is 0 (up to finite-N
+    dependence); anything above is the estimator's bias at this N and dimension (e.g. about d^2 / 2N for
+    the Gaussian closed form, (Kx - 1)(Ky - 1) / 2N for plug-in counting).
+    """
+    y = np.asarray(y)
+    perm = np.random.default_rng(seed).permutation(y.shape[0])
+    result = estimator_fn(np.asarray(x), y[perm], **kwargs)
+    return dataclasses.replace(
+        result, diagnostics={**result.diagnostics, "shuffled_null": True, "permutation_seed": seed}
+    )
