@@ -1,0 +1,57 @@
+"""Named estimation protocols: every setting of critic training and readout, in one dict each.
+
+"paper": the reference protocol of Chen et al. (2025) exactly: the paper's concat critic, DV bound,
+    full batch with a fresh permutation of y per step, Adam 1e-4 with cubic polynomial decay to 1e-8
+    after 5 warm-up steps, 10,000 steps, no held-out split, readout = max over steps of the
+    training-set bound floored at 0 (the reference prints it in bits: pass units="bits").
+"fast": the recommended default (see benchmarks/mi_accuracy.py for the measurements behind it): a
+    separable critic scoring all B x B pairs of a 512-batch, SMILE (clip 5), 2,000 Adam steps,
+    standardised inputs, read out on a 20% held-out split with the final critic.
+
+Any key can be overridden per call: `estimate(x, y, protocol="fast", steps=500, bound="dv")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ie_jax.mi.train import TrainConfig
+
+READOUTS = ("heldout", "paper")
+
+PROTOCOLS: dict[str, dict] = {
+    "paper": dict(
+        critic="paper", bound="dv", steps=10_000, batch_size=None, lr=1e-4, schedule="paper", warmup_steps=5,
+        end_lr=1e-8, power=3.0, dtype="float32", eval_every=0,
+        readout="paper", test_fraction=0.0, standardize=False,
+    ),
+    "fast": dict(
+        critic="separable", hidden=(256, 256), embed_dim=64, bound="smile", smile_clip=5.0, steps=2_000,
+        batch_size=512, lr=1e-3, schedule="cosine", warmup_steps=50, dtype="float32", eval_every=250,
+        readout="heldout", test_fraction=0.2, standardize=True,
+    ),
+}
+
+# Settings that shape the data or the readout rather than the compiled training program.
+RUN_OPTIONS = ("readout", "test_fraction", "standardize", "max_problems_per_chunk", "memory_budget_bytes")
+
+
+def resolve(protocol: str, overrides: dict) -> tuple[TrainConfig, dict]:
+    """(TrainConfig, run options) for a protocol name plus per-call overrides; ValueError on unknown keys."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {tuple(PROTOCOLS)}")
+    settings = {"max_problems_per_chunk": None, "memory_budget_bytes": None, **PROTOCOLS[protocol]}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(overrides) - train_keys - set(RUN_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}: use any of {sorted(train_keys | set(RUN_OPTIONS))}")
+    settings.update(overrides)
+    if settings["readout"] not in READOUTS:
+        raise ValueError(f"unknown readout {settings['readout']!r}: use one of {READOUTS}")
+    test_fraction = float(settings["test_fraction"])
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    if settings["readout"] == "heldout" and test_fraction == 0.0:
+        raise ValueError("readout='heldout' needs test_fraction > 0 (or use readout='paper')")
+    cfg = TrainConfig(**{k: v for k, v in settings.items() if k in train_keys})
+    return cfg, {k: settings[k] for k in RUN_OPTIONS}

@@ -1,0 +1,287 @@
+"""Critic training for P MI problems x S seeds as one compiled program.
+
+`train_critics` trains one critic per (problem, seed): parameters and optimiser states are stacked
+on leading [P, S] axes and trained with `jax.vmap`; the steps run in `lax.scan` (no host round-trip
+inside the loop). Every step records the training-set bound (nats) with the parameters *before*
+that step's update, exactly as the reference loop logs `info`; every `eval_every` steps, and at the
+end, the critic is scored on held-out data.
+
+The reference protocol (Chen et al. 2025 code) in these terms: full batch, a fresh random
+permutation of y per step for the marginal pairs, Adam 1e-4 with a cubic polynomial decay to 1e-8
+after 5 linear warm-up steps (HF `get_polynomial_decay_schedule_with_warmup`), training stops at the
+first non-finite bound. A stopped critic keeps its last finite parameters; later steps record NaN.
+
+`train_batch` wraps it for arbitrary P: it pads and chunks the problem axis so that one chunk fits a
+memory budget, and shards each chunk's problem axis over a device mesh (`ie_jax.sharding`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ie_jax.mi import bounds as _bounds
+from ie_jax.mi.critics import Critic, make_critic
+
+TRAIN_BOUNDS = ("dv", "nwj", "infonce", "smile", "mine")
+SCHEDULES = ("paper", "constant", "cosine")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything the compiled training program depends on (hashable: a static jit argument).
+
+    batch_size: None = full batch (every step uses all training pairs, as the reference).
+    eval_every: steps between held-out evaluations of the learning curve (0 = only at the end).
+    dtype: matmul input dtype ("bfloat16" = bf16 inputs, fp32 accumulation); the loss is fp32.
+    """
+
+    critic: str = "paper"
+    hidden: tuple[int, ...] | None = None
+    embed_dim: int = 64
+    bound: str = "dv"
+    smile_clip: float = 5.0
+    mine_ema_decay: float = 0.99
+    steps: int = 10_000
+    batch_size: int | None = None
+    lr: float = 1e-4
+    schedule: str = "paper"
+    warmup_steps: int = 5
+    end_lr: float = 1e-8
+    power: float = 3.0
+    dtype: str = "float32"
+    eval_every: int = 0
+
+    def __post_init__(self):
+        if self.bound not in TRAIN_BOUNDS:
+            raise ValueError(f"unknown bound {self.bound!r}: use one of {TRAIN_BOUNDS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}: use one of {SCHEDULES}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {self.dtype!r}: use one of {tuple(DTYPES)}")
+        if self.critic not in ("paper", "concat", "separable"):
+            raise ValueError(f"unknown critic {self.critic!r}: use 'paper', 'concat' or 'separable'")
+        if self.bound == "infonce" and self.critic != "separable":
+            raise ValueError("bound='infonce' scores all B x B pairs: use critic='separable' with it")
+        if int(self.steps) < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size is not None and int(self.batch_size) < 2:
+            raise ValueError(f"batch_size must be >= 2 (or None for full batch), got {self.batch_size}")
+        if self.hidden is not None:
+            object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+    def make_critic(self) -> Critic:
+        return make_critic(self.critic, hidden=self.hidden, embed_dim=self.embed_dim, compute_dtype=DTYPES[self.dtype])
+
+
+def paper_schedule(lr: float, steps: int, warmup_steps: int = 5, end_lr: float = 1e-8, power: float = 3.0):
+    """HF `get_polynomial_decay_schedule_with_warmup` as an optax schedule (step count -> learning rate).
+
+    Linear warm-up from 0 over `warmup_steps` (so step 0 has learning rate 0), then
+    (lr - end_lr) * (1 - (t - warmup) / (steps - warmup))**power + end_lr, and end_lr after `steps`.
+    """
+
+    def schedule(count):
+        t = jnp.asarray(count, jnp.float32)
+        warm = lr * t / max(1, warmup_steps)
+        remaining = jnp.clip(1.0 - (t - warmup_steps) / max(1, steps - warmup_steps), 0.0, 1.0)
+        decay = (lr - end_lr) * remaining**power + end_lr
+        return jnp.where(t < warmup_steps, warm, jnp.where(t > steps, end_lr, decay))
+
+    return schedule
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """Adam (torch defaults: b1 0.9, b2 0.999, eps 1e-8) with the configured schedule."""
+    if cfg.schedule == "paper":
+        lr = paper_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.end_lr, cfg.power)
+    elif cfg.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(1, cfg.warmup_steps), cfg.steps, end_value=cfg.lr * 0.01)
+    else:
+        lr = cfg.lr
+    return optax.adam(lr)
+
+
+def batch_bound(cfg: TrainConfig, critic: Critic, params, x, y, marginal_index, ema):
+    """Bound of one batch. Returns (loss to minimise, (value in nats, new MINE average)).
+
+    x [B, dx], y [B, dy]; marginal_index [B] pairs x[m] with y[marginal_index[m]] (concat critics;
+    separable critics use all B(B-1) off-diagonal pairs instead).
+    """
+    if critic.separable:
+        scores = critic.apply(params, x, y)
+        if cfg.bound == "infonce":
+            value = _bounds.infonce_bound(scores)
+            return -value, (value, ema)
+        off_diagonal = np.nonzero(~np.eye(x.shape[0], dtype=bool))  # static indices
+        joint, marginal = jnp.diagonal(scores), scores[off_diagonal]
+    else:
+        joint, marginal = critic.apply(params, x, y, marginal_index)
+    if cfg.bound == "mine":
+        loss, value, new_ema = _bounds.mine_loss(joint, marginal, ema, cfg.mine_ema_decay)
+        return loss, (value, new_ema)
+    if cfg.bound == "dv":
+        value = _bounds.dv_bound(joint, marginal)
+    elif cfg.bound == "nwj":
+        value = _bounds.nwj_bound(joint, marginal)
+    else:
+        # Song & Ermon train SMILE with the Jensen-Shannon gradient: the clipped-DV gradient alone lets the
+        # joint scores grow without limit once every marginal score is clipped.
+        value = _bounds.smile_bound(joint, marginal, cfg.smile_clip, js_gradient=True)
+    return -value, (value, ema)
+
+
+def _heldout_value(cfg, critic, params, x, y):
+    """Bound on one held-out batch, with the derangement i -> i+1 as the marginal pairing (concat)."""
+    marginal_index = jnp.roll(jnp.arange(x.shape[0]), -1)
+    # MINE's value is the DV bound; the moving average only shapes its gradient.
+    eval_cfg = dataclasses.replace(cfg, bound="dv") if cfg.bound == "mine" else cfg
+    return batch_bound(eval_cfg, critic, params, x, y, marginal_index, jnp.float32(0.0))[1][0]
+
+
+def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
+    """One critic: x [N, dx], y [N, dy], x_test [Nt, dx], key -> dict of per-critic records."""
+    critic = cfg.make_critic()
+    optimizer = make_optimizer(cfg)
+    n, dx = x.shape
+    dy = y.shape[1]
+    k_init, k_steps = jax.random.split(key)
+    params = critic.init(k_init, dx, dy)
+    full_batch = cfg.batch_size is None or cfg.batch_size >= n
+    batch = n if full_batch else int(cfg.batch_size)
+    n_test = x_test.shape[0]
+    n_eval_batches = n_test // eval_batch if eval_batch else 0
+    loss_grad = jax.value_and_grad(functools.partial(batch_bound, cfg, critic), has_aux=True)
+
+    def step(carry, t):
+        params, opt_state, ema, stopped, nan_step = carry
+        k_batch, k_perm = jax.random.split(jax.random.fold_in(k_steps, t))
+        if full_batch:
+            xb, yb = x, y
+        else:
+            idx = jax.random.permutation(k_batch, n)[:batch]
+            xb, yb = x[idx], y[idx]
+        marginal_index = jax.random.permutation(k_perm, batch)
+        (_, (value, new_ema)), grads = loss_grad(params, xb, yb, marginal_index, ema)
+        finite = jnp.isfinite(value) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        stop = stopped | ~finite
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        keep = lambda old, new: jax.tree.map(lambda a, b: jnp.where(stop, a, b), old, new)
+        carry = (keep(params, new_params), keep(opt_state, new_opt_state), jnp.where(stop, ema, new_ema), stop,
+                 jnp.where(stop & ~stopped, t, nan_step))
+        return carry, jnp.where(stopped | ~jnp.isfinite(value), jnp.nan, value)
+
+    def heldout(params, i):
+        xb = jax.lax.dynamic_slice_in_dim(x_test, i * eval_batch, eval_batch)
+        yb = jax.lax.dynamic_slice_in_dim(y_test, i * eval_batch, eval_batch)
+        return _heldout_value(cfg, critic, params, xb, yb)
+
+    carry = (params, optimizer.init(params), jnp.float32(0.0), jnp.array(False), jnp.int32(-1))
+    block = cfg.eval_every if (cfg.eval_every and n_eval_batches) else cfg.steps
+    n_blocks, remainder = divmod(cfg.steps, block)
+
+    def run_block(carry, t0):
+        carry, values = jax.lax.scan(step, carry, t0 + jnp.arange(block))
+        curve = heldout(carry[0], 0) if (cfg.eval_every and n_eval_batches) else jnp.float32(jnp.nan)
+        return carry, (values, curve)
+
+    carry, (values, curve) = jax.lax.scan(run_block, carry, jnp.arange(n_blocks) * block)
+    values = values.reshape(-1)
+    if remainder:
+        carry, tail = jax.lax.scan(step, carry, n_blocks * block + jnp.arange(remainder))
+        values = jnp.concatenate([values, tail])
+    final_params = carry[0]
+    if n_eval_batches:
+        heldout_batches = jax.lax.map(lambda i: heldout(final_params, i), jnp.arange(n_eval_batches))
+    else:
+        heldout_batches = jnp.zeros((0,), jnp.float32)
+    return {"train_values": values, "heldout_curve": curve, "heldout_batches": heldout_batches, "nan_step": carry[4]}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "eval_batch"))
+def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: int = 0):
+    """Train P x S critics in one program.
+
+    x [P, N, dx], y [P, N, dy] training pairs; x_test [P, Nt, dx], y_test [P, Nt, dy] held-out pairs
+    (Nt may be 0); keys [S, 2] (uint32 PRNG keys, one per seed, the same for every problem so that a
+    problem's result does not depend on its batch-mates); eval_batch: held-out batch size (0 = none).
+
+    Returns a dict of arrays (nats):
+      train_values [P, S, steps]: training-set bound at each step (before the update), NaN after a stop;
+      heldout_curve [P, S, steps // eval_every]: held-out bound on the first held-out batch during training;
+      heldout_batches [P, S, Nt // eval_batch]: final critic's bound on each held-out batch;
+      nan_step [P, S]: first step with a non-finite bound or gradient, -1 if none.
+    """
+    one = functools.partial(_train_one, cfg, eval_batch=eval_batch)
+    over_seeds = jax.vmap(one, in_axes=(None, None, None, None, 0))
+    return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
+
+
+def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int) -> int:
+    """Rough device memory of one problem (all its seeds): data + activations kept for the backward pass."""
+    batch = n_train if cfg.batch_size is None else min(int(cfg.batch_size), n_train)
+    hidden = cfg.hidden or ((768, 384, 192, 96, 48, 24, 12, 6, 3) if cfg.critic == "paper" else (256, 256))
+    if cfg.critic == "separable":
+        widths = 2 * batch * (sum(hidden) + cfg.embed_dim) + 3 * batch * batch
+    else:
+        widths = 2 * batch * sum(hidden) + 2 * batch * hidden[0]  # joint + marginal, plus x/y first-layer parts
+    activations = 4 * 3 * widths  # fp32 pre-activation, activation and gradient
+    params = 4 * 4 * ((dx + dy) * hidden[0] + sum(a * b for a, b in zip(hidden[:-1], hidden[1:])))  # + Adam m, v, grad
+    data = 4 * (n_train + n_test) * (dx + dy)
+    return int(n_seeds * (activations + params) + data + 4 * batch * (dx + dy))
+
+
+def default_memory_budget() -> int:
+    """Half of the first device's memory where JAX reports it (GPU/TPU), else 4 GiB (CPU)."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except Exception:  # CPU backends may not implement memory_stats
+        stats = {}
+    limit = stats.get("bytes_limit")
+    return int(limit) // 2 if limit else 4 << 30
+
+
+def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max_problems_per_chunk: int | None = None,
+                memory_budget_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """`train_critics` for any P: chunks of the problem axis, each padded and sharded over `mesh`.
+
+    x [P, N, dx] etc. as numpy arrays; seeds: sequence of ints. Chunk size = `max_problems_per_chunk`,
+    else as many problems as `memory_budget_bytes` allows (`bytes_per_problem`), rounded to a multiple
+    of the mesh's device count. Padding problems repeat the last real one and are dropped.
+    Returns the dict of `train_critics` as numpy arrays with leading axis P.
+    """
+    from ie_jax import sharding
+
+    n_problems, n_train, dx = x.shape
+    dy, n_test = y.shape[2], x_test.shape[1]
+    eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
+    # Default: all devices, but never more than there are problems (no device trains only padding).
+    mesh = mesh if mesh is not None else sharding.make_mesh(min(n_problems, len(jax.devices())))
+    n_devices = mesh.devices.size
+    if max_problems_per_chunk is None:
+        budget = memory_budget_bytes or default_memory_budget() * n_devices
+        per_problem = bytes_per_problem(cfg, n_train, n_test, dx, dy, len(seeds))
+        max_problems_per_chunk = max(1, budget // max(1, per_problem))
+    chunk = min(int(max_problems_per_chunk), n_problems)
+    chunk = math.ceil(chunk / n_devices) * n_devices  # every device gets the same number of problems
+    keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
+    keys = jax.device_put(keys, sharding.replicated(mesh))
+    outputs = []
+    for start in range(0, n_problems, chunk):
+        stop = min(start + chunk, n_problems)
+        arrays = [sharding.shard_problems(sharding.pad_problems(a[start:stop], chunk), mesh) for a in (x, y, x_test, y_test)]
+        out = train_critics(cfg, *arrays, _wrap_keys(keys), eval_batch=eval_batch)
+        outputs.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
+    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
+
+
+def _wrap_keys(key_data):
+    return jax.vmap(jax.random.wrap_key_data)(key_data)
