@@ -85,9 +85,10 @@ def test_run_block_matches_scan(torch_model, token_ids):
     model = jax_model(torch_model)
     t = token_ids.shape[1]
     pos, mask = jnp.arange(t)[None], causal_mask(t)
-    _, block_inputs, block_outputs = forward(model, token_ids, pos, mask)
+    _, block_inputs, block_outputs = jax.jit(forward)(model, token_ids, pos, mask)
+    run_block = jax.jit(lambda m, layer, h: m.run_block(layer, h, pos, mask))  # one compile: layer is traced
     for layer in range(HF_CONFIG["n_layer"]):
-        np.testing.assert_allclose(model.run_block(layer, block_inputs[layer], pos, mask), block_outputs[layer],
+        np.testing.assert_allclose(run_block(model, layer, block_inputs[layer]), block_outputs[layer],
                                    rtol=1e-6, atol=1e-6)
 
 
@@ -121,9 +122,9 @@ def test_capture_isolated_own_position_through_the_public_api():
     lm = random_model(gpt2.GPT2Config.from_hf(HF_CONFIG), seed=1)
     token_ids = np.random.default_rng(3).integers(0, HF_CONFIG["vocab_size"], size=(2, 6))
     cap = capture(lm, token_ids, positions=[1, 4], isolated=True, isolated_position="own")
+    run_alone = jax.jit(forward)
     for p, i in enumerate([1, 4]):
-        h = lm.module.embed(token_ids[:, i : i + 1], jnp.full((1, 1), i))
-        _, _, alone = lm.module.run_blocks(h, None, causal_mask(1))
+        _, _, alone = run_alone(lm.module, token_ids[:, i : i + 1], jnp.full((1, 1), i), causal_mask(1))
         np.testing.assert_allclose(cap.block_output[:, :, p], alone[:, :, 0], rtol=1e-5, atol=1e-5)
 
 
@@ -135,3 +136,15 @@ def test_load_model_from_saved_hf_dir(torch_model, token_ids, tmp_path):
     with torch.no_grad():
         logits_ref = torch_model(torch.as_tensor(token_ids)).logits.numpy()
     assert relative_error(lm.module(token_ids), logits_ref) < 1e-5
+
+
+def test_bad_checkpoint_names_every_problem_at_once(torch_model):
+    config = gpt2.GPT2Config.from_hf(torch_model.config.to_dict())
+    tensors = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+    del tensors["transformer.h.1.mlp.c_fc.bias"]
+    tensors["transformer.h.0.attn.c_proj.weight"] = tensors["transformer.h.0.attn.c_proj.weight"][:, :5]
+    abstract = nnx.eval_shape(lambda: gpt2.GPT2(config, rngs=nnx.Rngs(0)))
+    with pytest.raises(ValueError) as err:
+        fill_params(abstract, tensors, gpt2.WEIGHT_MAP, ignore=gpt2.ignored_keys(config))
+    assert "blocks.mlp.c_fc.bias (layers [1])" in str(err.value)
+    assert "transformer.h.0.attn.c_proj.weight" in str(err.value)
