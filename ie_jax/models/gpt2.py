@@ -32,13 +32,10 @@ class GPT2Config:
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}; fix the config"
-            )
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}.")
         if self.activation not in _TANH_GELU + ("gelu",):
-            raise ValueError(
-                f"GPT-2 activation {self.activation!r} is not supported; use one of {_TANH_GELU + ('gelu',)}"
-            )
+            raise ValueError(f"GPT-2 activation {self.activation!r} is not supported; use one of "
+                             f"{_TANH_GELU + ('gelu',)}.")
 
     @property
     def head_dim(self) -> int:
@@ -48,9 +45,9 @@ class GPT2Config:
     def from_hf(cls, cfg: dict) -> GPT2Config:
         """Config from a HF `config.json` dict (keys n_layer, n_embd, n_head, n_inner, n_positions, ...)."""
         if cfg.get("scale_attn_by_inverse_layer_idx"):
-            raise ValueError("GPT-2 with scale_attn_by_inverse_layer_idx=True is not supported")
+            raise ValueError("GPT-2 with scale_attn_by_inverse_layer_idx=True is not supported.")
         if not cfg.get("scale_attn_weights", True):
-            raise ValueError("GPT-2 with scale_attn_weights=False is not supported")
+            raise ValueError("GPT-2 with scale_attn_weights=False is not supported.")
         d = cfg["n_embd"]
         return cls(
             num_layers=cfg["n_layer"],
@@ -64,26 +61,22 @@ class GPT2Config:
         )
 
 
-def _attention(q, k, v, mask):
-    """Softmax attention. q, k, v: [B, T, H, Dh]; mask: bool [B or 1, 1, T, T], True = may attend."""
-    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(jnp.asarray(q.shape[-1], q.dtype))
-    scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
-    probs = jax.nn.softmax(scores.astype(jnp.float32), axis=-1).astype(q.dtype)
-    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
-
-
 class Attention(nnx.Module):
     def __init__(self, config: GPT2Config, *, dtype, rngs: nnx.Rngs):
         d = config.hidden_size
-        self.num_heads = config.num_heads
+        self.num_heads, self.head_dim = config.num_heads, config.head_dim
         self.c_attn = nnx.Linear(d, 3 * d, dtype=dtype, param_dtype=dtype, rngs=rngs)
         self.c_proj = nnx.Linear(d, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
     def __call__(self, x, mask):
+        """x [B, T, d], mask bool [B or 1, 1, T, T] -> [B, T, d]."""
         b, t, d = x.shape
-        q, k, v = jnp.split(self.c_attn(x), 3, axis=-1)
-        heads = lambda a: a.reshape(b, t, self.num_heads, d // self.num_heads)  # noqa: E731
-        return self.c_proj(_attention(heads(q), heads(k), heads(v), mask).reshape(b, t, d))
+        heads = lambda a: a.reshape(b, t, self.num_heads, self.head_dim)  # noqa: E731
+        q, k, v = (heads(a) for a in jnp.split(self.c_attn(x), 3, axis=-1))
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(self.head_dim**-0.5, q.dtype)
+        scores = jnp.where(mask, scores.astype(jnp.float32), -jnp.inf)
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        return self.c_proj(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d))
 
 
 class MLP(nnx.Module):
@@ -94,6 +87,7 @@ class MLP(nnx.Module):
         self.c_proj = nnx.Linear(f, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
+        """x [B, T, d] -> [B, T, d]."""
         return self.c_proj(jax.nn.gelu(self.c_fc(x), approximate=self.approximate))
 
 
