@@ -410,7 +410,7 @@ class Staircase:
 
     Level i (training steps [i * steps_per_level, (i + 1) * steps_per_level)) is
     `correlated_gaussian(dim, levels_nats[i])`. The original uses dim = 20, levels 2, 4, 6, 8, 10 nats,
-    4,000 steps per level, batch 64; a `transform` (e.g. `Cubic()` on y) gives the "cubic" variant.
+    4,000 steps per level, batch 64; `transform_y=Cubic()` gives the "cubic" variant.
     """
 
     levels_nats: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0)
