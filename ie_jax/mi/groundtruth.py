@@ -328,7 +328,7 @@ def _conditional_entropy_bound(centres: np.ndarray, noise: float) -> float:
     k = centres.shape[0]
     if noise == 0.0:
         return 0.0
-    dist = np.sqrt(np.maximum(np.sum((centres[:, None] - centres[None]) ** 2, axis=-1), 0.0))
+    dist = np.sqrt(_squared_distances(centres))
     tails = _normal_tail(dist / (2.0 * noise))
     np.fill_diagonal(tails, 0.0)
     pe = min(float(tails.sum(axis=1).mean()), 1.0 - 1.0 / k)
@@ -346,7 +346,9 @@ class DiscreteMixture:
     are O(1), like normalised hidden states) and noise = noise_ratio * (smallest distance between two centres
     of that side). Then ln K - H(c|x) - H(c|y) <= I(x; y) <= ln K; `mi_gap_bound_nats` bounds H(c|x) + H(c|y)
     (union bound + Fano) and construction fails if it exceeds `tolerance_nats`. noise_ratio = 0 gives exactly
-    K distinct states (I = ln K exactly). `mi_nats` = ln K.
+    K distinct states (I = ln K exactly). `mi_nats` = ln K. In wide states the noise's norm may exceed the
+    spacing of the centres (dim 768: about 48 vs 35) while I stays ln K: only the noise along centre
+    differences can confuse two centres.
     """
 
     k: int
@@ -395,8 +397,14 @@ class DiscreteMixture:
         return _finish(x, y)
 
 
+def _squared_distances(centres: np.ndarray) -> np.ndarray:
+    """[K, K] squared distances via the Gram matrix (no [K, K, d] intermediate for wide states)."""
+    sq_norm = np.sum(centres * centres, axis=1)
+    return np.maximum(sq_norm[:, None] + sq_norm[None] - 2.0 * centres @ centres.T, 0.0)
+
+
 def _min_distance(centres: np.ndarray) -> float:
-    sq = np.sum((centres[:, None] - centres[None]) ** 2, axis=-1)
+    sq = _squared_distances(centres)
     np.fill_diagonal(sq, np.inf)
     return float(np.sqrt(sq.min()))
 
