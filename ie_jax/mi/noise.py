@@ -74,18 +74,18 @@ def _prepare(x, y, *, n_mc: int, seed: int, normaliser: str, rtol: float) -> _Pr
     n = x.shape[0]
     if y.shape[0] != n:
         raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
-    lx, nx = distinct_states(x, rtol=rtol)
-    ly, ny = distinct_states(y, rtol=rtol)
-    lxy, nxy = joint_labels(lx, ly)
-    first = lambda lab, k: np.unique(lab, return_index=True)[1][:k]
+    lx, _ = distinct_states(x, rtol=rtol)
+    ly, _ = distinct_states(y, rtol=rtol)
+    lxy, _ = joint_labels(lx, ly)
+    first = lambda lab: np.unique(lab, return_index=True)[1]  # one sample per state, in label order
     cx, cy, cxy = np.bincount(lx), np.bincount(ly), np.bincount(lxy)
-    fxy = first(lxy, nxy)
+    fxy = first(lxy)
     perm = np.random.default_rng(seed).permutation(n)
     anchor_samples = perm[np.arange(n_mc) % n]
     counting = float(np.mean(np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])))
     return _Problem(
-        xs=(x - x.mean(axis=0))[first(lx, nx)],
-        ys=(y - y.mean(axis=0))[first(ly, ny)],
+        xs=(x - x.mean(axis=0))[first(lx)],
+        ys=(y - y.mean(axis=0))[first(ly)],
         log_wx=np.log(cx / n), log_wy=np.log(cy / n),
         jx=lx[fxy], jy=ly[fxy], log_wxy=np.log(cxy / n),
         anchors=lxy[anchor_samples],
@@ -226,7 +226,8 @@ def _estimates(
         for sigma, v in zip(sigmas, per_sigma):
             mean = 0.0 if constant else float(v.mean())
             stderr = 0.0 if constant else float(v.std(ddof=1) / math.sqrt(n_mc)) if n_mc > 1 else float("nan")
-            value = min(max(mean, 0.0), ln_n)
+            # clipped to the known bounds 0 <= I <= counting MI (data processing); the raw mean is kept
+            value = min(max(mean, 0.0), problem.counting_nats)
             ceilings = {"ln_n_samples": ln_n, "counting_mi": problem.counting_nats}
             diagnostics = {
                 "n_samples": problem.n_samples,
@@ -254,7 +255,7 @@ def _estimates(
             }
             row.append(MIEstimate(
                 value=c(value), stderr=c(stderr),
-                ci95=(c(max(value - 1.96 * stderr, 0.0)), c(min(value + 1.96 * stderr, ln_n))),
+                ci95=(c(max(value - 1.96 * stderr, 0.0)), c(min(value + 1.96 * stderr, problem.counting_nats))),
                 units=units, estimator="noise", diagnostics=diagnostics,
             ))
         out.append(row)
@@ -315,7 +316,8 @@ def noise_mi(
         near but not at a draw's own state carry about eps * d / sigma^2 nats of rounding, < 0.03 nats for
         d <= 2048 and sigma >= 0.1) or "float64" (exact to rounding, slower).
     Returns:
-      MIEstimate, estimator "noise", value in [0, ln N] in `units`; stderr/ci95 from the MC draws.
+      MIEstimate, estimator "noise", value in [0, counting MI] (<= ln N) in `units`, the Monte Carlo mean
+      clipped to those exact bounds; stderr/ci95 from the MC draws.
       Diagnostics: sigma, normaliser, scale_x/scale_y (the normaliser values), noise_std_x/noise_std_y,
       counting_nats (the sigma -> 0 limit, an upper bound), mc_mean_nats (before clipping at 0),
       n_distinct_*, ceilings, ceiling_nats, saturated, constant.
