@@ -255,7 +255,9 @@ class Spiral:
     """Non-element-wise diffeomorphism: rotate each plane (z_2i, z_2i+1) by the angle speed * |z|^2.
 
     Rotations keep |z|, so the inverse rotates back by the same angle (as bmi's spiral, with a
-    block-diagonal generator; an odd last coordinate is left as is). Needs dim >= 2.
+    block-diagonal generator; an odd last coordinate is left as is). Needs dim >= 2. For N(0, I_d) inputs
+    |z|^2 = d +- sqrt(2d), so the angle varies across samples by about speed * sqrt(2d) radians: speed
+    ~ 1 / sqrt(2d) gives a one-radian twist, much larger speeds scramble the planes (still invertible).
     """
 
     speed: float = 1.0
