@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from ie_jax.mi.ceilings import annotate, annotate_batch, icl_orderings_entropy, shuffled_null
+from ie_jax.mi.ceilings import annotate, annotate_batch, estimator_cap, icl_orderings_entropy, shuffled_null
 from ie_jax.mi.discrete import exact_discrete_mi
 from ie_jax.mi.result import MIEstimate, MIEstimates
 
@@ -112,3 +112,12 @@ def test_annotate_batch_and_bad_input():
         annotate_batch(batch, x[None], y[None])
     with pytest.raises(ValueError, match="same number"):
         annotate(_estimate(1.0), x, y[:-1])
+
+
+def test_estimator_cap():
+    assert estimator_cap("infonce", batch_size=512) == pytest.approx(6.238, abs=1e-3)  # ln 512
+    assert estimator_cap("dv", n_marginal=1000) == pytest.approx(math.log(1000))
+    with pytest.raises(ValueError, match="batch_size"):
+        estimator_cap("infonce")
+    with pytest.raises(ValueError, match="unknown bound"):
+        estimator_cap("gaussian", batch_size=8)

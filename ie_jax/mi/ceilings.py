@@ -38,6 +38,28 @@ def icl_orderings_entropy(n_entities: int, n_shots: int, *, with_replacement: bo
     return math.lgamma(n_entities + 1) - math.lgamma(n_entities - n_shots + 1)
 
 
+_PARTITION_BOUNDS = ("dv", "mine", "smile", "nwj")
+
+
+def estimator_cap(bound: str, *, batch_size: int | None = None, n_marginal: int | None = None) -> float:
+    """The most an MI lower bound can report from its sample, in nats.
+
+    InfoNCE with batch B: exactly ln B (each row is a B-way classification). DV-type bounds (dv, mine,
+    smile, nwj) estimate the partition term from M shuffled pairs: a critic that separates the joint pairs
+    from those M marginal pairs reaches about ln M, beyond which the estimate reflects the critic's scale,
+    not the data (the issue saw DV move from -0.9 to 8.4 nats with M).
+    """
+    if bound == "infonce":
+        if not batch_size or batch_size < 1:
+            raise ValueError("estimator_cap('infonce') needs batch_size >= 1")
+        return math.log(batch_size)
+    if bound in _PARTITION_BOUNDS:
+        if not n_marginal or n_marginal < 1:
+            raise ValueError(f"estimator_cap({bound!r}) needs n_marginal >= 1 (the number of shuffled pairs)")
+        return math.log(n_marginal)
+    raise ValueError(f"unknown bound {bound!r}: use 'infonce' or one of {_PARTITION_BOUNDS}")
+
+
 def annotate(
     estimate: MIEstimate,
     x,
@@ -55,7 +77,7 @@ def annotate(
     Args:
       estimate: any MIEstimate (nats or bits; comparisons are made in nats).
       x: [N, dx], y: [N, dy] the samples it was computed from.
-      estimator_cap_nats: the estimator's own cap (ln B for InfoNCE, ln M for DV with M marginal pairs).
+      estimator_cap_nats: the estimator's own cap (`estimator_cap`: ln B for InfoNCE, ln M for DV-type).
       data_entropy_nats: the caller's entropy of the inputs, if known better than the sample's.
       generating_entropy_nats: the generator's entropy, e.g. `icl_orderings_entropy(24, 4)`.
       null_estimate: the same estimator on shuffled pairs (`shuffled_null`): recorded as null_nats.
