@@ -1,0 +1,131 @@
+"""The `ie-jax` command: measure, report, models.
+
+  ie-jax measure --model default --data icl:country --samples 2000 --protocol fast --out runs/x
+  ie-jax measure --model default --data text:kjv --estimator noise --sigma 0.1,0.3,1 --out runs/y
+  ie-jax report runs            # PNGs next to every run under runs/, and runs/report.html
+  ie-jax models                 # architectures, named models, named random shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def _ints(text: str) -> list[int]:
+    """'0,1,2' or ranges '0-5,10' -> list of ints."""
+    out = []
+    try:
+        for part in text.split(","):
+            a, sep, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if sep else [int(a)]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected integers or ranges like 0-5,10, got {text!r}") from e
+    return out
+
+
+def load_model_spec(spec: str):
+    """'default' | 'minilm' | PATH (HF dir, .gguf) | 'random:SHAPE' (named shape or an HF config.json path)."""
+    from ie_jax.models import load_model, random_model
+
+    if spec.startswith("random:"):
+        shape = spec.partition(":")[2]
+        path = pathlib.Path(shape)
+        if path.suffix == ".json":
+            if not path.is_file():
+                raise FileNotFoundError(f"no config file {path}")
+            return random_model(json.loads(path.read_text()))
+        return random_model(shape)
+    return load_model(spec)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ie-jax", description="Information Emergence in language models (JAX).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("measure", help="measure per-layer IE of a model on data; results into --out")
+    m.add_argument("--model", default="default", help="default | minilm | PATH (HF dir or .gguf) | random:SHAPE")
+    m.add_argument("--data", default="icl:country",
+                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]")
+    m.add_argument("--samples", type=int, default=2048, help="number of sequences N")
+    m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
+    m.add_argument("--protocol", default="fast", choices=["fast", "paper"], help="neural MI protocol")
+    m.add_argument("--estimator", default="neural", choices=["neural", "exact_discrete", "noise", "gaussian"])
+    m.add_argument("--sigma", type=_floats, default=None, help="noise levels for --estimator noise, e.g. 0.1,0.3,1")
+    m.add_argument("--micro", default="isolated", choices=["isolated", "in_context"])
+    m.add_argument("--seeds", type=_ints, default=[0], help="critic seeds, e.g. 0,1,2")
+    m.add_argument("--layers", type=_ints, default=None, help="blocks to measure, e.g. 0-5,10 (default all)")
+    m.add_argument("--units", default="nats", choices=["nats", "bits"])
+    m.add_argument("--no-token-curve", action="store_true", help="estimate the last position only (no E(t))")
+    m.add_argument("--data-seed", type=int, default=0)
+    m.add_argument("--chunk-size", type=int, default=None, help="MI problems per compiled call (default: by memory)")
+    m.add_argument("--save-states", action="store_true", help="also save the hidden states under OUT/states")
+    m.add_argument("--out", required=True, help="run directory (a rerun with the same arguments resumes)")
+
+    r = sub.add_parser("report", help="PNG figures and one self-contained HTML page for the runs under DIR")
+    r.add_argument("dir")
+
+    sub.add_parser("models", help="list architectures, named models and named random shapes")
+    return p
+
+
+def _measure(args) -> int:
+    from ie_jax.sweep import measure
+
+    lm = load_model_spec(args.model)
+    result = measure(
+        lm, args.data, protocol=args.protocol, estimator=None if args.estimator == "neural" else args.estimator,
+        micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
+        layers=args.layers, out=args.out, sigma=args.sigma, units=args.units,
+        token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
+        save_states=args.save_states, progress=True,
+    )
+    for i, label in enumerate(result.settings):
+        s = result.select(i)
+        tot = s.totals
+        print(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
+              f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
+              + " ".join(f"{v:.2f}" for v in s.ie))
+    print(f"results: {pathlib.Path(args.out) / 'result.json'} and result.csv; figures: ie-jax report {args.out}")
+    return 0
+
+
+def _report(args) -> int:
+    from ie_jax.report import write_report
+
+    page = write_report(args.dir)
+    print(f"report: {page.resolve()}")
+    return 0
+
+
+def _models(_args) -> int:
+    from ie_jax.models import list_architectures
+    from ie_jax.models.loading import NAMED_MODELS
+    from ie_jax.models.registry import NAMED_SHAPES
+
+    print("architectures: " + ", ".join(list_architectures()))
+    print("named models (--model NAME): " + ", ".join(NAMED_MODELS))
+    print("named random shapes (--model random:SHAPE): " + ", ".join(sorted(NAMED_SHAPES)))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"measure": _measure, "report": _report, "models": _models}[args.command](args)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ie-jax {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

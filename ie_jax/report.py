@@ -1,0 +1,233 @@
+"""Figures (PNG) and one self-contained HTML page for IE results.
+
+figures(result) draws three figures: IE per layer with its 95% band and ceiling; MI macro vs mean micro per
+layer with ceilings; a layer x token heatmap of E(t) (or of the micro MI when no token curve was measured).
+write_report(dir) finds every run under `dir` (directories holding result.json), writes their PNGs next to
+them and one report.html with the images inlined (base64), so the page can be mailed or archived alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import pathlib
+
+import numpy as np
+
+from ie_jax.results import INDEPENDENCE_NOTE, IEResult
+
+HOW_TO_READ = """
+<p><b>What IE is.</b> Information Emergence of block <i>l</i> compares how much information the block passes
+from its input to its output for the whole sequence (the <i>macro</i> variable: the last token, which has seen
+every token before it) with how much it passes for tokens taken one at a time (the <i>micro</i> variables):
+IE(l) = MI(macro input; macro output) &minus; mean over tokens of MI(micro input; micro output).
+Positive IE means the block transmits more about the sequence as a whole than about its parts.</p>
+<p><b>How to read the figures.</b> Lines are point estimates, bands their 95% intervals (IE's band combines the
+MI intervals assuming independent estimates). Dashed lines are <i>ceilings</i>: no estimate can exceed them
+(the entropy of the distinct inputs in the sample, an estimator's own cap such as ln(batch) for InfoNCE). A
+hollow marker means <i>saturated</i>: the estimate sits within the margin of a ceiling, so it is a lower bound
+only and says more about the estimator or the sample size than about the layer. For a deterministic network
+fed discrete inputs, the true MI between continuous states is the entropy of the inputs at every layer where
+distinct inputs stay distinct; the exact-counting and noise-regularised estimators (sigma relative to each
+layer's centred standard deviation) give well-defined numbers, which grow with the number of samples N. Read
+every number with N, the estimator and the flags next to it.</p>
+<p><b>E(t)</b> (heatmap) is the same difference after <i>t</i>+1 tokens: MI at position <i>t</i> of the full pass
+minus the mean micro MI of tokens 0..<i>t</i>.</p>
+"""
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _integer_ticks(ax):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _title(r: IEResult) -> str:
+    m = r.metadata
+    model = m.get("model", {}).get("name", "?")
+    data = m.get("data", {}).get("spec", "?")
+    return f"{model} | {data} | N={m.get('n_samples', '?')}, T={r.seq_len} | micro: {r.micro_mode}"
+
+
+def figure_ie(r: IEResult):
+    """IE per layer with 95% band for every setting, IE ceilings dashed, saturated points hollow."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = np.array(r.layers)
+    for i, label in enumerate(r.settings):
+        s = r.select(i)
+        ie, ci, flags = s.ie, s.ie_ci, s.ie_flags
+        (line,) = ax.plot(x, ie, "-", lw=1.6, label=f"IE, {label} (sum {s.totals['sum_over_layers']['value']:.2f},"
+                                                      f" mean {s.totals['mean_over_layers']['value']:.2f})")
+        c = line.get_color()
+        ax.fill_between(x, ci[:, 0], ci[:, 1], color=c, alpha=0.2, lw=0)
+        sat = np.array([f["macro_saturated"] or f["micro_saturated"] for f in flags])
+        ax.plot(x[~sat], ie[~sat], "o", color=c, ms=4)
+        ax.plot(x[sat], ie[sat], "o", mfc="none", mec=c, ms=6)
+        ceiling = np.array([f["ie_ceiling"] for f in flags], dtype=float)
+        if np.isfinite(ceiling).any():
+            ax.plot(x, ceiling, "--", color=c, lw=1, alpha=0.8)
+    ax.axhline(0, color="k", lw=0.5)
+    _integer_ticks(ax)
+    ax.set_xlabel("block (layer)")
+    ax.set_ylabel(f"IE ({r.units})")
+    ax.set_title(_title(r), fontsize=9)
+    ax.plot([], [], "k--", lw=1, label="ceiling (macro ceiling - mean micro)")
+    ax.plot([], [], "o", mfc="none", mec="k", label="saturated: bound only")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def figure_mi(r: IEResult):
+    """MI macro vs mean micro per layer (selected setting), with bands and ceilings."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = np.array(r.layers)
+    macro, mci = r.mi_macro, r.mi_macro_ci
+    (l1,) = ax.plot(x, macro, "o-", ms=3, label="MI macro (last token, whole context)")
+    ax.fill_between(x, mci[:, 0], mci[:, 1], color=l1.get_color(), alpha=0.2, lw=0)
+    micro = r.mi_micro_mean
+    mse = np.sqrt((r.mi_micro_stderr ** 2).sum(-1)) / r.seq_len
+    (l2,) = ax.plot(x, micro, "s-", ms=3, label=f"MI micro, mean over {r.seq_len} tokens ({r.micro_mode})")
+    ax.fill_between(x, micro - 1.96 * mse, micro + 1.96 * mse, color=l2.get_color(), alpha=0.2, lw=0)
+    ceiling = r.mi_macro_ceiling
+    if np.isfinite(ceiling).any():
+        ax.plot(x, ceiling, "--", color=l1.get_color(), lw=1, label="macro ceiling")
+    data = r.metadata.get("data", {})
+    nats_to = 1.0 if r.units == "nats" else 1 / math.log(2)
+    for key, style, name in (("sample_entropy_nats", ":", "entropy of the sample's sequences"),
+                             ("generating_entropy_nats", "-.", "entropy of the generator")):
+        if data.get(key) is not None:
+            ax.axhline(data[key] * nats_to, color="gray", ls=style, lw=1, label=f"{name} ({data[key] * nats_to:.2f})")
+    _integer_ticks(ax)
+    ax.set_xlabel("block (layer)")
+    ax.set_ylabel(f"MI ({r.units})")
+    ax.set_title(f"{_title(r)}\n{r.setting}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def figure_heatmap(r: IEResult):
+    """Layer x token heatmap of E(t) (or of the micro MI without a token curve)."""
+    plt = _plt()
+    if r.has_token_curve:
+        grid, name = r.token_curve, "E(t)"
+    else:
+        grid, name = r.mi_micro, "MI micro"
+    fig, ax = plt.subplots(figsize=(1.6 + 0.45 * r.seq_len, 1.5 + 0.16 * len(r.layers)))
+    im = ax.imshow(grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(r.seq_len))
+    ax.set_yticks(range(len(r.layers)))
+    ax.set_yticklabels([str(l) for l in r.layers], fontsize=6)
+    ax.set_xlabel("token position t")
+    ax.set_ylabel("block (layer)")
+    ax.set_title(f"{name} ({r.units}), {r.setting}", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"ie_per_layer": figure_ie, "mi_macro_vs_micro": figure_mi, "layer_token_heatmap": figure_heatmap}
+
+
+def figures(r: IEResult, out_dir=None) -> dict:
+    """{name: Figure}; written as out_dir/<name>.png when out_dir is given."""
+    figs = {name: make(r) for name, make in FIGURES.items()}
+    if out_dir is not None:
+        out_dir = pathlib.Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, fig in figs.items():
+            fig.savefig(out_dir / f"{name}.png", dpi=110)
+    return figs
+
+
+def find_runs(directory) -> list[pathlib.Path]:
+    """Run directories (holding result.json) at or under `directory`."""
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no such directory: {directory}")
+    runs = sorted({p.parent for p in directory.rglob("result.json")})
+    if not runs:
+        raise ValueError(f"{directory} holds no finished run (no result.json): run `ie-jax measure --out DIR` "
+                         f"first; an interrupted run resumes when rerun with the same arguments")
+    return runs
+
+
+def write_report(directory) -> pathlib.Path:
+    """PNG figures next to every run under `directory` and one self-contained `directory`/report.html."""
+    plt = _plt()
+    directory = pathlib.Path(directory)
+    sections = []
+    for run in find_runs(directory):
+        r = IEResult.from_json(run / "result.json")
+        figs = figures(r, out_dir=run)
+        images = []
+        for name, fig in figs.items():
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            plt.close(fig)
+            images.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
+        sections.append(_section(run.relative_to(directory) if run != directory else pathlib.Path("."), r, images))
+    from ie_jax.store import atomic_write_text
+
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ie_jax report</title><style>{_CSS}</style>"
+            f"</head><body><h1>Information Emergence report</h1>{HOW_TO_READ}{''.join(sections)}"
+            f"<p class='note'>{html.escape(INDEPENDENCE_NOTE)}.</p></body></html>")
+    return atomic_write_text(directory / "report.html", page)
+
+
+def _section(name, r: IEResult, images: list[str]) -> str:
+    m = r.metadata
+    data = m.get("data", {})
+    meta_rows = [
+        ("model", f"{m.get('model', {}).get('name')} ({m.get('model', {}).get('arch')}, "
+                  f"{m.get('model', {}).get('num_layers')} blocks, d={m.get('model', {}).get('hidden_size')})"),
+        ("data", f"{data.get('spec')}: {data.get('description')}"),
+        ("examples", " | ".join(data.get("examples") or [])),
+        ("samples N, tokens T", f"{m.get('n_samples')}, {r.seq_len}"),
+        ("distinct sequences", data.get("n_distinct")),
+        ("estimator", f"{', '.join(r.settings)}"),
+        ("micro variables", m.get("variables", r.micro_mode)),
+        ("units", r.units),
+        ("time (s)", ", ".join(f"{k} {v:.0f}" for k, v in m.get("timing_s", {}).items())),
+        ("versions / devices", f"{m.get('versions')} / {', '.join(m.get('devices', []))}"),
+    ]
+    meta = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta_rows)
+    tables = []
+    for i, label in enumerate(r.settings):
+        s = r.select(i)
+        rows = []
+        for l, layer in enumerate(s.layers):
+            f = s.ie_flags[l]
+            rows.append(
+                f"<tr><td>{layer}</td><td>{s.ie[l]:.3f}</td><td>[{s.ie_ci[l, 0]:.3f}, {s.ie_ci[l, 1]:.3f}]</td>"
+                f"<td>{f['ie_ceiling']:.3f}</td><td>{s.mi_macro[l]:.3f}</td><td>{s.mi_macro_ceiling[l]:.3f}</td>"
+                f"<td>{s.mi_micro_mean[l]:.3f}</td><td>{html.escape(', '.join(f['flags']) or '-')}</td></tr>")
+        tot = s.totals
+        totals = "; ".join(f"{k.replace('_', ' ')}: {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
+                           for k, v in tot.items())
+        tables.append(
+            f"<h3>{html.escape(label)}</h3><p>IE {totals} ({r.units})</p><table><tr><th>block</th><th>IE</th>"
+            f"<th>95% CI</th><th>IE ceiling</th><th>MI macro</th><th>macro ceiling</th><th>MI micro (mean)</th>"
+            f"<th>flags</th></tr>{''.join(rows)}</table>")
+    return (f"<h2>{html.escape(str(name))}</h2><table class='meta'>{meta}</table>"
+            f"<div class='figs'>{''.join(images)}</div>{''.join(tables)}")
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em}td,th{border:1px solid #ccc;padding:2px 6px;
+text-align:right}table.meta td,table.meta th{text-align:left}img{max-width:100%;margin:.3em 0}
+.figs{display:flex;flex-wrap:wrap;gap:.5em}.note{color:#666;font-size:.85em}"""
