@@ -10,6 +10,10 @@ class Tokenizer:
 
     def __init__(self, backend: tokenizers.Tokenizer, *, bos_token_id: int | None = None,
                  eos_token_id: int | None = None):
+        # tokenizer.json files may ask for fixed-length padding/truncation (MiniLM pads to 128):
+        # IE needs the text's own tokens, so both are switched off.
+        backend.no_padding()
+        backend.no_truncation()
         self.backend = backend
         self.bos_token_id = bos_token_id
         self.eos_token_id = eos_token_id
