@@ -117,29 +117,31 @@ def _draw_values(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y,
     the anchor's own state to 0 keeps every dominant logit exact (hence the sigma -> 0 limit), and the
     rounding (about eps * d / sigma^2 nats) only reaches components near, but not at, the anchor.
     """
-    xs, ys = xs * inv_x, ys * inv_y  # noise units: the noise is standard normal
+    # Noise units (u = inv * x, noise standard normal) without materialising scaled copies of the states
+    # per sigma: u_k.v = inv * (x_k.v) and |u_k|^2 = inv^2 |x_k|^2, so the states stay shared across sigmas.
     half_x, half_y = 0.5 * jnp.sum(xs**2, axis=-1), 0.5 * jnp.sum(ys**2, axis=-1)
     sx, sy = jx[anchors], jy[anchors]  # [M] the anchor's x and y states
-    ax, ay = xs[sx] + zx, ys[sy] + zy  # [M, d] noisy draws
-    cx = half_x[sx] + jnp.sum(zx * xs[sx], axis=-1)
-    cy = half_y[sy] + jnp.sum(zy * ys[sy], axis=-1)
+    ax, ay = inv_x * xs[sx] + zx, inv_y * ys[sy] + zy  # [M, d] noisy draws, noise units
+    cx = inv_x**2 * half_x[sx] + inv_x * jnp.sum(zx * xs[sx], axis=-1)
+    cy = inv_y**2 * half_y[sy] + inv_y * jnp.sum(zy * ys[sy], axis=-1)
     init = jnp.full(anchors.shape, -jnp.inf, dtype=xs.dtype)
     split = lambda a: a.reshape((-1, chunk) + a.shape[1:])
 
-    def relative(anchor, c_anchor, state_anchor, states, half, k):
-        logits = (anchor @ states.T - c_anchor[:, None]) - half
+    def relative(anchor, c_anchor, state_anchor, inv, states, half, k):
+        logits = (inv * (anchor @ states.T) - c_anchor[:, None]) - inv**2 * half
         return jnp.where(k[None, :] == state_anchor[:, None], 0.0, logits)
 
-    def marginal(anchor, c_anchor, state_anchor):
-        return lambda c: relative(anchor, c_anchor, state_anchor, c[0], c[1], c[2]) + c[3]
+    def marginal(anchor, c_anchor, state_anchor, inv):
+        return lambda c: relative(anchor, c_anchor, state_anchor, inv, c[0], c[1], c[2]) + c[3]
 
     def joint(c):
         kx, ky, lw = c
-        return relative(ax, cx, sx, xs[kx], half_x[kx], kx) + relative(ay, cy, sy, ys[ky], half_y[ky], ky) + lw
+        x_part = relative(ax, cx, sx, inv_x, xs[kx], half_x[kx], kx)
+        return x_part + relative(ay, cy, sy, inv_y, ys[ky], half_y[ky], ky) + lw
 
     index = lambda a: jnp.arange(a.shape[0])
-    lse_x = _lse_chunks(marginal(ax, cx, sx), tuple(map(split, (xs, half_x, index(xs), log_wx))), init)
-    lse_y = _lse_chunks(marginal(ay, cy, sy), tuple(map(split, (ys, half_y, index(ys), log_wy))), init)
+    lse_x = _lse_chunks(marginal(ax, cx, sx, inv_x), tuple(map(split, (xs, half_x, index(xs), log_wx))), init)
+    lse_y = _lse_chunks(marginal(ay, cy, sy, inv_y), tuple(map(split, (ys, half_y, index(ys), log_wy))), init)
     lse_xy = _lse_chunks(joint, (split(jx), split(jy), split(log_wxy)), init)
     return lse_xy - lse_x - lse_y
 
@@ -335,7 +337,8 @@ def noise_mi_batch(
     """`noise_mi` for P problems at once: x [P, N, dx], y [P, N, dy] (e.g. layers x tokens).
 
     One compiled program vmapped over problems (sharded over `mesh` when given); problem p equals
-    `noise_mi(x[p], y[p])` with the same arguments (up to float rounding).
+    `noise_mi(x[p], y[p])` with the same arguments (up to float rounding). Working memory is about
+    P x (N x (dx + dy) + 3 x n_mc x chunk) floats per noise level; lower `chunk` to fit.
     """
     if np.ndim(sigma) != 0:
         raise ValueError("noise_mi_batch takes one sigma; use noise_mi_curve_batch for a grid")
