@@ -123,7 +123,12 @@ def test_value_within_zero_and_counting_ceiling(k, sigma, seed):
     x = _separated(labels, k, 4, seed, spread=1.0) + 0.3 * rng.standard_normal((40, 4))
     y = np.tanh(x[:, :2])
     est = noise_mi(x, y, sigma=sigma, n_mc=40, seed=seed)
-    assert 0.0 <= est.value <= est.diagnostics["counting_nats"] + 1e-6 <= math.log(40) + 1e-6
+    d = est.diagnostics
+    # the raw Monte Carlo mean respects 0 <= I <= counting MI <= ln N up to its own error (n_mc = N:
+    # each sample anchors one draw); the reported value is clipped to those bounds
+    slack = 4 * est.stderr + 1e-5
+    assert -slack <= d["mc_mean_nats"] <= d["counting_nats"] + slack
+    assert 0.0 <= est.value <= d["counting_nats"] <= math.log(40) + 1e-9
 
 
 def test_batch_equals_loop_and_sharded_batch_equals_batch():
