@@ -14,6 +14,7 @@ Any key can be overridden per call: `estimate(x, y, protocol="fast", steps=500, 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from ie_jax.mi.train import TrainConfig
 
@@ -22,7 +23,7 @@ READOUTS = ("heldout", "paper")
 PROTOCOLS: dict[str, dict] = {
     "paper": dict(
         critic="paper", bound="dv", steps=10_000, batch_size=None, lr=1e-4, schedule="paper", warmup_steps=5,
-        end_lr=1e-8, power=3.0, dtype="float32", eval_every=0,
+        end_lr=1e-8, power=3.0, dtype="float32", eval_every=0, loss_scale=1.0 / math.log(2.0),
         readout="paper", test_fraction=0.0, standardize=False,
     ),
     "fast": dict(

@@ -41,6 +41,8 @@ class TrainConfig:
     batch_size: None = full batch (every step uses all training pairs, as the reference).
     eval_every: steps between held-out evaluations of the learning curve (0 = only at the end).
     dtype: matmul input dtype ("bfloat16" = bf16 inputs, fp32 accumulation); the loss is fp32.
+    loss_scale: the loss is -bound * loss_scale; the reference minimises bits (1 / ln 2), which under
+        Adam changes the steps only through eps.
     """
 
     critic: str = "paper"
@@ -58,6 +60,7 @@ class TrainConfig:
     power: float = 3.0
     dtype: str = "float32"
     eval_every: int = 0
+    loss_scale: float = 1.0
 
     def __post_init__(self):
         if self.bound not in TRAIN_BOUNDS:
@@ -158,7 +161,11 @@ def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
     batch = n if full_batch else int(cfg.batch_size)
     n_test = x_test.shape[0]
     n_eval_batches = n_test // eval_batch if eval_batch else 0
-    loss_grad = jax.value_and_grad(functools.partial(batch_bound, cfg, critic), has_aux=True)
+    def scaled_loss(*args):
+        loss, aux = batch_bound(cfg, critic, *args)
+        return cfg.loss_scale * loss, aux
+
+    loss_grad = jax.value_and_grad(scaled_loss, has_aux=True)
 
     def step(carry, t):
         params, opt_state, ema, stopped, nan_step = carry
