@@ -106,7 +106,8 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     if cfg.schedule == "paper":
         lr = paper_schedule(cfg.lr, cfg.steps, cfg.warmup_steps, cfg.end_lr, cfg.power)
     elif cfg.schedule == "cosine":
-        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(1, cfg.warmup_steps), cfg.steps, end_value=cfg.lr * 0.01)
+        warmup = min(cfg.warmup_steps, cfg.steps // 2)  # short runs keep half their steps for the decay
+        lr = optax.warmup_cosine_decay_schedule(0.0, cfg.lr, warmup, max(cfg.steps, warmup + 1), end_value=cfg.lr * 0.01)
     else:
         lr = cfg.lr
     return optax.adam(lr)
