@@ -75,6 +75,12 @@ def test_per_layer_parity_with_transformers(smollm2, hf_smollm2):
     import torch
 
     hf_model, _ = hf_smollm2
+    # transformers really dequantised (fp32 Linear weights), and its unpermuted q/k equal ours.
+    hf_attention = hf_model.model.layers[7].self_attn
+    assert hf_attention.q_proj.weight.dtype == torch.float32
+    ours = smollm2.module.blocks.self_attn
+    np.testing.assert_allclose(np.asarray(ours.q_proj.kernel[7]).T, hf_attention.q_proj.weight.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(ours.k_proj.kernel[7]).T, hf_attention.k_proj.weight.detach().numpy(), rtol=1e-6)
     tokens = np.array([smollm2.tokenizer.encode(s)[:10] for s in SENTENCES[:3]])
     with torch.no_grad():
         out = hf_model(torch.as_tensor(tokens), output_hidden_states=True)

@@ -77,7 +77,8 @@ class GGUFFile:
         except Exception as err:  # the reader raises ValueError/struct/IndexError/... on damaged files
             raise ValueError(f"{path} is not a readable GGUF file (corrupt or truncated?): {err}") from err
         self.path = path
-        self.metadata = {name: self._value(name) for name in self.reader.fields
+        self.metadata = {name: field.contents() for name, field in self.reader.fields.items()
+                         # token lists are read only when the tokenizer is built
                          if not name.startswith("tokenizer.ggml.") or name.endswith(("_id", ".model", ".pre"))}
         self.arch = self.metadata.get("general.architecture")
         if self.arch not in TENSOR_NAMES:
@@ -94,11 +95,6 @@ class GGUFFile:
             raise ValueError(f"{path}: tensors with no known meaning for {self.arch!r} (e.g. rope_freqs for "
                              f"Llama-3.1 scaling is not supported): {unknown[:10]}")
         self.hf_config = self._hf_config()
-
-    def _value(self, name: str):
-        field = self.reader.fields[name]
-        value = field.contents()
-        return value
 
     def _hf_name(self, name: str) -> str | None:
         for gguf_pattern, hf_pattern in TENSOR_NAMES[self.arch].items():
