@@ -1,0 +1,417 @@
+# %% [markdown]
+# # What IE measures, and what it cannot
+#
+# Information Emergence (Chen et al., ACL 2025) of block l is
+# IE(l) = I(h_l^macro; h_{l+1}^macro) - mean_t I(h_l^micro_t; h_{l+1}^micro_t): the mutual information
+# between the last token's block input and output (with its whole context), minus the mean MI of each
+# token processed alone. Here the tool measures it on the embedded default model (SmolLM2-135M-Instruct,
+# fp32) in the paper's ICL setting (single-token countries, 4 shots = 8 tokens " E1, E2, E3, E4,") and
+# asks what the numbers are made of:
+#
+# 1. how many distinct states each variable takes (a deterministic network maps each distinct input
+#    sequence to one state);
+# 2. the exact IE by counting those states (plug-in MI of a deterministic map of discrete data);
+# 3. what the neural estimators (InfoNCE, Donsker-Varadhan) and the Gaussian closed form report instead,
+#    with their caps and flags;
+# 4. the noise-regularised IE(sigma), finite and well defined for continuous states, per layer;
+# 5. how the counting value grows with the number of samples N.
+#
+# `IE_NB_SCALE=small|large` (default small: a few hundred sequences, seconds); `IE_NB_OUT`: where figures
+# and the JSON of key numbers go at small scale (default: a temporary directory). At large scale figures
+# go to notebooks/figures/ and numbers to notebooks/results/. `IE_NB_CACHE` (optional): a directory to keep
+# the captured states in, so a rerun skips the model passes.
+
+# %%
+import json
+import math
+import os
+import pathlib
+import tempfile
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+import ie_jax
+from ie_jax import data as data_lib
+from ie_jax import variables as variables_lib
+from ie_jax.mi import estimate_batch
+from ie_jax.mi.ceilings import annotate, annotate_batch, estimator_cap, icl_orderings_entropy, shuffled_null
+from ie_jax.mi.discrete import distinct_states, exact_discrete_mi
+from ie_jax.mi.gaussian import gaussian_mi, gaussian_mi_bias_nats
+from ie_jax.mi.noise import noise_mi_curve, noise_mi_curve_batch
+from ie_jax.mi.result import MIEstimate
+
+SCALE = os.environ.get("IE_NB_SCALE", "small")
+if SCALE not in ("small", "large"):
+    raise ValueError(f"IE_NB_SCALE must be 'small' or 'large', got {SCALE!r}")
+ROOT = pathlib.Path(__file__).resolve().parent if "__file__" in globals() else pathlib.Path("notebooks").resolve()
+if SCALE == "large":
+    FIG_DIR, RESULT_DIR = ROOT / "figures", ROOT / "results"
+else:
+    FIG_DIR = RESULT_DIR = pathlib.Path(os.environ.get("IE_NB_OUT") or tempfile.mkdtemp(prefix="what_ie_measures_"))
+FIG_DIR.mkdir(parents=True, exist_ok=True)
+RESULT_DIR.mkdir(parents=True, exist_ok=True)
+CACHE = os.environ.get("IE_NB_CACHE")
+
+CONFIG = {
+    "small": dict(n_samples=384, growth=(96, 192, 384), neural_layers=(0, 1, 29), steps=60, batch_size=64,
+                  sigmas=(0.1, 1.0, 10.0), n_mc=64, null_layers=(1,)),
+    "large": dict(n_samples=20_000, growth=(1_000, 4_000, 20_000), neural_layers=(0, 1, 15, 29), steps=2_000,
+                  batch_size=512, sigmas=(0.1, 0.3, 1.0, 3.0, 10.0), n_mc=512, null_layers=(1, 15, 29)),
+}[SCALE]
+MARGIN_NATS = 0.1
+numbers: dict = {"scale": SCALE, "config": CONFIG, "units": "nats"}
+t_start = time.perf_counter()
+
+
+def log(msg: str) -> None:
+    print(f"[{time.perf_counter() - t_start:7.1f} s] {msg}", flush=True)
+
+
+# %% [markdown]
+# ## Model, data and states
+#
+# Only the last token needs the full-context pass (the macro variable); the micro variables of isolated
+# tokens depend only on the token (isolated mode, position id 0), so `ie_jax.variables.extract` captures
+# them once per distinct token (24 countries and the comma) and looks them up.
+
+# %%
+lm = ie_jax.load_model("default")
+data = data_lib.icl_lists(lm.tokenizer, "country", n_samples=CONFIG["n_samples"], shots=4, seed=0)
+N, T = data.token_ids.shape
+L = lm.config.num_layers
+n_entities = len(data.entities)
+n_distinct_sequences = int(len(np.unique(data.token_ids, axis=0)))
+H_generating = icl_orderings_entropy(n_entities, 4)
+assert abs(H_generating - data.generating_entropy_nats) < 1e-9
+H_sample = data.sample_entropy_nats
+log(f"{data.description}; N = {N}, {n_distinct_sequences} distinct; sample entropy {H_sample:.3f} nats, "
+    f"generating entropy ln({n_entities}!/{n_entities - 4}!) = {H_generating:.3f} nats; e.g. {data.examples[0]!r}")
+
+
+def capture_states(dataset):
+    """Variables with the last token's context states [L, N, 1, d] and isolated token states, cached if asked."""
+    path = pathlib.Path(CACHE) / f"what_ie_measures_N{dataset.n_samples}.npz" if CACHE else None
+    if path is not None and path.exists():
+        z = np.load(path)
+        if np.array_equal(z["token_ids"], dataset.token_ids):
+            return variables_lib.Variables(
+                tuple(range(L)), (T - 1,), T, "isolated", z["context_input"], z["context_output"],
+                z["micro_input"], z["micro_output"], z["micro_index"])
+    v = variables_lib.extract(lm, dataset, micro="isolated", token_curve=False, batch_size=128)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, token_ids=dataset.token_ids, context_input=v.context_input, context_output=v.context_output,
+                 micro_input=v.micro_input, micro_output=v.micro_output, micro_index=v.micro_index)
+    return v
+
+
+t0 = time.perf_counter()
+states = capture_states(data)
+numbers["capture_s"] = time.perf_counter() - t0
+log(f"captured {states.nbytes / 2**30:.2f} GiB of states in {numbers['capture_s']:.0f} s")
+macro = [states.macro_pair(i) for i in range(L)]  # (block input [N, d], block output [N, d]) per layer
+numbers["data"] = {"n_samples": N, "seq_len": T, "n_entities": n_entities,
+                   "n_distinct_sequences": n_distinct_sequences, "sample_entropy_nats": H_sample,
+                   "generating_entropy_nats": H_generating, "ln_n_nats": math.log(N)}
+
+# %% [markdown]
+# ## 1. Distinct states per layer
+#
+# `distinct_states` merges states closer than 1e-4 of the variable's centred scale. At layer 0 the last
+# token's block input is the "," embedding: one state. From layer 1 on, each distinct sequence should give
+# its own state, so the counts should equal the number of distinct sequences.
+
+# %%
+distinct_in = [distinct_states(x)[1] for x, _ in macro]
+distinct_out = [distinct_states(y)[1] for _, y in macro]
+numbers["distinct_states"] = {"block_input": distinct_in, "block_output": distinct_out, "rtol": 1e-4}
+log(f"distinct last-token states, block input per layer: {distinct_in}")
+log(f"distinct last-token states, block output per layer: {distinct_out}")
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
+ax.plot(range(L), distinct_in, "o-", label="block input (last token)")
+ax.plot(range(L), distinct_out, "s--", label="block output (last token)", alpha=0.7)
+ax.axhline(n_distinct_sequences, color="k", lw=0.8, ls=":", label=f"distinct sequences ({n_distinct_sequences:,})")
+ax.axhline(N, color="grey", lw=0.8, ls="--", label=f"N = {N:,}")
+ax.set_yscale("log")
+ax.set_xlabel("layer (block index)")
+ax.set_ylabel("distinct states (rtol 1e-4 of centred scale)")
+ax.set_title(f"SmolLM2-135M, ICL countries, N = {N:,}: one state per distinct sequence")
+ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "what_ie_measures_distinct_states.png", dpi=120)
+plt.close(fig)
+
+# %% [markdown]
+# ## 2. The exact IE by counting
+#
+# For a deterministic map of discrete inputs, `exact_discrete_mi` is the plug-in MI of the distinct states,
+# exact over the sample. Macro: the sample entropy of the sequences at every layer >= 1. Micro: the entropy of
+# the token at each position, ln 24 at country positions (up to sampling) and 0 at commas (a constant).
+
+
+# %%
+def counting_ie(variables, n=None):
+    """Per layer: (macro MIEstimate, [T] micro MIEstimates, IE nats) by counting, over the first n samples."""
+    sl = slice(None, n)
+    out = []
+    for i in range(L):
+        x, y = variables.macro_pair(i)
+        mac = exact_discrete_mi(x[sl], y[sl], discrete=True, margin_nats=MARGIN_NATS)
+        mic = [exact_discrete_mi(*(a[sl] for a in variables.micro_pair(i, t)), discrete=True) for t in range(T)]
+        out.append((mac, mic, mac.value - float(np.mean([m.value for m in mic]))))
+    return out
+
+
+counted = counting_ie(states)
+macro_count = [c[0] for c in counted]
+micro_count = np.array([[m.value for m in c[1]] for c in counted])  # [L, T]
+ie_count = [c[2] for c in counted]
+micro_constant = [[bool(m.diagnostics["constant"]) for m in c[1]] for c in counted]
+numbers["counting"] = {
+    "macro_mi_nats": [m.value for m in macro_count],
+    "macro_stderr_nats": [m.stderr for m in macro_count],
+    "macro_saturated": [bool(m.diagnostics["saturated"]) for m in macro_count],
+    "macro_constant": [bool(m.diagnostics["constant"]) for m in macro_count],
+    "micro_mi_nats_by_position": micro_count.tolist(),
+    "micro_constant_by_position": micro_constant,
+    "micro_mean_nats": micro_count.mean(axis=1).tolist(),
+    "ie_nats": ie_count,
+    "ln_24_nats": math.log(24),
+}
+log(f"counting, layer 0: macro {macro_count[0].value:.3f} (constant={macro_count[0].diagnostics['constant']}), "
+    f"IE {ie_count[0]:.3f}; layer 1: macro {macro_count[1].value:.3f}, micro by position "
+    f"{np.round(micro_count[1], 3).tolist()}, IE {ie_count[1]:.3f}; IE over layers >= 1 in "
+    f"[{min(ie_count[1:]):.3f}, {max(ie_count[1:]):.3f}]")
+
+# %% [markdown]
+# ## 3. Neural estimators and the Gaussian closed form on the macro variable
+#
+# InfoNCE (the "fast" protocol with `bound="infonce"`, held-out readout) cannot exceed ln B; DV on held-out
+# pairs is capped by about ln of its marginal pairs. Each estimate is annotated with every ceiling (sample
+# entropy, ln N, generating entropy, the estimator's cap) and flagged "saturated: lower bound only" within
+# 0.1 nat of the smallest. One micro problem (a country position, truth ln 24 over the sample) is run
+# alongside as a control that sits below the caps.
+
+# %%
+neural_layers = CONFIG["neural_layers"]
+problems = [("macro", l) for l in neural_layers] + [("micro t=0", neural_layers[-1])]
+xs = np.stack([macro[l][0] for _, l in problems[:-1]] + [states.micro_pair(neural_layers[-1], 0)[0]])
+ys = np.stack([macro[l][1] for _, l in problems[:-1]] + [states.micro_pair(neural_layers[-1], 0)[1]])
+B = CONFIG["batch_size"]
+neural = {}
+for bound in ("infonce", "dv"):
+    t0 = time.perf_counter()
+    raw = estimate_batch(xs, ys, protocol="fast", bound=bound, steps=CONFIG["steps"], batch_size=B)
+    cap = estimator_cap(bound, batch_size=B) if bound == "infonce" else estimator_cap(bound, n_marginal=B * (B - 1))
+    est = annotate_batch(raw, xs, ys, estimator_cap_nats=cap, generating_entropy_nats=H_generating,
+                         margin_nats=MARGIN_NATS)
+    neural[bound] = {
+        "problems": [f"{k} layer {l}" for k, l in problems],
+        "value_nats": est.values.tolist(),
+        "ci95_nats": est.ci95s.tolist(),
+        "estimator_cap_nats": cap,
+        "ceiling_nats": [d["ceiling_nats"] for d in est.diagnostics],
+        "saturated": [bool(d["saturated"]) for d in est.diagnostics],
+        "constant": [bool(d["constant"]) for d in est.diagnostics],
+        "still_increasing": [bool(d.get("still_increasing")) for d in est.diagnostics],
+        "truth_by_counting_nats": [macro_count[l].value for _, l in problems[:-1]] + [micro_count[neural_layers[-1], 0]],
+        "seconds": time.perf_counter() - t0,
+    }
+    log(f"{bound} (B = {B}, cap {cap:.2f}): " + ", ".join(
+        f"{p} {v:.2f}{' SATURATED' if s else ''}{' CONSTANT' if c else ''}" for p, v, s, c in zip(
+            neural[bound]["problems"], est.values, neural[bound]["saturated"], neural[bound]["constant"])))
+numbers["neural"] = neural
+
+
+# %%
+def gaussian_estimate(x, y) -> MIEstimate:
+    return MIEstimate(gaussian_mi(x, y), math.nan, (math.nan, math.nan), "nats", "gaussian")
+
+
+gauss = [annotate(gaussian_estimate(x, y), x, y, generating_entropy_nats=H_generating) for x, y in macro]
+d = lm.config.hidden_size
+nulls = {l: shuffled_null(gaussian_estimate, *macro[l], seed=0).value for l in CONFIG["null_layers"]}
+numbers["gaussian"] = {
+    "mi_nats": [g.value for g in gauss],
+    "above_ceiling": [bool(g.diagnostics["above_ceiling"]) for g in gauss],
+    "shuffled_null_nats": {str(l): v for l, v in nulls.items()},
+    # the Wishart bias of the plug-in value on Gaussian data (defined for N > 2d), about d^2 / 2N
+    "expected_null_bias_nats": gaussian_mi_bias_nats(d, d, N) if N > 2 * d else None,
+    "ridge": 1e-6,
+}
+log(f"Gaussian closed form per layer >= 1 in [{min(g.value for g in gauss[1:]):.1f}, "
+    f"{max(g.value for g in gauss[1:]):.1f}] nats; shuffled null {nulls} (Wishart bias "
+    f"{numbers['gaussian']['expected_null_bias_nats']} nats)")
+
+# %% [markdown]
+# ## 4. Noise-regularised IE(sigma)
+#
+# `noise_mi` computes I(h_l + sigma s Z; h_{l+1} + sigma s' Z') with s, s' each variable's centred standard
+# deviation pooled over dimensions (the "centred_std" normaliser, recorded in every result): finite for any
+# states, equal to the counting value as sigma -> 0 and to 0 as sigma grows. IE(sigma) uses the same sigma for
+# the macro and the micro variables, each relative to its own scale.
+
+# %%
+sigmas = CONFIG["sigmas"]
+noise_macro = np.zeros((L, len(sigmas)))
+noise_macro_ci = np.zeros((L, len(sigmas), 2))
+noise_micro = np.zeros((L, T, len(sigmas)))
+scales = []
+t0 = time.perf_counter()
+for i in range(L):
+    curve = noise_mi_curve(*macro[i], sigmas, n_mc=CONFIG["n_mc"], seed=0)
+    noise_macro[i] = [e.value for e in curve]
+    noise_macro_ci[i] = [e.ci95 for e in curve]
+    scales.append((curve[0].diagnostics["scale_x"], curve[0].diagnostics["scale_y"]))
+    pairs = [states.micro_pair(i, t) for t in range(T)]
+    micro_curves = noise_mi_curve_batch(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), sigmas,
+                                        n_mc=CONFIG["n_mc"], seed=0)
+    noise_micro[i] = np.stack([m.values for m in micro_curves], axis=1)
+    if i % 5 == 0 or i == L - 1:
+        log(f"noise MI layer {i}: macro {np.round(noise_macro[i], 3).tolist()} at sigma {list(sigmas)}")
+ie_noise = noise_macro - noise_micro.mean(axis=1)  # [L, S]
+numbers["noise"] = {
+    "sigmas": list(sigmas),
+    "normaliser": curve[0].diagnostics["normaliser"],
+    "n_mc": CONFIG["n_mc"],
+    "macro_scale_input_output": scales,
+    "macro_mi_nats": noise_macro.tolist(),
+    "macro_ci95_nats": noise_macro_ci.tolist(),
+    "micro_mean_nats": noise_micro.mean(axis=1).tolist(),
+    "ie_nats": ie_noise.tolist(),
+    "seconds": time.perf_counter() - t0,
+}
+
+# %% [markdown]
+# ## 5. The counting value grows with N
+#
+# Every distinct sequence is its own state, so the macro MI by counting is the sample entropy of the sequences,
+# which approaches the generating entropy (ln 255,024 = 12.45 nats for 24 countries and 4 shots) only when N
+# is far above 255,024. The first n sequences of the same sample are counted for each n.
+
+# %%
+growth = {}
+for n in CONFIG["growth"]:
+    c = counting_ie(states, n)
+    growth[n] = {"ie_layer1_nats": c[1][2], "ie_min_layers_ge1_nats": min(r[2] for r in c[1:]),
+                 "ie_max_layers_ge1_nats": max(r[2] for r in c[1:]), "macro_layer1_nats": c[1][0].value,
+                 "n_distinct_sequences": int(len(np.unique(data.token_ids[:n], axis=0))), "ln_n_nats": math.log(n)}
+    log(f"N = {n}: counting IE at layer 1 = {c[1][2]:.3f} nats (layers >= 1 in "
+        f"[{growth[n]['ie_min_layers_ge1_nats']:.3f}, {growth[n]['ie_max_layers_ge1_nats']:.3f}])")
+numbers["counting_growth"] = {str(n): g for n, g in growth.items()}
+
+# %% [markdown]
+# ## Figures: IE per layer by estimator, with ceilings; IE(sigma)
+
+# %%
+layers = np.arange(L)
+fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+ax = axes[0]
+ax.plot(layers, [m.value for m in macro_count], "k.-", label="exact, by counting")
+for bound, marker in (("infonce", "^"), ("dv", "v")):
+    vals = neural[bound]["value_nats"][: len(neural_layers)]
+    ax.plot(neural_layers, vals, marker, ms=9, label=f"{'InfoNCE' if bound == 'infonce' else 'DV held-out'} "
+            f"(B = {B}); filled = flagged saturated", mfc="none")
+    sat = [(l, v) for l, v, s in zip(neural_layers, vals, neural[bound]["saturated"]) if s]
+    if sat:
+        ax.plot(*zip(*sat), marker, ms=9, color=ax.lines[-1].get_color())
+ax.plot(layers, [g.value for g in gauss], "x:", color="tab:red", label="Gaussian closed form")
+for s_i, s in enumerate(sigmas):
+    ax.plot(layers, noise_macro[:, s_i], lw=1, alpha=0.8, label=f"noise, sigma = {s:g} (centred std)")
+for value, name, style in ((H_sample, "sample entropy", "--"), (math.log(N), "ln N", ":"),
+                           (H_generating, "generating entropy", "-."),
+                           (estimator_cap("infonce", batch_size=B), f"InfoNCE cap ln {B}", (0, (1, 3)))):
+    ax.axhline(value, color="grey", ls=style, lw=0.9)
+    ax.text(L - 0.5, value, f" {name} {value:.2f}", fontsize=7, va="bottom", ha="right", color="grey")
+ax.set_yscale("symlog", linthresh=1.0)
+ax.set_xlabel("layer")
+ax.set_ylabel("macro MI (nats)")
+ax.set_title(f"macro MI by estimator, N = {N:,}")
+ax.legend(fontsize=6.5, loc="center right")
+
+ax = axes[1]
+ax.plot(layers, ie_count, "k.-", label="exact, by counting")
+for s_i, s in enumerate(sigmas):
+    ax.plot(layers, ie_noise[:, s_i], "o-", ms=3, label=f"noise, sigma = {s:g}")
+ax.axhline(0, color="grey", lw=0.6)
+ax.set_xlabel("layer")
+ax.set_ylabel("IE (nats)")
+ax.set_title(f"IE per layer: counting and noise-regularised (N = {N:,}, centred-std normaliser)")
+ax.legend(fontsize=7)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "what_ie_measures_ie_by_estimator.png", dpi=120)
+plt.close(fig)
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+cmap = plt.get_cmap("viridis")
+for i in range(L):
+    axes[0].plot(sigmas, ie_noise[i], "-", color=cmap(i / max(1, L - 1)), lw=1)
+axes[0].axhline(ie_count[1], color="k", ls="--", lw=0.8, label=f"counting IE, layer 1 ({ie_count[1]:.2f})")
+axes[0].set_xscale("log")
+axes[0].set_xlabel("sigma (relative to each variable's centred std)")
+axes[0].set_ylabel("IE(sigma) (nats)")
+axes[0].set_title(f"IE(sigma), one curve per layer (dark = early), N = {N:,}")
+axes[0].legend(fontsize=8)
+ns = list(growth)
+axes[1].plot(ns, [growth[n]["ie_layer1_nats"] for n in ns], "ko-", label="counting IE, layer 1")
+axes[1].plot(ns, [math.log(n) - float(np.mean(micro_count[1])) for n in ns], ":", color="grey",
+             label="ln N - mean micro MI")
+axes[1].axhline(H_generating - math.log(24) / 2, color="grey", ls="-.", lw=0.8,
+                label="generating entropy - (ln 24) / 2")
+axes[1].set_xscale("log")
+axes[1].set_xlabel("N (sequences)")
+axes[1].set_ylabel("IE by counting (nats)")
+axes[1].set_title("the counting value grows with N")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(FIG_DIR / "what_ie_measures_ie_sigma.png", dpi=120)
+plt.close(fig)
+
+# %% [markdown]
+# ## What we found
+#
+# Printed from this run's own numbers (N and the normaliser next to each).
+
+# %%
+inf, dv = neural["infonce"], neural["dv"]
+n_macro = len(neural_layers)
+sat_layers = [l for l, s in zip(neural_layers, inf["saturated"][:n_macro]) if s]
+ge1 = slice(1, None)
+findings = (
+    f"On SmolLM2-135M-Instruct (fp32) with N = {N:,} ICL country lists ({n_distinct_sequences:,} distinct, "
+    f"sample entropy {H_sample:.2f} nats, generating entropy {H_generating:.2f} nats), the last token's block "
+    f"input takes {distinct_in[0]} state at layer 0 (the ',' embedding) and between {min(distinct_in[ge1]):,} and "
+    f"{max(distinct_in[ge1]):,} states at layers 1-{L - 1}: one per distinct sequence. The exact macro MI by "
+    f"counting is therefore {min(m.value for m in macro_count[ge1]):.2f}-{max(m.value for m in macro_count[ge1]):.2f} "
+    f"nats at every layer >= 1 (N = {N:,}) and {macro_count[0].value:.2f} at layer 0; micro MIs are "
+    f"{micro_count[1, 0::2].mean():.2f} nats at country positions (ln 24 = {math.log(24):.2f}) and "
+    f"{micro_count[1, 1::2].mean():.2f} at commas, so the exact IE is {min(ie_count[ge1]):.2f}-{max(ie_count[ge1]):.2f} "
+    f"nats at every layer >= 1 and {ie_count[0]:.2f} at layer 0 (N = {N:,}). It grows with N: "
+    + ", ".join(f"{growth[n]['ie_layer1_nats']:.2f} nats at N = {n:,}" for n in growth)
+    + f". InfoNCE (B = {B}, cap ln {B} = {inf['estimator_cap_nats']:.2f} nats, N = {N:,}) reports "
+    + ", ".join(f"{v:.2f}" for v in inf["value_nats"][:n_macro])
+    + f" nats at layers {list(neural_layers)} and is flagged saturated at layers {sat_layers}; on a country "
+    f"position (truth {inf['truth_by_counting_nats'][-1]:.2f} nats) it gets {inf['value_nats'][-1]:.2f}. "
+    f"DV held-out (cap ln {B}x{B - 1} = {dv['estimator_cap_nats']:.2f} nats) reports "
+    + ", ".join(f"{v:.2f}" for v in dv["value_nats"][:n_macro])
+    + f" nats. The Gaussian closed form gives {min(g.value for g in gauss[ge1]):.0f}-{max(g.value for g in gauss[ge1]):.0f} "
+    f"nats at layers >= 1 (above ln N = {math.log(N):.2f}, flagged above_ceiling at "
+    f"{sum(numbers['gaussian']['above_ceiling'])} of {L} layers) and "
+    + ", ".join(f"{v:.1f}" for v in nulls.values())
+    + f" nats on shuffled pairs (Wishart bias {numbers['gaussian']['expected_null_bias_nats'] or math.nan:.1f} nats). "
+    f"The noise-regularised IE (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) at layers >= 1 spans "
+    + "; ".join(f"{ie_noise[ge1, k].min():.2f} to {ie_noise[ge1, k].max():.2f} nats at sigma = {s:g}"
+                for k, s in enumerate(sigmas))
+    + f"; at layer 0 it is {', '.join(f'{v:.2f}' for v in ie_noise[0])}."
+)
+numbers["findings"] = findings
+numbers["elapsed_s"] = time.perf_counter() - t_start
+(RESULT_DIR / "what_ie_measures.json").write_text(json.dumps(numbers, indent=1, default=float))
+print(findings)
+log(f"wrote {RESULT_DIR / 'what_ie_measures.json'} and figures in {FIG_DIR}")
