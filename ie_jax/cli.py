@@ -33,6 +33,19 @@ def _ints(text: str) -> list[int]:
     return out
 
 
+def _setting(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE a Python literal (200, 1e-3, "dv", (64, 64)) or a bare word."""
+    import ast
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
 def load_model_spec(spec: str):
     """'default' | 'minilm' | PATH (HF dir, .gguf) | 'random:SHAPE' (named shape or an HF config.json path)."""
     from ie_jax.models import load_model, random_model
@@ -61,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--protocol", default="fast", choices=["fast", "paper"], help="neural MI protocol")
     m.add_argument("--estimator", default="neural", choices=["neural", "exact_discrete", "noise", "gaussian"])
     m.add_argument("--sigma", type=_floats, default=None, help="noise levels for --estimator noise, e.g. 0.1,0.3,1")
+    m.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
+                   help="estimator setting, e.g. --set steps=300 --set batch_size=256 (repeatable)")
     m.add_argument("--micro", default="isolated", choices=["isolated", "in_context"])
     m.add_argument("--seeds", type=_ints, default=[0], help="critic seeds, e.g. 0,1,2")
     m.add_argument("--layers", type=_ints, default=None, help="blocks to measure, e.g. 0-5,10 (default all)")
@@ -87,7 +102,7 @@ def _measure(args) -> int:
         micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
         layers=args.layers, out=args.out, sigma=args.sigma, units=args.units,
         token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
-        save_states=args.save_states, progress=True,
+        save_states=args.save_states, progress=True, **dict(args.set),
     )
     for i, label in enumerate(result.settings):
         s = result.select(i)

@@ -99,17 +99,18 @@ class Estimator:
     @property
     def setting_params(self) -> list[dict]:
         if self.name == "noise":
-            return [{"estimator": "noise", "sigma": s, "normaliser": self.overrides.get("normaliser", "centred_std")}
-                    for s in self.sigmas]
+            return [{"estimator": "noise", "sigma": s, "normaliser": "centred_std", "seed": self.seeds[0],
+                     **self.overrides} for s in self.sigmas]
         if self.name == "neural":
             return [{"estimator": "neural", "protocol": self.protocol, "seeds": list(self.seeds), **self.overrides}]
         return [{"estimator": self.name, **self.overrides}]
 
     def min_samples(self, hidden_size: int) -> int:
         if self.name == "neural":
-            from ie_jax.mi import protocols
+            from ie_jax.mi.protocols import resolve
 
-            return protocols.min_samples(self.protocol, **self.overrides)
+            cfg, options = resolve(self.protocol, self.overrides)
+            return _min_neural_samples(cfg.batch_size or 2, options["test_fraction"], options["readout"])
         if self.name == "gaussian":
             return hidden_size + 2  # sample covariances of d-dim states need more than d samples
         return 2
@@ -130,6 +131,16 @@ class Estimator:
         from ie_jax.mi.gaussian import gaussian_mi
 
         return [[_closed_form(gaussian_mi(a, b, **self.overrides), len(a)) for a, b in zip(x, y)]]
+
+
+def _min_neural_samples(batch_size: int, test_fraction: float, readout: str) -> int:
+    """Smallest N whose training split fills one batch and, for a held-out readout, leaves 2 test pairs."""
+    n = batch_size
+    while True:
+        n_test = int(round(n * test_fraction))
+        if n - n_test >= batch_size and (readout != "heldout" or n_test >= 2):
+            return n
+        n += 1
 
 
 def _closed_form(value: float, n: int) -> MIEstimate:
@@ -261,10 +272,8 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
 
 
 def _annotate(estimate: MIEstimate, x, y, generating_entropy) -> MIEstimate:
-    try:  # TEMP until ceilings lands
-        from ie_jax.mi.ceilings import annotate
-    except ImportError:
-        return estimate
+    from ie_jax.mi.ceilings import annotate
+
     return annotate(estimate, x, y, generating_entropy_nats=generating_entropy)
 
 
