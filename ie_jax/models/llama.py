@@ -146,7 +146,8 @@ class Attention(nnx.Module):
         v = self.v_proj(x).reshape(b, t, kv, hd)
         # GQA without repeating k/v: query heads are grouped [kv, group] around their shared kv head.
         q = q.reshape(b, t, kv, group, hd)
-        scores = jnp.einsum("bqkgh,bskh->bkgqs", q, k) / jnp.sqrt(jnp.asarray(hd, dtype=jnp.float32)).astype(q.dtype)
+        # Axes: b batch, q/s query/key position, k kv head, g query head within its group, h head dim.
+        scores = jnp.einsum("bqkgh,bskh->bkgqs", q, k) * hd**-0.5
         scores = jnp.where(mask[:, :, None], scores.astype(jnp.float32), -jnp.inf)
         weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         out = jnp.einsum("bkgqs,bskh->bqkgh", weights, v).reshape(b, t, self.num_heads * hd)
