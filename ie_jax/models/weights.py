@@ -128,7 +128,8 @@ def fill_params(
         raise ValueError(f"Cannot load the {source} into {type(abstract_model).__name__}:\n{report}")
 
     state = nnx.State(abstract_state)
-    nnx.replace_by_pure_dict(state, _unflatten({p: jnp.asarray(v) for p, v in buffers.items()}))
+    # Pop each host buffer as it moves to the device, so peak memory is one copy plus one parameter.
+    nnx.replace_by_pure_dict(state, _unflatten({p: jnp.asarray(buffers.pop(p)) for p in list(buffers)}))
     return nnx.merge(graphdef, state)
 
 
