@@ -151,7 +151,7 @@ def _closed_form(value: float, n: int) -> MIEstimate:
 def measure(model, data, *, protocol: str = "fast", estimator: str | None = None, micro: str = "isolated",
             n_samples: int | None = None, seq_len: int | None = None, seeds=(0,), layers=None, out=None,
             sigma=None, units: str = "nats", token_curve: bool = True, data_seed: int = 0,
-            chunk_size: int | None = None, save_states: bool = False, batch_size: int = 64,
+            chunk_size: int | None = None, save_states: bool = False, capture_batch: int = 64,
             progress: bool = False, on_chunk=None, **overrides) -> IEResult:
     """Per-layer Information Emergence of `model` on `data`.
 
@@ -163,6 +163,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     n_samples, seq_len, data_seed: used when `data` is a spec. seeds: neural critics per problem (CIs include
       their spread); the noise estimator uses the first as its Monte Carlo seed.
     layers: block indices (default all). token_curve: estimate every position for E(t) (else macro only).
+    capture_batch: sequences per compiled capture call.
     out: a run directory: finished chunks are saved as they complete and a rerun resumes; result.json and
       result.csv are written at the end. on_chunk(index, n_chunks): called after each chunk is saved.
     Returns an IEResult in `units` ("nats" | "bits").
@@ -185,7 +186,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
 
     t0 = time.perf_counter()
     variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
-                                      batch_size=batch_size, progress=progress)
+                                      batch_size=capture_batch, progress=progress)
     capture_s = time.perf_counter() - t0
     if store is not None and save_states:
         for name in ("context_input", "context_output", "micro_input", "micro_output", "micro_index"):

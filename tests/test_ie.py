@@ -1,0 +1,172 @@
+"""IE arithmetic, CI propagation, flags, serialisation, and measure() end to end on a tiny model."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import ie_jax
+from ie_jax import data
+from ie_jax.mi.result import MIEstimate
+from ie_jax.models import random_model
+from ie_jax.results import IEResult, ie_weights, linear_combination
+
+TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50, "max_position_embeddings": 16,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return random_model(TINY, seed=0)
+
+
+def _est(v, se=0.1, lo=None, hi=None, **diag):
+    return MIEstimate(v, se, (v - 1.96 * se if lo is None else lo, v + 1.96 * se if hi is None else hi), "nats",
+                      "hand", diag)
+
+
+def test_linear_combination_hand_computed():
+    q, se, lo, hi = linear_combination([1.0, -0.5], [2.0, 1.0], [0.3, 0.4], [1.5, 0.8], [2.6, 1.1])
+    assert q == pytest.approx(1.5)
+    assert se == pytest.approx(math.sqrt(0.3**2 + (0.5 * 0.4) ** 2))
+    # the lower end takes the positive term's lower half-width and the negative term's upper one
+    assert lo == pytest.approx(1.5 - math.sqrt(0.5**2 + (0.5 * 0.1) ** 2))
+    assert hi == pytest.approx(1.5 + math.sqrt(0.6**2 + (0.5 * 0.2) ** 2))
+    # a zero weight ignores a NaN estimate
+    q, se, lo, hi = linear_combination([1.0, 0.0], [2.0, np.nan], [0.3, np.nan], [1.5, np.nan], [2.6, np.nan])
+    assert (q, lo, hi) == pytest.approx((2.0, 1.5, 2.6))
+
+
+def _result(micro="isolated"):
+    ctx = [[1.0, 2.0, 4.0], [0.5, 3.0, 6.0]]  # [L][T]
+    mic = [[1.0, 0.0, 2.0], [0.5, 1.0, 1.5]]
+    context = ((tuple(tuple(_est(v, 0.1 * (t + 1), ceiling_nats=5.0, saturated=(l == 1 and t == 2))
+                            for t, v in enumerate(row)) for l, row in enumerate(ctx))),)
+    micro_est = ((tuple(tuple(_est(v, 0.2, ceiling_nats=3.0) for v in row) for row in mic)),)
+    return IEResult(layers=(0, 1), seq_len=3, micro_mode=micro, settings=("hand",), context_positions=(0, 1, 2),
+                    context=context, micro=micro_est if micro == "isolated" else None, metadata={"n_samples": 7})
+
+
+def test_ie_arithmetic_and_ci_propagation():
+    r = _result()
+    np.testing.assert_allclose(r.mi_macro, [4.0, 6.0])
+    np.testing.assert_allclose(r.mi_micro_mean, [1.0, 1.0])
+    np.testing.assert_allclose(r.ie, [3.0, 5.0])
+    # IE = macro - mean micro: stderr^2 = 0.3^2 + 3 * (0.2 / 3)^2 (independent estimates)
+    np.testing.assert_allclose(r.ie_stderr, math.sqrt(0.09 + 3 * (0.2 / 3) ** 2))
+    half = 1.96 * math.sqrt(0.09 + 3 * (0.2 / 3) ** 2)
+    np.testing.assert_allclose(r.ie_ci, [[3.0 - half, 3.0 + half], [5.0 - half, 5.0 + half]])
+    # E(t) = context(t) - mean micro(0..t)
+    np.testing.assert_allclose(r.token_curve, [[0.0, 1.5, 3.0], [0.0, 2.25, 5.0]])
+    np.testing.assert_allclose(r.token_curve[:, -1], r.ie)
+    tot = r.totals
+    assert tot["sum_over_layers"]["value"] == pytest.approx(8.0)
+    assert tot["mean_over_layers"]["value"] == pytest.approx(4.0)
+    assert tot["sum_over_layers"]["stderr"] == pytest.approx(math.sqrt(2) * r.ie_stderr[0])
+    flags = r.ie_flags
+    assert flags[0]["flags"] == [] and flags[1]["flags"] == ["macro_saturated"]
+    assert flags[1]["ie_ceiling"] == pytest.approx(5.0 - 1.0)
+
+
+def test_in_context_micro_has_e0_zero_exactly():
+    r = _result("in_context")
+    np.testing.assert_allclose(r.mi_micro, [[1.0, 2.0, 4.0], [0.5, 3.0, 6.0]])
+    np.testing.assert_allclose(r.ie, [4.0 - 7.0 / 3, 6.0 - 9.5 / 3])
+    assert (r.token_curve[:, 0] == 0).all()
+    assert (r.token_curve_ci[:, 0] == 0).all()  # the same estimate on both sides cancels, error included
+    w_ie, w_curve = ie_weights(3, "in_context")
+    np.testing.assert_allclose(w_ie, [-1 / 3, -1 / 3, 2 / 3])
+    assert w_curve.shape == (3, 3)
+
+
+def test_json_and_csv_roundtrip(tmp_path):
+    r = _result()
+    r.to_json(tmp_path / "result.json")
+    back = IEResult.from_json(tmp_path)
+    np.testing.assert_allclose(back.ie, r.ie)
+    np.testing.assert_allclose(back.ie_ci, r.ie_ci)
+    assert back.ie_flags[1]["flags"] == ["macro_saturated"]
+    summary = json.loads((tmp_path / "result.json").read_text())["summary"]
+    assert summary["settings"][0]["ie"] == pytest.approx([3.0, 5.0])
+    rows = r.to_csv().strip().splitlines()
+    # header + per layer (ie, mi_macro, 3 micro, 3 token curve) + 2 totals
+    assert len(rows) == 1 + 2 * 8 + 2
+    assert rows[1].startswith("hand,ie,0,,3.0")
+
+
+def test_measure_exact_counting_matches_hand_computed_entropies(lm):
+    """A random network keeps distinct inputs distinct, so counting gives entropies of the token data."""
+    rng = np.random.default_rng(0)
+    ids = np.stack([rng.integers(0, 4, 300), np.full(300, 7), rng.integers(10, 13, 300)], 1).astype(np.int32)
+    res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), estimator="exact_discrete")
+
+    def entropy(cols):
+        _, c = np.unique(ids[:, cols], axis=0, return_counts=True)
+        p = c / c.sum()
+        return float(-(p * np.log(p)).sum())
+
+    h_tok = [entropy([0]), 0.0, entropy([2])]
+    np.testing.assert_allclose(res.mi_micro, [h_tok, h_tok], atol=1e-9)
+    # layer 0's input at the last position is that token's embedding; later blocks see the whole prefix
+    np.testing.assert_allclose(res.mi_macro, [entropy([2]), entropy([0, 1, 2])], atol=1e-9)
+    np.testing.assert_allclose(res.ie, res.mi_macro - np.mean(h_tok), atol=1e-9)
+    np.testing.assert_allclose(res.token_curve[1], [0.0, entropy([0]) - h_tok[0] / 2, res.ie[1]], atol=1e-9)
+    assert res.mi_micro_diagnostics[0][1]["constant"] is True  # position 1 always holds token 7
+    assert res.metadata["model"]["num_layers"] == 2 and res.metadata["estimator"] == "exact_discrete"
+    bits = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), estimator="exact_discrete", units="bits")
+    np.testing.assert_allclose(bits.ie, res.ie / math.log(2))
+
+
+def test_measure_noise_sigma_grid(lm):
+    ids = np.random.default_rng(1).integers(0, 5, (80, 3)).astype(np.int32)
+    res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), estimator="noise", sigma=[0.01, 100.0],
+                         token_curve=False, n_mc=64)
+    assert res.settings == ("noise sigma=0.01", "noise sigma=100")
+    small, large = res.select(sigma=0.01), res.select(1)
+    exact = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), estimator="exact_discrete",
+                           token_curve=False)
+    np.testing.assert_allclose(small.mi_macro, exact.mi_macro, atol=0.05)  # sigma -> 0: the counting value
+    assert (large.mi_macro < 0.05).all()  # sigma -> infinity: 0
+    assert not res.has_token_curve
+    with pytest.raises(ValueError, match="no token curve"):
+        res.token_curve
+
+
+@pytest.mark.slow
+def test_measure_neural_fast_protocol_small(lm):
+    ids = np.random.default_rng(2).integers(0, 6, (96, 3)).astype(np.int32)
+    res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), protocol="fast", layers=[1],
+                         token_curve=False, steps=30, batch_size=32, eval_every=10)
+    assert res.settings == ("neural fast",)
+    assert np.isfinite(res.ie).all()
+    # an undefined component error (NaN stderr) leaves IE's interval undefined rather than falsely narrow
+    component_nan = np.isnan(res.mi_macro_stderr).any() or np.isnan(res.mi_micro_stderr).any()
+    assert np.isnan(res.ie_ci).any() == component_nan
+    d = res.mi_macro_diagnostics[0]
+    assert d["ceilings"] and d["ceiling_nats"] <= math.log(96) + 1e-6
+
+
+def test_bad_input_errors(lm, tmp_path):
+    ids = np.random.default_rng(3).integers(0, 6, (50, 3)).astype(np.int32)
+    toy = data.TokenData(ids, "toy", "icl", "toy")
+    with pytest.raises(ValueError, match="too few for neural fast: it needs at least 640"):
+        ie_jax.measure(lm, toy, protocol="fast")
+    with pytest.raises(ValueError, match="unknown data spec"):
+        ie_jax.measure(lm, "wiki:all", n_samples=10)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        ie_jax.measure(lm, toy, protocol="slow")
+    with pytest.raises(ValueError, match="unknown estimator"):
+        ie_jax.measure(lm, toy, estimator="knn")
+    with pytest.raises(ValueError, match="sigma applies to estimator='noise' only"):
+        ie_jax.measure(lm, toy, estimator="exact_discrete", sigma=0.1)
+    with pytest.raises(ValueError, match="Gaussian-input states are continuous"):
+        ie_jax.measure(lm, "gaussian", n_samples=20, estimator="exact_discrete")
+    with pytest.raises(ValueError, match="exceed .* context of 16"):
+        ie_jax.measure(lm, data.TokenData(np.zeros((4, 20), np.int32), "long", "icl", "long"),
+                       estimator="exact_discrete")
+    with pytest.raises(ValueError, match="micro must be"):
+        ie_jax.measure(lm, toy, estimator="exact_discrete", micro="alone")
+    with pytest.raises(ValueError, match="need a tokenizer"):
+        ie_jax.measure(lm, "icl:country", n_samples=10, estimator="exact_discrete")
