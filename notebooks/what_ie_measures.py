@@ -40,7 +40,7 @@ from ie_jax import data as data_lib
 from ie_jax import variables as variables_lib
 from ie_jax.mi import estimate_batch
 from ie_jax.mi.ceilings import annotate, annotate_batch, estimator_cap, icl_orderings_entropy, shuffled_null
-from ie_jax.mi.discrete import distinct_states, exact_discrete_mi
+from ie_jax.mi.discrete import distinct_states, exact_discrete_mi, plugin_entropy
 from ie_jax.mi.gaussian import gaussian_mi, gaussian_mi_bias_nats
 from ie_jax.mi.noise import noise_mi_curve, noise_mi_curve_batch
 from ie_jax.mi.result import MIEstimate
@@ -58,9 +58,9 @@ RESULT_DIR.mkdir(parents=True, exist_ok=True)
 CACHE = os.environ.get("IE_NB_CACHE")
 
 CONFIG = {
-    "small": dict(n_samples=384, growth=(96, 192, 384), neural_layers=(0, 1, 29), steps=60, batch_size=64,
-                  sigmas=(0.1, 1.0, 10.0), n_mc=64, null_layers=(1,)),
-    "large": dict(n_samples=20_000, growth=(1_000, 4_000, 20_000), neural_layers=(0, 1, 15, 29), steps=2_000,
+    "small": dict(n_samples=384, layers=(0, 1, 15, 29), growth=(96, 192, 384), neural_layers=(0, 1, 29), steps=60,
+                  batch_size=64, sigmas=(0.1, 1.0, 10.0), n_mc=64, null_layers=(1,)),
+    "large": dict(n_samples=20_000, layers=None, growth=(1_000, 4_000, 20_000), neural_layers=(1, 15, 29), steps=2_000,
                   batch_size=512, sigmas=(0.1, 0.3, 1.0, 3.0, 10.0), n_mc=512, null_layers=(1, 15, 29)),
 }[SCALE]
 MARGIN_NATS = 0.1
@@ -114,28 +114,77 @@ t0 = time.perf_counter()
 states = capture_states(data)
 numbers["capture_s"] = time.perf_counter() - t0
 log(f"captured {states.nbytes / 2**30:.2f} GiB of states in {numbers['capture_s']:.0f} s")
-macro = [states.macro_pair(i) for i in range(L)]  # (block input [N, d], block output [N, d]) per layer
+LAYERS = list(range(L)) if CONFIG["layers"] is None else list(CONFIG["layers"])
+assert LAYERS[:2] == [0, 1], "the comparisons below quote layers 0 and 1"
+macro = {l: states.macro_pair(l) for l in LAYERS}  # (block input [N, d], block output [N, d]) per layer
+numbers["layers"] = LAYERS
 numbers["data"] = {"n_samples": N, "seq_len": T, "n_entities": n_entities,
                    "n_distinct_sequences": n_distinct_sequences, "sample_entropy_nats": H_sample,
                    "generating_entropy_nats": H_generating, "ln_n_nats": math.log(N)}
 
 # %% [markdown]
-# ## 1. Distinct states per layer
+# ## 1. Distinct states and the exact IE by counting
 #
-# `distinct_states` merges states closer than 1e-4 of the variable's centred scale. At layer 0 the last
-# token's block input is the "," embedding: one state. From layer 1 on, each distinct sequence should give
-# its own state, so the counts should equal the number of distinct sequences.
+# For a deterministic map of discrete inputs, `exact_discrete_mi` is the plug-in MI of the distinct states,
+# exact over the sample; its diagnostics carry the distinct-state counts (`distinct_states`: states closer
+# than 1e-4 of the variable's centred scale are one state). At layer 0 the last token's block input is the
+# "," embedding: one state, MI 0. From layer 1 on, each distinct sequence should give its own state, so the
+# macro MI is the sample entropy of the sequences at every layer.
+#
+# Micro: an isolated token's state depends only on the token, so if the 25 distinct tokens (24 countries
+# and the comma) give 25 distinct states at a layer's input and output (checked below with
+# `distinct_states`), the micro MI is the plug-in entropy of the token at that position: ln 24 at country
+# positions (up to sampling) and 0 at commas. `exact_discrete_mi` on the N micro pairs confirms it at a few
+# layers (it is slow on N rows of heavily repeated states, so not at all 30).
 
 # %%
-distinct_in = [distinct_states(x)[1] for x, _ in macro]
-distinct_out = [distinct_states(y)[1] for _, y in macro]
+def micro_counting(variables, layers, direct_layers, n=None):
+    """[len(layers), T] micro MI (nats) by counting over the first n samples, checked by exact_discrete_mi."""
+    token_ids = data.token_ids[:n]
+    by_token = np.array([plugin_entropy(token_ids[:, t]) for t in range(T)])
+    out = []
+    for layer in layers:
+        i = variables.layers.index(layer)
+        n_tokens = len(variables.micro_input[i])
+        injective = all(distinct_states(a[i])[1] == n_tokens for a in (variables.micro_input, variables.micro_output))
+        if not injective:
+            raise AssertionError(f"layer {layer}: two tokens share an isolated state; count the states directly")
+        if layer in direct_layers:
+            direct = [exact_discrete_mi(*(a[:n] for a in variables.micro_pair(i, t)), discrete=True).value
+                      for t in range(T)]
+            np.testing.assert_allclose(direct, by_token, atol=1e-9)
+        out.append(by_token)
+    return np.array(out)
+
+
+t0 = time.perf_counter()
+macro_count = [exact_discrete_mi(*macro[l], discrete=True, margin_nats=MARGIN_NATS) for l in LAYERS]
+micro_count = micro_counting(states, LAYERS, direct_layers=(0, 1, L - 1))  # [layers, T]
+ie_count = [m.value - float(micro.mean()) for m, micro in zip(macro_count, micro_count)]
+distinct_in = [m.diagnostics["n_distinct_x"] for m in macro_count]
+distinct_out = [m.diagnostics["n_distinct_y"] for m in macro_count]
 numbers["distinct_states"] = {"block_input": distinct_in, "block_output": distinct_out, "rtol": 1e-4}
+numbers["counting"] = {
+    "macro_mi_nats": [m.value for m in macro_count],
+    "macro_stderr_nats": [m.stderr for m in macro_count],
+    "macro_saturated": [bool(m.diagnostics["saturated"]) for m in macro_count],
+    "macro_constant": [bool(m.diagnostics["constant"]) for m in macro_count],
+    "micro_mi_nats_by_position": micro_count.tolist(),
+    "micro_mean_nats": micro_count.mean(axis=1).tolist(),
+    "ie_nats": ie_count,
+    "ln_24_nats": math.log(24),
+    "seconds": time.perf_counter() - t0,
+}
 log(f"distinct last-token states, block input per layer: {distinct_in}")
 log(f"distinct last-token states, block output per layer: {distinct_out}")
+log(f"counting, layer 0: macro {macro_count[0].value:.3f} (constant={macro_count[0].diagnostics['constant']}), "
+    f"IE {ie_count[0]:.3f}; layer 1: macro {macro_count[1].value:.3f}, micro by position "
+    f"{np.round(micro_count[1], 3).tolist()}, IE {ie_count[1]:.3f}; IE over layers >= 1 in "
+    f"[{min(ie_count[1:]):.3f}, {max(ie_count[1:]):.3f}]")
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.plot(range(L), distinct_in, "o-", label="block input (last token)")
-ax.plot(range(L), distinct_out, "s--", label="block output (last token)", alpha=0.7)
+ax.plot(LAYERS, distinct_in, "o-", label="block input (last token)")
+ax.plot(LAYERS, distinct_out, "s--", label="block output (last token)", alpha=0.7)
 ax.axhline(n_distinct_sequences, color="k", lw=0.8, ls=":", label=f"distinct sequences ({n_distinct_sequences:,})")
 ax.axhline(N, color="grey", lw=0.8, ls="--", label=f"N = {N:,}")
 ax.set_yscale("log")
@@ -146,48 +195,6 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(FIG_DIR / "what_ie_measures_distinct_states.png", dpi=120)
 plt.close(fig)
-
-# %% [markdown]
-# ## 2. The exact IE by counting
-#
-# For a deterministic map of discrete inputs, `exact_discrete_mi` is the plug-in MI of the distinct states,
-# exact over the sample. Macro: the sample entropy of the sequences at every layer >= 1. Micro: the entropy of
-# the token at each position, ln 24 at country positions (up to sampling) and 0 at commas (a constant).
-
-
-# %%
-def counting_ie(variables, n=None):
-    """Per layer: (macro MIEstimate, [T] micro MIEstimates, IE nats) by counting, over the first n samples."""
-    sl = slice(None, n)
-    out = []
-    for i in range(L):
-        x, y = variables.macro_pair(i)
-        mac = exact_discrete_mi(x[sl], y[sl], discrete=True, margin_nats=MARGIN_NATS)
-        mic = [exact_discrete_mi(*(a[sl] for a in variables.micro_pair(i, t)), discrete=True) for t in range(T)]
-        out.append((mac, mic, mac.value - float(np.mean([m.value for m in mic]))))
-    return out
-
-
-counted = counting_ie(states)
-macro_count = [c[0] for c in counted]
-micro_count = np.array([[m.value for m in c[1]] for c in counted])  # [L, T]
-ie_count = [c[2] for c in counted]
-micro_constant = [[bool(m.diagnostics["constant"]) for m in c[1]] for c in counted]
-numbers["counting"] = {
-    "macro_mi_nats": [m.value for m in macro_count],
-    "macro_stderr_nats": [m.stderr for m in macro_count],
-    "macro_saturated": [bool(m.diagnostics["saturated"]) for m in macro_count],
-    "macro_constant": [bool(m.diagnostics["constant"]) for m in macro_count],
-    "micro_mi_nats_by_position": micro_count.tolist(),
-    "micro_constant_by_position": micro_constant,
-    "micro_mean_nats": micro_count.mean(axis=1).tolist(),
-    "ie_nats": ie_count,
-    "ln_24_nats": math.log(24),
-}
-log(f"counting, layer 0: macro {macro_count[0].value:.3f} (constant={macro_count[0].diagnostics['constant']}), "
-    f"IE {ie_count[0]:.3f}; layer 1: macro {macro_count[1].value:.3f}, micro by position "
-    f"{np.round(micro_count[1], 3).tolist()}, IE {ie_count[1]:.3f}; IE over layers >= 1 in "
-    f"[{min(ie_count[1:]):.3f}, {max(ie_count[1:]):.3f}]")
 
 # %% [markdown]
 # ## 3. Neural estimators and the Gaussian closed form on the macro variable
@@ -220,7 +227,8 @@ for bound in ("infonce", "dv"):
         "saturated": [bool(d["saturated"]) for d in est.diagnostics],
         "constant": [bool(d["constant"]) for d in est.diagnostics],
         "still_increasing": [bool(d.get("still_increasing")) for d in est.diagnostics],
-        "truth_by_counting_nats": [macro_count[l].value for _, l in problems[:-1]] + [micro_count[neural_layers[-1], 0]],
+        "truth_by_counting_nats": [macro_count[LAYERS.index(l)].value for _, l in problems[:-1]]
+        + [micro_count[LAYERS.index(neural_layers[-1]), 0]],
         "seconds": time.perf_counter() - t0,
     }
     log(f"{bound} (B = {B}, cap {cap:.2f}): " + ", ".join(
@@ -234,12 +242,16 @@ def gaussian_estimate(x, y) -> MIEstimate:
     return MIEstimate(gaussian_mi(x, y), math.nan, (math.nan, math.nan), "nats", "gaussian")
 
 
-gauss = [annotate(gaussian_estimate(x, y), x, y, generating_entropy_nats=H_generating) for x, y in macro]
+# Every layer's value; ceilings and flags (annotate counts distinct states again: slow at N = 20,000) at a few.
+gauss = [gaussian_estimate(*macro[l]) for l in LAYERS]
+gauss_annotated = {l: annotate(gauss[LAYERS.index(l)], *macro[l], generating_entropy_nats=H_generating)
+                   for l in CONFIG["null_layers"]}
 d = lm.config.hidden_size
 nulls = {l: shuffled_null(gaussian_estimate, *macro[l], seed=0).value for l in CONFIG["null_layers"]}
 numbers["gaussian"] = {
     "mi_nats": [g.value for g in gauss],
-    "above_ceiling": [bool(g.diagnostics["above_ceiling"]) for g in gauss],
+    "above_ceiling": {str(l): bool(g.diagnostics["above_ceiling"]) for l, g in gauss_annotated.items()},
+    "ceiling_nats": {str(l): g.diagnostics["ceiling_nats"] for l, g in gauss_annotated.items()},
     "shuffled_null_nats": {str(l): v for l, v in nulls.items()},
     # the Wishart bias of the plug-in value on Gaussian data (defined for N > 2d), about d^2 / 2N
     "expected_null_bias_nats": gaussian_mi_bias_nats(d, d, N) if N > 2 * d else None,
@@ -259,22 +271,22 @@ log(f"Gaussian closed form per layer >= 1 in [{min(g.value for g in gauss[1:]):.
 
 # %%
 sigmas = CONFIG["sigmas"]
-noise_macro = np.zeros((L, len(sigmas)))
-noise_macro_ci = np.zeros((L, len(sigmas), 2))
-noise_micro = np.zeros((L, T, len(sigmas)))
+noise_macro = np.zeros((len(LAYERS), len(sigmas)))
+noise_macro_ci = np.zeros((len(LAYERS), len(sigmas), 2))
+noise_micro = np.zeros((len(LAYERS), T, len(sigmas)))
 scales = []
 t0 = time.perf_counter()
-for i in range(L):
-    curve = noise_mi_curve(*macro[i], sigmas, n_mc=CONFIG["n_mc"], seed=0)
+for i, layer in enumerate(LAYERS):
+    curve = noise_mi_curve(*macro[layer], sigmas, n_mc=CONFIG["n_mc"], seed=0)
     noise_macro[i] = [e.value for e in curve]
     noise_macro_ci[i] = [e.ci95 for e in curve]
     scales.append((curve[0].diagnostics["scale_x"], curve[0].diagnostics["scale_y"]))
-    pairs = [states.micro_pair(i, t) for t in range(T)]
+    pairs = [states.micro_pair(layer, t) for t in range(T)]
     micro_curves = noise_mi_curve_batch(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), sigmas,
                                         n_mc=CONFIG["n_mc"], seed=0)
     noise_micro[i] = np.stack([m.values for m in micro_curves], axis=1)
-    if i % 5 == 0 or i == L - 1:
-        log(f"noise MI layer {i}: macro {np.round(noise_macro[i], 3).tolist()} at sigma {list(sigmas)}")
+    if layer % 5 == 0 or layer == L - 1:
+        log(f"noise MI layer {layer}: macro {np.round(noise_macro[i], 3).tolist()} at sigma {list(sigmas)}")
 ie_noise = noise_macro - noise_micro.mean(axis=1)  # [L, S]
 numbers["noise"] = {
     "sigmas": list(sigmas),
@@ -293,24 +305,26 @@ numbers["noise"] = {
 #
 # Every distinct sequence is its own state, so the macro MI by counting is the sample entropy of the sequences,
 # which approaches the generating entropy (ln 255,024 = 12.45 nats for 24 countries and 4 shots) only when N
-# is far above 255,024. The first n sequences of the same sample are counted for each n.
+# is far above 255,024. The first n sequences of the same sample are counted for each n, at a few layers.
 
 # %%
 growth = {}
+GROWTH_LAYERS = (1, L // 2, L - 1)
 for n in CONFIG["growth"]:
-    c = counting_ie(states, n)
-    growth[n] = {"ie_layer1_nats": c[1][2], "ie_min_layers_ge1_nats": min(r[2] for r in c[1:]),
-                 "ie_max_layers_ge1_nats": max(r[2] for r in c[1:]), "macro_layer1_nats": c[1][0].value,
+    mac = [exact_discrete_mi(*(a[:n] for a in states.macro_pair(l)), discrete=True) for l in GROWTH_LAYERS]
+    ie = [m.value - float(micro.mean()) for m, micro in zip(mac, micro_counting(states, GROWTH_LAYERS, (), n))]
+    growth[n] = {"layers": GROWTH_LAYERS, "ie_layer1_nats": ie[0], "ie_min_layers_ge1_nats": min(ie),
+                 "ie_max_layers_ge1_nats": max(ie), "macro_layer1_nats": mac[0].value,
                  "n_distinct_sequences": int(len(np.unique(data.token_ids[:n], axis=0))), "ln_n_nats": math.log(n)}
-    log(f"N = {n}: counting IE at layer 1 = {c[1][2]:.3f} nats (layers >= 1 in "
-        f"[{growth[n]['ie_min_layers_ge1_nats']:.3f}, {growth[n]['ie_max_layers_ge1_nats']:.3f}])")
+    log(f"N = {n}: counting IE at layer 1 = {ie[0]:.3f} nats (layers {GROWTH_LAYERS} in "
+        f"[{min(ie):.3f}, {max(ie):.3f}])")
 numbers["counting_growth"] = {str(n): g for n, g in growth.items()}
 
 # %% [markdown]
 # ## Figures: IE per layer by estimator, with ceilings; IE(sigma)
 
 # %%
-layers = np.arange(L)
+layers = np.array(LAYERS)
 fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
 ax = axes[0]
 ax.plot(layers, [m.value for m in macro_count], "k.-", label="exact, by counting")
@@ -328,7 +342,7 @@ for value, name, style in ((H_sample, "sample entropy", "--"), (math.log(N), "ln
                            (H_generating, "generating entropy", "-."),
                            (estimator_cap("infonce", batch_size=B), f"InfoNCE cap ln {B}", (0, (1, 3)))):
     ax.axhline(value, color="grey", ls=style, lw=0.9)
-    ax.text(L - 0.5, value, f" {name} {value:.2f}", fontsize=7, va="bottom", ha="right", color="grey")
+    ax.text(LAYERS[-1], value, f" {name} {value:.2f}", fontsize=7, va="bottom", ha="right", color="grey")
 ax.set_yscale("symlog", linthresh=1.0)
 ax.set_xlabel("layer")
 ax.set_ylabel("macro MI (nats)")
@@ -350,8 +364,8 @@ plt.close(fig)
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
 cmap = plt.get_cmap("viridis")
-for i in range(L):
-    axes[0].plot(sigmas, ie_noise[i], "-", color=cmap(i / max(1, L - 1)), lw=1)
+for i, layer in enumerate(LAYERS):
+    axes[0].plot(sigmas, ie_noise[i], "-", color=cmap(layer / max(1, L - 1)), lw=1)
 axes[0].axhline(ie_count[1], color="k", ls="--", lw=0.8, label=f"counting IE, layer 1 ({ie_count[1]:.2f})")
 axes[0].set_xscale("log")
 axes[0].set_xlabel("sigma (relative to each variable's centred std)")
@@ -387,7 +401,7 @@ findings = (
     f"On SmolLM2-135M-Instruct (fp32) with N = {N:,} ICL country lists ({n_distinct_sequences:,} distinct, "
     f"sample entropy {H_sample:.2f} nats, generating entropy {H_generating:.2f} nats), the last token's block "
     f"input takes {distinct_in[0]} state at layer 0 (the ',' embedding) and between {min(distinct_in[ge1]):,} and "
-    f"{max(distinct_in[ge1]):,} states at layers 1-{L - 1}: one per distinct sequence. The exact macro MI by "
+    f"{max(distinct_in[ge1]):,} states at layers {LAYERS[1]}-{LAYERS[-1]}: one per distinct sequence. The exact macro MI by "
     f"counting is therefore {min(m.value for m in macro_count[ge1]):.2f}-{max(m.value for m in macro_count[ge1]):.2f} "
     f"nats at every layer >= 1 (N = {N:,}) and {macro_count[0].value:.2f} at layer 0; micro MIs are "
     f"{micro_count[1, 0::2].mean():.2f} nats at country positions (ln 24 = {math.log(24):.2f}) and "
@@ -401,8 +415,8 @@ findings = (
     f"DV held-out (cap ln {B}x{B - 1} = {dv['estimator_cap_nats']:.2f} nats) reports "
     + ", ".join(f"{v:.2f}" for v in dv["value_nats"][:n_macro])
     + f" nats. The Gaussian closed form gives {min(g.value for g in gauss[ge1]):.0f}-{max(g.value for g in gauss[ge1]):.0f} "
-    f"nats at layers >= 1 (above ln N = {math.log(N):.2f}, flagged above_ceiling at "
-    f"{sum(numbers['gaussian']['above_ceiling'])} of {L} layers) and "
+    f"nats at layers >= 1 (above ln N = {math.log(N):.2f}; flagged above_ceiling at layers "
+    f"{[int(l) for l, f in numbers['gaussian']['above_ceiling'].items() if f]}) and "
     + ", ".join(f"{v:.1f}" for v in nulls.values())
     + f" nats on shuffled pairs (Wishart bias {numbers['gaussian']['expected_null_bias_nats'] or math.nan:.1f} nats). "
     f"The noise-regularised IE (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) at layers >= 1 spans "
