@@ -182,19 +182,6 @@ log(f"counting, layer 0: macro {macro_count[0].value:.3f} (constant={macro_count
     f"{np.round(micro_count[1], 3).tolist()}, IE {ie_count[1]:.3f}; IE over layers >= 1 in "
     f"[{min(ie_count[1:]):.3f}, {max(ie_count[1:]):.3f}]")
 
-fig, ax = plt.subplots(figsize=(7, 3.8))
-ax.plot(LAYERS, distinct_in, "o-", label="block input (last token)")
-ax.plot(LAYERS, distinct_out, "s--", label="block output (last token)", alpha=0.7)
-ax.axhline(n_distinct_sequences, color="k", lw=0.8, ls=":", label=f"distinct sequences ({n_distinct_sequences:,})")
-ax.axhline(N, color="grey", lw=0.8, ls="--", label=f"N = {N:,}")
-ax.set_yscale("log")
-ax.set_xlabel("layer (block index)")
-ax.set_ylabel("distinct states (rtol 1e-4 of centred scale)")
-ax.set_title(f"SmolLM2-135M, ICL countries, N = {N:,}: one state per distinct sequence")
-ax.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(FIG_DIR / "what_ie_measures_distinct_states.png", dpi=120)
-plt.close(fig)
 
 # %% [markdown]
 # ## 3. Neural estimators and the Gaussian closed form on the macro variable
@@ -321,71 +308,107 @@ for n in CONFIG["growth"]:
 numbers["counting_growth"] = {str(n): g for n, g in growth.items()}
 
 # %% [markdown]
-# ## Figures: IE per layer by estimator, with ceilings; IE(sigma)
+# ## Figures
+#
+# Drawn from the dictionary of key numbers alone (the JSON this notebook writes), so they can be redrawn
+# from a finished run's JSON: distinct states per layer; macro MI per layer by estimator with its ceilings,
+# and IE per layer; IE(sigma) per layer and the counting value against N.
+
 
 # %%
-layers = np.array(LAYERS)
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-ax = axes[0]
-ax.plot(layers, [m.value for m in macro_count], "k.-", label="exact, by counting")
-for bound, marker in (("infonce", "^"), ("dv", "v")):
-    vals = neural[bound]["value_nats"][: len(neural_layers)]
-    ax.plot(neural_layers, vals, marker, ms=9, label=f"{'InfoNCE' if bound == 'infonce' else 'DV held-out'} "
-            f"(B = {B}); filled = flagged saturated", mfc="none")
-    sat = [(l, v) for l, v, s in zip(neural_layers, vals, neural[bound]["saturated"]) if s]
-    if sat:
-        ax.plot(*zip(*sat), marker, ms=9, color=ax.lines[-1].get_color())
-ax.plot(layers, [g.value for g in gauss], "x:", color="tab:red", label="Gaussian closed form")
-for s_i, s in enumerate(sigmas):
-    ax.plot(layers, noise_macro[:, s_i], lw=1, alpha=0.8, label=f"noise, sigma = {s:g} (centred std)")
-for value, name, style in ((H_sample, "sample entropy", "--"), (math.log(N), "ln N", ":"),
-                           (H_generating, "generating entropy", "-."),
-                           (estimator_cap("infonce", batch_size=B), f"InfoNCE cap ln {B}", (0, (1, 3)))):
-    ax.axhline(value, color="grey", ls=style, lw=0.9)
-    ax.text(LAYERS[-1], value, f" {name} {value:.2f}", fontsize=7, va="bottom", ha="right", color="grey")
-ax.set_yscale("symlog", linthresh=1.0)
-ax.set_xlabel("layer")
-ax.set_ylabel("macro MI (nats)")
-ax.set_title(f"macro MI by estimator, N = {N:,}")
-ax.legend(fontsize=6.5, loc="center right")
+def draw_figures(nb: dict, fig_dir: pathlib.Path) -> None:
+    layers, n, d = nb["layers"], nb["data"]["n_samples"], nb["data"]
+    last = layers[-1]
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(layers, nb["distinct_states"]["block_input"], "o-", label="block input (last token)")
+    ax.plot(layers, nb["distinct_states"]["block_output"], "s--", label="block output (last token)", alpha=0.7)
+    ax.axhline(d["n_distinct_sequences"], color="k", lw=0.8, ls=":",
+               label=f"distinct sequences ({d['n_distinct_sequences']:,})")
+    ax.axhline(n, color="grey", lw=0.8, ls="--", label=f"N = {n:,}")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (block index)")
+    ax.set_ylabel("distinct states (rtol 1e-4 of centred scale)")
+    ax.set_title(f"SmolLM2-135M, ICL countries, N = {n:,}: one state per distinct sequence", fontsize=10)
+    ax.legend(fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(fig_dir / "what_ie_measures_distinct_states.png", dpi=120)
+    plt.close(fig)
 
-ax = axes[1]
-ax.plot(layers, ie_count, "k.-", label="exact, by counting")
-for s_i, s in enumerate(sigmas):
-    ax.plot(layers, ie_noise[:, s_i], "o-", ms=3, label=f"noise, sigma = {s:g}")
-ax.axhline(0, color="grey", lw=0.6)
-ax.set_xlabel("layer")
-ax.set_ylabel("IE (nats)")
-ax.set_title(f"IE per layer: counting and noise-regularised (N = {N:,}, centred-std normaliser)")
-ax.legend(fontsize=7)
-fig.tight_layout()
-fig.savefig(FIG_DIR / "what_ie_measures_ie_by_estimator.png", dpi=120)
-plt.close(fig)
+    sigmas, noise = nb["noise"]["sigmas"], nb["noise"]
+    counting = nb["counting"]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.2))
+    ax = axes[0]
+    ax.plot(layers, counting["macro_mi_nats"], "k.-", lw=2, label="exact, by counting")
+    for k, s in enumerate(sigmas):
+        ax.plot(layers, np.array(noise["macro_mi_nats"])[:, k], lw=1, color=plt.get_cmap("winter")(k / len(sigmas)),
+                label=f"noise, sigma = {s:g} x centred std")
+    for bound, marker, name, color in (("infonce", "^", "InfoNCE", "tab:orange"), ("dv", "v", "DV held-out", "tab:brown")):
+        r = nb["neural"][bound]
+        macro_layers = [int(p.split()[-1]) for p in r["problems"] if p.startswith("macro")]
+        vals = r["value_nats"][: len(macro_layers)]
+        line, = ax.plot(macro_layers, vals, marker, ms=9, mfc="none", ls="none", color=color,
+                        label=f"{name} (B = {nb['config']['batch_size']}); filled = flagged saturated")
+        sat = [(l, v) for l, v, f in zip(macro_layers, vals, r["saturated"]) if f]
+        if sat:
+            ax.plot(*zip(*sat), marker, ms=9, color=line.get_color(), ls="none")
+    ax.plot(layers, nb["gaussian"]["mi_nats"], "x:", color="tab:red", label="Gaussian closed form")
+    ceilings = [(d["sample_entropy_nats"], "sample entropy"), (d["ln_n_nats"], "ln N"),
+                (d["generating_entropy_nats"], "generating entropy"),
+                (nb["neural"]["infonce"]["estimator_cap_nats"], "InfoNCE cap ln B")]
+    for k, (value, name) in enumerate(sorted(ceilings)):
+        ax.axhline(value, color="grey", ls=(0, (1 + k, 2)), lw=0.9)
+        ax.text(last * (0.55 + 0.15 * (k % 3)), value * (1.08 if k % 2 else 0.8), f"{name} {value:.2f}",
+                fontsize=7, color="dimgrey")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(-0.3, 5 * max(nb["gaussian"]["mi_nats"]))
+    ax.set_xlabel("layer")
+    ax.set_ylabel("macro MI (nats, symlog)")
+    ax.set_title(f"macro MI by estimator, N = {n:,}", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-cmap = plt.get_cmap("viridis")
-for i, layer in enumerate(LAYERS):
-    axes[0].plot(sigmas, ie_noise[i], "-", color=cmap(layer / max(1, L - 1)), lw=1)
-axes[0].axhline(ie_count[1], color="k", ls="--", lw=0.8, label=f"counting IE, layer 1 ({ie_count[1]:.2f})")
-axes[0].set_xscale("log")
-axes[0].set_xlabel("sigma (relative to each variable's centred std)")
-axes[0].set_ylabel("IE(sigma) (nats)")
-axes[0].set_title(f"IE(sigma), one curve per layer (dark = early), N = {N:,}")
-axes[0].legend(fontsize=8)
-ns = list(growth)
-axes[1].plot(ns, [growth[n]["ie_layer1_nats"] for n in ns], "ko-", label="counting IE, layer 1")
-axes[1].plot(ns, [math.log(n) - float(np.mean(micro_count[1])) for n in ns], ":", color="grey",
-             label="ln N - mean micro MI")
-axes[1].axhline(H_generating - math.log(24) / 2, color="grey", ls="-.", lw=0.8,
-                label="generating entropy - (ln 24) / 2")
-axes[1].set_xscale("log")
-axes[1].set_xlabel("N (sequences)")
-axes[1].set_ylabel("IE by counting (nats)")
-axes[1].set_title("the counting value grows with N")
-axes[1].legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(FIG_DIR / "what_ie_measures_ie_sigma.png", dpi=120)
-plt.close(fig)
+    ax = axes[1]
+    ax.plot(layers, counting["ie_nats"], "k.-", lw=2, label="exact, by counting")
+    for k, s in enumerate(sigmas):
+        ax.plot(layers, np.array(noise["ie_nats"])[:, k], "o-", ms=3, label=f"noise, sigma = {s:g}")
+    ax.axhline(0, color="grey", lw=0.6)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("IE (nats)")
+    ax.set_title(f"IE per layer (N = {n:,}; noise: sigma x centred std)", fontsize=10)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "what_ie_measures_ie_by_estimator.png", dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    cmap = plt.get_cmap("viridis")
+    ie_noise_arr = np.array(noise["ie_nats"])
+    for i, layer in enumerate(layers):
+        axes[0].plot(sigmas, ie_noise_arr[i], "-", color=cmap(layer / max(1, last)), lw=1,
+                     label=f"layer {layer}" if layer in (0, 1, last) else None)
+    axes[0].axhline(counting["ie_nats"][1], color="k", ls="--", lw=0.8,
+                    label=f"counting IE, layer 1 ({counting['ie_nats'][1]:.2f})")
+    axes[0].axhline(0, color="grey", lw=0.6)
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("sigma (relative to each variable's centred std)")
+    axes[0].set_ylabel("IE(sigma) (nats)")
+    axes[0].set_title(f"IE(sigma), one curve per layer (dark = early), N = {n:,}", fontsize=10)
+    axes[0].legend(fontsize=8)
+    growth = nb["counting_growth"]
+    ns = sorted(int(k) for k in growth)
+    axes[1].plot(ns, [growth[str(k)]["ie_layer1_nats"] for k in ns], "ko-", label="counting IE, layer 1")
+    micro_mean = counting["micro_mean_nats"][1]
+    axes[1].plot(ns, [math.log(k) - micro_mean for k in ns], ":", color="grey", label="ln N - mean micro MI")
+    axes[1].axhline(d["generating_entropy_nats"] - micro_mean, color="grey", ls="-.", lw=0.8,
+                    label="generating entropy - mean micro MI")
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("N (sequences)")
+    axes[1].set_ylabel("IE by counting (nats)")
+    axes[1].set_title("the counting value grows with N", fontsize=10)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(fig_dir / "what_ie_measures_ie_sigma.png", dpi=120)
+    plt.close(fig)
+
 
 # %% [markdown]
 # ## What we found
@@ -427,5 +450,6 @@ findings = (
 numbers["findings"] = findings
 numbers["elapsed_s"] = time.perf_counter() - t_start
 (RESULT_DIR / "what_ie_measures.json").write_text(json.dumps(numbers, indent=1, default=float))
+draw_figures(json.loads((RESULT_DIR / "what_ie_measures.json").read_text()), FIG_DIR)
 print(findings)
 log(f"wrote {RESULT_DIR / 'what_ie_measures.json'} and figures in {FIG_DIR}")
