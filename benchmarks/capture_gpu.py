@@ -1,0 +1,211 @@
+"""Capture throughput on GPU: ie_jax `capture` vs HF transformers PyTorch, random-init real shapes.
+
+Run (on the device machine, one process per framework so neither holds the other's memory):
+  python3 benchmarks/capture_gpu.py --framework jax --out $OUT/capture_jax_gpu.json
+  python3 benchmarks/capture_gpu.py --framework hf  --out $OUT/capture_hf_gpu.json
+
+Each model x dtype: a batch of `--batch` x `--tokens` random token ids; ie_jax: `capture(lm, ids)` returns
+block_input and block_output [L, B, T, d] for every block; HF: the base model (no LM head) with
+output_hidden_states=True under inference_mode (the hidden states are the same residual streams).
+Timed after warm-up (and, for JAX, compilation), median of `--repeats`, synchronised.
+tokens/s = B T / seconds. FLOPs = 2 x block parameters x tokens + attention (4 T d per token and layer);
+bytes = parameters read once + the [L, B, T, d] states written (ie_jax writes two copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import re
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sweep_gpu import Budget, now, nvidia_smi, write  # noqa: E402
+
+MODELS = "gpt2,gpt2-medium,gpt2-large,gpt2-xl,openllama-3b,gemma-2b,gemma-7b"
+
+
+def model_counts(name: str, batch: int, tokens: int) -> dict:
+    """Block parameters, layers, width and the FLOPs of one capture of [batch, tokens] (the shape alone)."""
+    from ie_jax.models import registry
+
+    arch, hf = registry.NAMED_SHAPES[name]
+    config = registry.get_architecture(arch).CONFIG_CLASS.from_hf(hf)
+    d, layers = config.hidden_size, config.num_layers
+    return {"arch": arch, "layers": layers, "hidden": d, "attention_flops_per_token": 4 * tokens * d * layers}
+
+
+def block_params_jax(lm) -> int:
+    """Parameters of the stacked blocks (leaves with the layer axis first): the per-token matmul work."""
+    import jax
+    from flax import nnx
+
+    layers = lm.config.num_layers
+    _, state = nnx.split(lm.module)
+    return sum(int(x.size) for x in jax.tree.leaves(state) if x.ndim >= 2 and x.shape[0] == layers)
+
+
+def run_jax(args, budget: Budget, results: dict):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ie_jax.models import capture, random_model
+
+    results["env"] = {"date_utc": now(), "framework": "ie_jax", "jax": jax.__version__,
+                      "devices": [d.device_kind for d in jax.devices()], "nvidia_smi": nvidia_smi()}
+    for name in args.models.split(","):
+        for dtype_name in args.dtypes.split(","):
+            key = f"{name}/{dtype_name}"
+            if budget.left() < 40:
+                results["models"][key] = {"skipped": "time budget"}
+                continue
+            try:
+                start = time.perf_counter()
+                lm = random_model(name, seed=0, dtype=getattr(jnp, dtype_name))
+                jax.block_until_ready(jax.tree.leaves(lm.module))
+                init_s = time.perf_counter() - start
+                ids = np.random.default_rng(0).integers(0, lm.config.vocab_size, (args.batch, args.tokens))
+                start = time.perf_counter()
+                jax.block_until_ready(capture(lm, ids).block_output)
+                first_s = time.perf_counter() - start
+                secs = []
+                for _ in range(args.repeats):
+                    start = time.perf_counter()
+                    cap = capture(lm, ids)
+                    jax.block_until_ready((cap.block_input, cap.block_output))
+                    secs.append(time.perf_counter() - start)
+                params = block_params_jax(lm)
+                entry = record(name, dtype_name, args, secs, params, copies=2)
+                entry.update({"init_s": init_s, "first_call_incl_compile_s": first_s,
+                              "output_shape": list(cap.block_output.shape), "output_dtype": str(cap.block_output.dtype)})
+                del cap, lm
+            except Exception as err:  # noqa: BLE001 - one model failing must not lose the others
+                entry = {"error": repr(err)[:2000], "traceback": traceback.format_exc()[-2000:]}
+            results["models"][key] = entry
+            gc.collect()
+            jax.clear_caches()
+            print_entry(key, entry)
+            write(Path(args.out), results)
+
+
+def run_hf(args, budget: Budget, results: dict):
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    from ie_jax.models import registry
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: only to try the script out
+
+    def sync():
+        if dev == "cuda":
+            sync()
+
+    results["env"] = {"date_utc": now(), "framework": "transformers", "torch": torch.__version__,
+                      "transformers": transformers.__version__,
+                      "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu",
+                      "allow_tf32_matmul": torch.backends.cuda.matmul.allow_tf32, "nvidia_smi": nvidia_smi()}
+    for name in args.models.split(","):
+        for dtype_name in args.dtypes.split(","):
+            if budget.left() < 30:
+                for attn in args.hf_attention.split(","):
+                    results["models"][f"{name}/{dtype_name}/{attn}"] = {"skipped": "time budget"}
+                continue
+            arch, hf = registry.NAMED_SHAPES[name]
+            config = AutoConfig.for_model(hf["model_type"], **{k: v for k, v in hf.items() if k != "model_type"})
+            try:
+                start = time.perf_counter()
+                with torch.device(dev):
+                    model = AutoModel.from_config(config, dtype=getattr(torch, dtype_name)).eval()
+                sync()
+                init_s = time.perf_counter() - start
+                params = sum(p.numel() for n, p in model.named_parameters() if re.match(r"(.*\.)?(h|layers)\.\d+\.", n))
+                ids = torch.randint(0, config.vocab_size, (args.batch, args.tokens), device=dev,
+                                    generator=torch.Generator(dev).manual_seed(0))
+            except Exception as err:  # noqa: BLE001
+                results["models"][f"{name}/{dtype_name}"] = {"error": repr(err)[:2000]}
+                continue
+            for attn in args.hf_attention.split(","):
+                key = f"{name}/{dtype_name}/{attn}"
+                try:
+                    model.set_attn_implementation(attn)
+
+                    def forward():
+                        with torch.inference_mode():
+                            return model(ids, output_hidden_states=True).hidden_states
+
+                    forward()
+                    sync()
+                    secs = []
+                    for _ in range(args.repeats):
+                        sync()
+                        start = time.perf_counter()
+                        states = forward()
+                        sync()
+                        secs.append(time.perf_counter() - start)
+                    entry = record(name, dtype_name, args, secs, params, copies=1)
+                    entry.update({"init_s": init_s, "attention": attn, "hidden_states": len(states),
+                                  "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None})
+                    del states
+                except Exception as err:  # noqa: BLE001
+                    entry = {"error": repr(err)[:2000], "traceback": traceback.format_exc()[-2000:]}
+                results["models"][key] = entry
+                print_entry(key, entry)
+                write(Path(args.out), results)
+            del model
+            gc.collect()
+            if dev == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+
+
+def record(name: str, dtype_name: str, args, secs: list[float], block_params: int, copies: int) -> dict:
+    counts = model_counts(name, args.batch, args.tokens)
+    n_tokens = args.batch * args.tokens
+    t = statistics.median(secs)
+    item = 2 if dtype_name == "bfloat16" else 4
+    flops = n_tokens * (2 * block_params + counts["attention_flops_per_token"])
+    state_bytes = copies * counts["layers"] * n_tokens * counts["hidden"] * item
+    return {**counts, "dtype": dtype_name, "batch": args.batch, "tokens": args.tokens, "block_params": block_params,
+            "seconds_median": t, "seconds": secs, "tokens_per_s": n_tokens / t, "flops": flops,
+            "tflops": flops / t / 1e12, "bytes_min": block_params * item + state_bytes,
+            "gb_per_s": (block_params * item + state_bytes) / t / 1e9}
+
+
+def print_entry(key: str, entry: dict):
+    if "tokens_per_s" in entry:
+        print(f"{key:<34}{entry['tokens_per_s'] / 1e3:10.1f} k tok/s {entry['tflops']:7.1f} TFLOP/s "
+              f"{entry['seconds_median'] * 1e3:8.2f} ms", flush=True)
+    else:
+        print(f"{key:<34} {str(entry)[:300]}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=("jax", "hf"), required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--models", default=MODELS)
+    parser.add_argument("--dtypes", default="bfloat16,float32")
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hf-attention", default="eager,sdpa", help="HF attention implementations to time")
+    parser.add_argument("--budget-s", type=float, default=240.0)
+    args = parser.parse_args()
+    budget = Budget(args.budget_s)
+    results = {"config": vars(args), "models": {}}
+    (run_jax if args.framework == "jax" else run_hf)(args, budget, results)
+    results["wall_s"] = args.budget_s - budget.left()
+    write(Path(args.out), results)
+    if math.isfinite(results["wall_s"]):
+        print(f"wall {results['wall_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
