@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import sys
 
 
@@ -67,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", help="measure per-layer IE of a model on data; results into --out")
     m.add_argument("--model", default="default", help="default | minilm | PATH (HF dir or .gguf) | random:SHAPE")
-    m.add_argument("--data", default="icl:country",
-                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]")
+    m.add_argument("--data", action="append", default=None,
+                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
+                        "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
     m.add_argument("--samples", type=int, default=2048, help="number of sequences N")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
     m.add_argument("--protocol", default="fast", choices=["fast", "paper"], help="neural MI protocol")
@@ -93,24 +95,37 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_dir(out: str, spec: str, several: bool) -> pathlib.Path:
+    """OUT itself for one data set; OUT/<spec as a file name> for several."""
+    if not several:
+        return pathlib.Path(out)
+    name = re.sub(r"[^A-Za-z0-9._]+", "-", spec.replace(":", "-")).strip("-")
+    return pathlib.Path(out) / name
+
+
 def _measure(args) -> int:
     from ie_jax.sweep import measure
 
+    specs = args.data or ["icl:country"]
     lm = load_model_spec(args.model)
-    result = measure(
-        lm, args.data, protocol=args.protocol, estimator=None if args.estimator == "neural" else args.estimator,
-        micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
-        layers=args.layers, out=args.out, sigma=args.sigma, units=args.units,
-        token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
-        save_states=args.save_states, progress=True, **dict(args.set),
-    )
-    for i, label in enumerate(result.settings):
-        s = result.select(i)
-        tot = s.totals
-        print(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
-              f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
-              + " ".join(f"{v:.2f}" for v in s.ie))
-    print(f"results: {pathlib.Path(args.out) / 'result.json'} and result.csv; figures: ie-jax report {args.out}")
+    for spec in specs:
+        out = _run_dir(args.out, spec, len(specs) > 1)
+        print(f"== {lm.name} on {spec} -> {out}")
+        result = measure(
+            lm, spec, protocol=args.protocol, estimator=None if args.estimator == "neural" else args.estimator,
+            micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
+            layers=args.layers, out=out, sigma=args.sigma, units=args.units,
+            token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
+            save_states=args.save_states, progress=True, **dict(args.set),
+        )
+        for i, label in enumerate(result.settings):
+            s = result.select(i)
+            tot = s.totals
+            print(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
+                  f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
+                  + " ".join(f"{v:.2f}" for v in s.ie))
+        print(f"results: {out / 'result.json'} and result.csv")
+    print(f"figures and HTML: ie-jax report {args.out}")
     return 0
 
 

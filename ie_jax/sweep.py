@@ -31,7 +31,8 @@ PROTOCOLS = ("fast", "paper")
 ESTIMATORS = (None, "neural", "exact_discrete", "noise", "gaussian")
 DEFAULT_SIGMAS = (0.1, 0.3, 1.0)
 DEFAULT_SAMPLES = 2048
-CHUNK_BYTES = 1 << 30  # x and y of one chunk of problems stay under 1 GiB
+CHUNK_BYTES = 1 << 29  # x and y of one chunk of problems stay under 512 MiB
+NOISE_WORK_BYTES = 1 << 28  # one [sigmas, draws, components] logit block per problem, summed over a chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,16 @@ class Estimator:
         if self.name == "neural":
             return [{"estimator": "neural", "protocol": self.protocol, "seeds": list(self.seeds), **self.overrides}]
         return [{"estimator": self.name, **self.overrides}]
+
+    def problems_per_chunk(self, n_samples: int, hidden_size: int) -> int:
+        """Default chunk size: x and y within CHUNK_BYTES, and the noise estimator's logits within
+        NOISE_WORK_BYTES (they scale with sigmas x Monte Carlo draws x mixture components per problem)."""
+        size = CHUNK_BYTES // max(1, 2 * n_samples * hidden_size * 4)
+        if self.name == "noise":
+            draws = self.overrides.get("n_mc", 512)
+            components = min(n_samples, self.overrides.get("chunk", 2048))
+            size = min(size, NOISE_WORK_BYTES // (len(self.sigmas) * draws * components * 4))
+        return max(1, size)
 
     def min_samples(self, hidden_size: int) -> int:
         if self.name == "neural":
@@ -226,9 +237,9 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
     return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples or DEFAULT_SAMPLES, seq_len=seq_len, seed=seed)
 
 
-def _chunks(n_problems: int, n_samples: int, hidden: int, chunk_size: int | None) -> int:
+def _chunks(n_problems: int, n_samples: int, hidden: int, chunk_size: int | None, est: Estimator) -> int:
     if chunk_size is None:
-        chunk_size = CHUNK_BYTES // max(1, 2 * n_samples * hidden * 4)
+        chunk_size = est.problems_per_chunk(n_samples, hidden)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     return max(1, min(chunk_size, n_problems))
@@ -239,7 +250,7 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
     from tqdm.auto import tqdm
 
     x0, _ = problem_pair(variables, problems[0])
-    size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size)
+    size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est)
     n_chunks = math.ceil(len(problems) / size)
     done = store.finished_chunks() if store is not None else set()
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
