@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: install
-	$(BIN)/python -m ie_jax.cli demo --out runs/default
+	$(BIN)/ie-jax measure --model default --data icl:country --data text:kjv --samples 1000 \
+		--estimator noise --sigma 0.1,0.3,1 --out runs/default
+	$(BIN)/ie-jax report runs/default
 
 test: install
 	$(BIN)/python -m pytest -q tests
