@@ -1,34 +1,42 @@
 #!/usr/bin/env bash
-# One device call's worth of GPU benchmarks, JSON (and a log) written to $OUT.
-#   bash benchmarks/run_gpu.sh critic    # critic training: peak, paper/fast protocols, baselines, 1 vs N GPUs
-#   bash benchmarks/run_gpu.sh capture   # capture throughput: ie_jax vs HF transformers, 7 shapes x 2 dtypes
-# Extra arguments go to every python command (tiny sizes to try it on CPU: see benchmarks/README.md).
+# GPU benchmarks for one device call; JSON files and a log go to $OUT. Sections, in the order given:
+#   critic    critic training: bf16 peak, paper/fast protocols for P = 1, 12, 108, the faithful JAX
+#             baseline and the PyTorch reference loop, 1 vs all GPUs, estimate_batch end to end
+#   capture   capture throughput: ie_jax vs HF transformers, 7 real shapes x {bf16, fp32}
+#   variants  per-step time of paper-critic speed variants (scatter-free permutation, bf16 activations)
+# e.g. `bash benchmarks/run_gpu.sh capture variants`. CRITIC_ARGS / CAPTURE_ARGS / VARIANT_ARGS add
+# arguments (tiny sizes to try it on CPU: see benchmarks/README.md).
 set -u
-what=${1:-critic}
-shift || true
 OUT=${OUT:-/tmp/ie_jax_gpu}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error
-log=$OUT/log_$what.txt
+log=$OUT/log_$(IFS=_; echo "$*").txt
 {
   date -u
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
   python3 -c 'import jax, flax, optax, torch, transformers, ie_jax.models, ie_jax.mi
 print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__, "torch", torch.__version__,
       "transformers", transformers.__version__, "devices", jax.devices())'
-  case $what in
-    critic)
-      # The PyTorch reference first, in its own process: JAX below takes most of the GPU memory.
-      timeout 90 python3 benchmarks/sweep_gpu.py --torch-reference --out "$OUT/reference_torch_gpu.json" "$@"
-      XLA_PYTHON_CLIENT_MEM_FRACTION=0.94 timeout 400 python3 benchmarks/sweep_gpu.py --out "$OUT/critic_gpu.json" \
-        --budget-s 360 --paper-steps 30 --api-problems 4 "$@"
-      ;;
-    capture)
-      XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 benchmarks/capture_gpu.py --framework jax \
-        --out "$OUT/capture_jax_gpu.json" --budget-s 270 "$@"
-      timeout 200 python3 benchmarks/capture_gpu.py --framework hf --out "$OUT/capture_hf_gpu.json" --budget-s 170 "$@"
-      ;;
-    *) echo "usage: run_gpu.sh critic|capture [args]"; exit 2 ;;
-  esac
+  for what in "$@"; do
+    case $what in
+      critic)
+        # The PyTorch reference first, in its own process: JAX below takes most of the GPU memory.
+        timeout 90 python3 benchmarks/sweep_gpu.py --torch-reference --out "$OUT/reference_torch_gpu.json" ${CRITIC_ARGS:-}
+        XLA_PYTHON_CLIENT_MEM_FRACTION=0.94 timeout 400 python3 benchmarks/sweep_gpu.py --out "$OUT/critic_gpu.json" \
+          --budget-s 360 --paper-steps 30 --api-problems 4 ${CRITIC_ARGS:-}
+        ;;
+      capture)
+        XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 260 python3 benchmarks/capture_gpu.py --framework jax \
+          --out "$OUT/capture_jax_gpu.json" --budget-s 230 ${CAPTURE_ARGS:-}
+        timeout 170 python3 benchmarks/capture_gpu.py --framework hf --out "$OUT/capture_hf_gpu.json" --budget-s 145 \
+          ${CAPTURE_ARGS:-}
+        ;;
+      variants)
+        XLA_PYTHON_CLIENT_MEM_FRACTION=0.94 timeout 200 python3 benchmarks/sweep_gpu.py --out "$OUT/variants_gpu.json" \
+          --only-variants --variants 12 --paper-steps 20 --budget-s 180 ${VARIANT_ARGS:-}
+        ;;
+      *) echo "unknown section $what: use critic, capture or variants"; exit 2 ;;
+    esac
+  done
   date -u
 } 2>&1 | tee "$log"

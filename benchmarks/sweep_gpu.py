@@ -410,6 +410,102 @@ def api_section(args, n_problems: int):
     return out
 
 
+def variant_critic(name: str, compute_dtype):
+    """Speed variants of the paper concat critic (same function, different memory traffic).
+
+    base:        ie_jax.mi.critics as committed (y-part rows gathered by the permutation; its gradient is
+                 the gather's transpose, a scatter-add).
+    unique:      the gather marked unique_indices (a permutation), so its transpose needs no atomics.
+    perm_vjp:    a custom VJP: the gradient of rows gathered by perm is the gather by the inverse permutation.
+    bf16_act:    perm_vjp + matmul outputs, bias and LeakyReLU in bf16 (fp32 accumulation inside the
+                 matmul; the scores and the loss stay fp32), as torch autocast keeps activations.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from ie_jax.mi import critics
+
+    if name == "base":
+        return critics.paper_concat(compute_dtype=compute_dtype)
+
+    @jax.custom_vjp
+    def permute_rows(a, perm):
+        return a[perm]
+
+    def fwd(a, perm):
+        return a[perm], jnp.argsort(perm)
+
+    def bwd(inverse, g):
+        return g[inverse], None
+
+    permute_rows.defvjp(fwd, bwd)
+    act_dtype = compute_dtype if name == "bf16_act" else jnp.float32
+
+    def mm(a, w):
+        return jnp.matmul(a.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=act_dtype)
+
+    def gather(a, idx):
+        if name == "unique":
+            return a.at[idx].get(unique_indices=True, mode="promise_in_bounds")
+        return permute_rows(a, idx)
+
+    base = critics.paper_concat(compute_dtype=compute_dtype)
+
+    def apply(params, x, y, marginal_index):
+        first = params["first"]
+        hx = mm(x, first["w_x"])
+        hy = mm(y, first["w_y"]) + first["b"].astype(act_dtype)
+        pre = jnp.concatenate([hx + hy, hx[: marginal_index.shape[0]] + gather(hy, marginal_index)], axis=0)
+        h = critics._leaky_relu(pre)
+        rest = params["rest"]
+        for i, layer in enumerate(rest):
+            last = i == len(rest) - 1
+            h = (jnp.matmul(h.astype(compute_dtype), layer["w"].astype(compute_dtype), preferred_element_type=jnp.float32)
+                 if last else mm(h, layer["w"])) + layer["b"].astype(jnp.float32 if last else act_dtype)
+            if not last:
+                h = critics._leaky_relu(h)
+        scores = h[:, 0].astype(jnp.float32)
+        n_joint = x.shape[0]
+        return scores[:n_joint], scores[n_joint:]
+
+    return critics.Critic(f"paper_concat_{name}", base.init, apply, False)
+
+
+def variants_section(args, n_problems: int, names=("base", "unique", "perm_vjp", "bf16_act")):
+    """Per-step time of the critic variants (paper protocol, bf16 matmuls), P problems on one device."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from ie_jax.mi import train
+    from ie_jax.mi.protocols import resolve
+
+    original = train.make_critic
+    out = {"problems": n_problems, "steps_timed": args.paper_steps}
+    flops = paper_flops(args.n, args.d)["executed"]
+    try:
+        for name in names:
+            cfg, _ = resolve("paper", {"steps": args.paper_steps, "dtype": "bfloat16"})
+            jax.clear_caches()  # the same cfg must be traced again with this variant's critic
+            train.make_critic = lambda *a, _n=name, **k: variant_critic(_n, jnp.bfloat16)
+            try:
+                res = _train_time(cfg, n_problems, args.n, 0, args.d, None, 2)
+            except Exception as err:  # noqa: BLE001
+                out[name] = {"error": repr(err)[:1500]}
+                continue
+            step = res["run_s_median"] / args.paper_steps
+            out[name] = {**res, "step_s": step, "step_s_per_problem": step / n_problems,
+                         "executed_tflops": n_problems * flops / step / 1e12}
+            print(f"variant {name:<10} P={n_problems}: {1e3 * step / n_problems:6.2f} ms/step/problem "
+                  f"{out[name]['executed_tflops']:5.0f} TFLOP/s (compile {res['compile_s']:.0f} s)", flush=True)
+    finally:
+        train.make_critic = original
+    # Same function: the variants' first-step bounds agree (same init, same permutations).
+    out["values_nats_first_last"] = {k: (v.get("train_value_first_nats"), v.get("train_value_last_nats"))
+                                     for k, v in out.items() if isinstance(v, dict)}
+    return out
+
+
 def run_jax(args):
     import jax
 
@@ -438,6 +534,12 @@ def run_jax(args):
 
     problems = [int(p) for p in args.problems.split(",")]
     one = sharding.make_mesh(1)
+    if args.variants:
+        for p in (int(v) for v in args.variants.split(",")):
+            run(f"variants_P{p}", lambda p=p: variants_section(args, p))
+        if args.only_variants:
+            summarise(results)
+            return
     run("peak", lambda: section_peak(args.peak_size))
     for dtype in args.paper_dtypes.split(","):
         record = {}
@@ -555,6 +657,8 @@ def main():
     parser.add_argument("--peak-size", type=int, default=8192)
     parser.add_argument("--api-problems", type=int, default=0, help="problems for the estimate_batch end-to-end run")
     parser.add_argument("--budget-s", type=float, default=480.0)
+    parser.add_argument("--variants", default="", help="problem counts for the critic speed variants (e.g. 1,12)")
+    parser.add_argument("--only-variants", action="store_true")
     parser.add_argument("--torch-reference", action="store_true")
     parser.add_argument("--reference-steps", type=int, default=10)
     args = parser.parse_args()
