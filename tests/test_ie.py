@@ -134,6 +134,15 @@ def test_measure_noise_sigma_grid(lm):
         res.token_curve
 
 
+def test_measure_gaussian_closed_form_on_gaussian_states(lm):
+    res = ie_jax.measure(lm, "gaussian:0.81", n_samples=200, seq_len=2, estimator="gaussian", token_curve=False)
+    assert res.metadata["data"]["variance"] == 0.81 and res.settings == ("gaussian",)
+    assert np.isfinite(res.ie).all() and (res.mi_macro > 0).all()
+    assert np.isnan(res.ie_stderr).all()  # the closed form carries no error estimate: none is invented
+    with pytest.raises(ValueError, match="needs at least 34"):
+        ie_jax.measure(lm, "gaussian", n_samples=20, estimator="gaussian")
+
+
 @pytest.mark.slow
 def test_measure_neural_fast_protocol_small(lm):
     ids = np.random.default_rng(2).integers(0, 6, (96, 3)).astype(np.int32)
