@@ -5,8 +5,12 @@
     after 5 warm-up steps, 10,000 steps, no held-out split, readout = max over steps of the
     training-set bound floored at 0 (the reference prints it in bits: pass units="bits").
 "fast": the recommended default (see benchmarks/mi_accuracy.py for the measurements behind it): a
-    separable critic scoring all B x B pairs of a 512-batch, SMILE (clip 5), 2,000 Adam steps,
-    standardised inputs, read out on a 20% held-out split with the final critic.
+    separable critic (one 256-wide hidden layer, 64-d embeddings) scoring all B x B pairs of a 512-batch,
+    SMILE (clip 5, Jensen-Shannon gradient), 1,500 Adam steps (5e-4, cosine), standardised inputs; 20% of
+    the samples are held out: the first held-out batch picks the best of the checkpoints taken every 100
+    steps (without it, critics overfit N = 20,000: held-out values of -0.7 nat at MI 0 were measured),
+    the other held-out batches give the value and its stderr. Compute: 1,500 x 512 pairs vs the paper's
+    10,000 x 300,000 (0.03%), and a 3-layer-smaller critic.
 
 Any key can be overridden per call: `estimate(x, y, protocol="fast", steps=500, bound="dv")`.
 """
@@ -27,9 +31,9 @@ PROTOCOLS: dict[str, dict] = {
         readout="paper", test_fraction=0.0, standardize=False,
     ),
     "fast": dict(
-        critic="separable", hidden=(256, 256), embed_dim=64, bound="smile", smile_clip=5.0, steps=2_000,
-        batch_size=512, lr=1e-3, schedule="cosine", warmup_steps=50, dtype="float32", eval_every=250,
-        readout="heldout", test_fraction=0.2, standardize=True,
+        critic="separable", hidden=(256,), embed_dim=64, bound="smile", smile_clip=5.0, steps=1_500,
+        batch_size=512, lr=5e-4, schedule="cosine", warmup_steps=50, dtype="float32", eval_every=100,
+        early_stopping=True, readout="heldout", test_fraction=0.2, standardize=True,
     ),
 }
 

@@ -43,6 +43,8 @@ class TrainConfig:
     dtype: matmul input dtype ("bfloat16" = bf16 inputs, fp32 accumulation); the loss is fp32.
     loss_scale: the loss is -bound * loss_scale; the reference minimises bits (1 / ln 2), which under
         Adam changes the steps only through eps.
+    early_stopping: read out with the checkpoint (among the `eval_every` ones) that scored best on the
+        first held-out batch, and report the other held-out batches only (that batch is a validation set).
     """
 
     critic: str = "paper"
@@ -61,6 +63,7 @@ class TrainConfig:
     dtype: str = "float32"
     eval_every: int = 0
     loss_scale: float = 1.0
+    early_stopping: bool = False
 
     def __post_init__(self):
         if self.bound not in TRAIN_BOUNDS:
@@ -193,22 +196,33 @@ def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
         return _heldout_value(cfg, critic, params, xb, yb)
 
     carry = (params, optimizer.init(params), jnp.float32(0.0), jnp.array(False), jnp.int32(-1))
-    block = cfg.eval_every if (cfg.eval_every and n_eval_batches) else cfg.steps
+    evaluating = bool(cfg.eval_every and n_eval_batches)
+    block = cfg.eval_every if evaluating else cfg.steps
     n_blocks, remainder = divmod(cfg.steps, block)
 
-    def run_block(carry, t0):
+    def run_block(outer, t0):
+        carry, best_params, best_value = outer
         carry, values = jax.lax.scan(step, carry, t0 + jnp.arange(block))
-        curve = heldout(carry[0], 0) if (cfg.eval_every and n_eval_batches) else jnp.float32(jnp.nan)
-        return carry, (values, curve)
+        curve = heldout(carry[0], 0) if evaluating else jnp.float32(jnp.nan)
+        if cfg.early_stopping and evaluating:
+            better = curve > best_value  # NaN (a stopped critic) never wins
+            best_params = jax.tree.map(lambda b, p: jnp.where(better, p, b), best_params, carry[0])
+            best_value = jnp.where(better, curve, best_value)
+        return (carry, best_params, best_value), (values, curve)
 
-    carry, (values, curve) = jax.lax.scan(run_block, carry, jnp.arange(n_blocks) * block)
+    (carry, best_params, _), (values, curve) = jax.lax.scan(
+        run_block, (carry, params, jnp.float32(-jnp.inf)), jnp.arange(n_blocks) * block)
     values = values.reshape(-1)
     if remainder:
         carry, tail = jax.lax.scan(step, carry, n_blocks * block + jnp.arange(remainder))
         values = jnp.concatenate([values, tail])
-    final_params = carry[0]
+    if cfg.early_stopping and evaluating and n_eval_batches > 1:
+        # Batch 0 chose the checkpoint; reading out on it too would bias the value upwards.
+        readout_params, readout_batches = best_params, jnp.arange(1, n_eval_batches)
+    else:
+        readout_params, readout_batches = carry[0], jnp.arange(n_eval_batches)
     if n_eval_batches:
-        heldout_batches = jax.lax.map(lambda i: heldout(final_params, i), jnp.arange(n_eval_batches))
+        heldout_batches = jax.lax.map(lambda i: heldout(readout_params, i), readout_batches)
     else:
         heldout_batches = jnp.zeros((0,), jnp.float32)
     return {"train_values": values, "heldout_curve": curve, "heldout_batches": heldout_batches, "nan_step": carry[4]}
@@ -225,7 +239,8 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
     Returns a dict of arrays (nats):
       train_values [P, S, steps]: training-set bound at each step (before the update), NaN after a stop;
       heldout_curve [P, S, steps // eval_every]: held-out bound on the first held-out batch during training;
-      heldout_batches [P, S, Nt // eval_batch]: final critic's bound on each held-out batch;
+      heldout_batches [P, S, K]: the readout critic's bound on each held-out batch (K = Nt // eval_batch, or
+        K - 1 with early stopping: batch 0 selected the checkpoint);
       nan_step [P, S]: first step with a non-finite bound or gradient, -1 if none.
     """
     one = functools.partial(_train_one, cfg, eval_batch=eval_batch)
