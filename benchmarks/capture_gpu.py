@@ -118,18 +118,21 @@ def run_hf(args, budget: Budget, results: dict):
                     results["models"][f"{name}/{dtype_name}/{attn}"] = {"skipped": "time budget"}
                 continue
             arch, hf = registry.NAMED_SHAPES[name]
-            config = AutoConfig.for_model(hf["model_type"], **{k: v for k, v in hf.items() if k != "model_type"})
+            init_errors = []
             try:
+                config = AutoConfig.for_model(hf["model_type"], **{k: v for k, v in hf.items() if k != "model_type"})
                 start = time.perf_counter()
-                with torch.device(dev):
-                    model = AutoModel.from_config(config, dtype=getattr(torch, dtype_name)).eval()
+                model, how = build_hf_model(config, getattr(torch, dtype_name), dev, init_errors)
                 sync()
                 init_s = time.perf_counter() - start
                 params = sum(p.numel() for n, p in model.named_parameters() if re.match(r"(.*\.)?(h|layers)\.\d+\.", n))
                 ids = torch.randint(0, config.vocab_size, (args.batch, args.tokens), device=dev,
                                     generator=torch.Generator(dev).manual_seed(0))
             except Exception as err:  # noqa: BLE001
-                results["models"][f"{name}/{dtype_name}"] = {"error": repr(err)[:2000]}
+                results["models"][f"{name}/{dtype_name}"] = {"error": repr(err)[:2000], "init_errors": init_errors,
+                                                             "traceback": traceback.format_exc()[-3000:]}
+                print(f"{name}/{dtype_name}: {err!r}"[:300], flush=True)
+                write(Path(args.out), results)
                 continue
             for attn in args.hf_attention.split(","):
                 key = f"{name}/{dtype_name}/{attn}"
@@ -150,7 +153,7 @@ def run_hf(args, budget: Budget, results: dict):
                         sync()
                         secs.append(time.perf_counter() - start)
                     entry = record(name, dtype_name, args, secs, params, copies=1)
-                    entry.update({"init_s": init_s, "attention": attn, "hidden_states": len(states),
+                    entry.update({"init_s": init_s, "init": how, "init_errors": init_errors, "attention": attn, "hidden_states": len(states),
                                   "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if dev == "cuda" else None})
                     del states
                 except Exception as err:  # noqa: BLE001
@@ -163,6 +166,33 @@ def run_hf(args, budget: Budget, results: dict):
             if dev == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
+
+
+def build_hf_model(config, dtype, dev: str, errors: list):
+    """Random-init HF base model on `dev`: built there directly, else built on the CPU and moved.
+
+    Ways that fail are listed in `errors` (with their traceback tail) and the next one is tried.
+    """
+    import torch
+    from transformers import AutoModel
+
+    def on_device():
+        with torch.device(dev):
+            return AutoModel.from_config(config, dtype=dtype)
+
+    def on_cpu_then_move():
+        return AutoModel.from_config(config, dtype=dtype).to(dev)
+
+    def class_on_cpu_then_move():
+        return AutoModel._model_mapping[type(config)](config).to(dtype=dtype, device=dev)
+
+    for how, build in [("from_config under torch.device", on_device), ("from_config on cpu, moved", on_cpu_then_move),
+                       ("model class on cpu, moved", class_on_cpu_then_move)]:
+        try:
+            return build().eval(), how
+        except Exception as err:  # noqa: BLE001 - try the next way, keep why this one failed
+            errors.append({"how": how, "error": repr(err)[:500], "traceback": traceback.format_exc()[-1500:]})
+    raise RuntimeError(f"no way to build the model worked: {[e['error'] for e in errors]}")
 
 
 def record(name: str, dtype_name: str, args, secs: list[float], block_params: int, copies: int) -> dict:
@@ -187,6 +217,7 @@ def print_entry(key: str, entry: dict):
 
 
 def main():
+    sys.setrecursionlimit(20_000)  # transformers 5.17 under torch 2.11 hit the default 1,000 building models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("jax", "hf"), required=True)
     parser.add_argument("--out", required=True)

@@ -3,6 +3,7 @@
 #   critic    critic training: bf16 peak, paper/fast protocols for P = 1, 12, 108, the faithful JAX
 #             baseline and the PyTorch reference loop, 1 vs all GPUs, estimate_batch end to end
 #   capture   capture throughput: ie_jax vs HF transformers, 7 real shapes x {bf16, fp32}
+#   hf        the HF transformers half of capture alone
 #   variants  per-step time of paper-critic speed variants (scatter-free permutation, bf16 activations)
 # e.g. `bash benchmarks/run_gpu.sh capture variants`. CRITIC_ARGS / CAPTURE_ARGS / VARIANT_ARGS add
 # arguments (tiny sizes to try it on CPU: see benchmarks/README.md).
@@ -31,11 +32,15 @@ print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version
         timeout 170 python3 benchmarks/capture_gpu.py --framework hf --out "$OUT/capture_hf_gpu.json" --budget-s 145 \
           ${CAPTURE_ARGS:-}
         ;;
+      hf)
+        timeout 330 python3 benchmarks/capture_gpu.py --framework hf --out "$OUT/capture_hf_gpu.json" --budget-s 270 \
+          ${CAPTURE_ARGS:-}
+        ;;
       variants)
         XLA_PYTHON_CLIENT_MEM_FRACTION=0.94 timeout 200 python3 benchmarks/sweep_gpu.py --out "$OUT/variants_gpu.json" \
-          --only-variants --variants 12 --paper-steps 20 --budget-s 180 ${VARIANT_ARGS:-}
+          --only-variants --paper-steps 20 --budget-s 180 ${VARIANT_ARGS:---variants 12}
         ;;
-      *) echo "unknown section $what: use critic, capture or variants"; exit 2 ;;
+      *) echo "unknown section $what: use critic, capture, hf or variants"; exit 2 ;;
     esac
   done
   date -u

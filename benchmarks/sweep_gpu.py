@@ -187,8 +187,8 @@ def section_peak(size: int):
     return out
 
 
-def make_pairs(n_problems: int, n: int, d: int, seed: int, mesh=None):
-    """x, y [P, n, d] float32 on the device(s): y = 0.1 x + noise per coordinate (MI = d/2 ln 1.01 nats)."""
+def make_pairs(n_problems: int, n: int, d: int, seed: int, mesh=None, dtype="float32"):
+    """x, y [P, n, d] on the device(s): y = 0.1 x + noise per coordinate (MI = d/2 ln 1.01 nats)."""
     import jax
     import jax.numpy as jnp
 
@@ -197,7 +197,7 @@ def make_pairs(n_problems: int, n: int, d: int, seed: int, mesh=None):
     def gen(key):
         kx, ky = jax.random.split(key)
         x = jax.random.normal(kx, (n_problems, n, d), jnp.float32)
-        return x, 0.1 * x + jax.random.normal(ky, (n_problems, n, d), jnp.float32)
+        return x.astype(dtype), (0.1 * x + jax.random.normal(ky, (n_problems, n, d), jnp.float32)).astype(dtype)
 
     shard = None if mesh is None else sharding.problem_sharding(mesh)
     return jax.jit(gen, out_shardings=None if shard is None else (shard, shard))(jax.random.key(seed))
@@ -217,14 +217,14 @@ def train_time(cfg, n_problems: int, n_train: int, n_test: int, d: int, mesh=Non
     return _TRAIN_TIMES[key]
 
 
-def _train_time(cfg, n_problems, n_train, n_test, d, mesh, repeats):
+def _train_time(cfg, n_problems, n_train, n_test, d, mesh, repeats, data_dtype="float32"):
     import jax
     import numpy as np
 
     from ie_jax.mi.train import train_critics
 
-    x, y = make_pairs(n_problems, n_train, d, 1, mesh)
-    xt, yt = make_pairs(n_problems, n_test, d, 2, mesh)
+    x, y = make_pairs(n_problems, n_train, d, 1, mesh, data_dtype)
+    xt, yt = make_pairs(n_problems, n_test, d, 2, mesh, data_dtype)
     keys = jax.random.split(jax.random.key(0), 1)
     eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
     start = time.perf_counter()
@@ -419,6 +419,7 @@ def variant_critic(name: str, compute_dtype):
     perm_vjp:    a custom VJP: the gradient of rows gathered by perm is the gather by the inverse permutation.
     bf16_act:    perm_vjp + matmul outputs, bias and LeakyReLU in bf16 (fp32 accumulation inside the
                  matmul; the scores and the loss stay fp32), as torch autocast keeps activations.
+    bf16_act_data: bf16_act with x and y stored in bf16 (no per-step cast of the fp32 data).
     """
     import jax
     import jax.numpy as jnp
@@ -427,6 +428,7 @@ def variant_critic(name: str, compute_dtype):
 
     if name == "base":
         return critics.paper_concat(compute_dtype=compute_dtype)
+    name = name.removesuffix("_data")
 
     @jax.custom_vjp
     def permute_rows(a, perm):
@@ -489,7 +491,8 @@ def variants_section(args, n_problems: int, names=("base", "unique", "perm_vjp",
             jax.clear_caches()  # the same cfg must be traced again with this variant's critic
             train.make_critic = lambda *a, _n=name, **k: variant_critic(_n, jnp.bfloat16)
             try:
-                res = _train_time(cfg, n_problems, args.n, 0, args.d, None, 2)
+                res = _train_time(cfg, n_problems, args.n, 0, args.d, None, 2,
+                                  "bfloat16" if name.endswith("_data") else "float32")
             except Exception as err:  # noqa: BLE001
                 out[name] = {"error": repr(err)[:1500]}
                 continue
@@ -536,7 +539,7 @@ def run_jax(args):
     one = sharding.make_mesh(1)
     if args.variants:
         for p in (int(v) for v in args.variants.split(",")):
-            run(f"variants_P{p}", lambda p=p: variants_section(args, p))
+            run(f"variants_P{p}", lambda p=p: variants_section(args, p, tuple(args.variant_names.split(","))))
         if args.only_variants:
             summarise(results)
             return
@@ -658,6 +661,7 @@ def main():
     parser.add_argument("--api-problems", type=int, default=0, help="problems for the estimate_batch end-to-end run")
     parser.add_argument("--budget-s", type=float, default=480.0)
     parser.add_argument("--variants", default="", help="problem counts for the critic speed variants (e.g. 1,12)")
+    parser.add_argument("--variant-names", default="base,unique,perm_vjp,bf16_act")
     parser.add_argument("--only-variants", action="store_true")
     parser.add_argument("--torch-reference", action="store_true")
     parser.add_argument("--reference-steps", type=int, default=10)
