@@ -259,7 +259,8 @@ class IEResult:
         """Per layer: IE ceiling (macro ceiling - mean micro) and flags inherited from the MI estimates.
 
         macro_saturated: MI_macro is a lower bound only, so IE may be larger; micro_saturated: some micro MI is a
-        lower bound only, so IE may be smaller; constant: a macro variable is constant (MI exactly 0).
+        lower bound only, so IE may be smaller; constant: a macro variable is constant (MI exactly 0);
+        above_ceiling: an MI estimate exceeds what the sample can support (an estimator artefact).
         """
         out = []
         micro_mean = self.mi_micro_mean
@@ -269,11 +270,13 @@ class IEResult:
                 "macro_saturated": bool(dm.get("saturated", False)),
                 "micro_saturated": any(bool(d.get("saturated", False)) for d in dmi),
                 "macro_constant": bool(dm.get("constant", False)),
+                "above_ceiling": bool(dm.get("above_ceiling", False))
+                or any(bool(d.get("above_ceiling", False)) for d in dmi),
                 "still_increasing": bool(dm.get("still_increasing", False))
                 or any(bool(d.get("still_increasing", False)) for d in dmi),
             }
-            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_constant", "still_increasing")
-                              if flags[k]]
+            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_constant", "above_ceiling",
+                                          "still_increasing") if flags[k]]
             out.append(flags)
         return out
 
@@ -386,7 +389,7 @@ def _ceiling(diagnostics: dict, units: str) -> float:
 
 
 def _flags(diagnostics: dict) -> list[str]:
-    return [k for k in ("saturated", "constant", "still_increasing") if diagnostics.get(k)]
+    return [k for k in ("saturated", "constant", "above_ceiling", "still_increasing") if diagnostics.get(k)]
 
 
 def _estimate(d: dict) -> MIEstimate:
