@@ -28,7 +28,8 @@ Positive IE means the block transmits more about the sequence as a whole than ab
 MI intervals assuming independent estimates). Dashed lines are <i>ceilings</i>: no estimate can exceed them
 (the entropy of the distinct inputs in the sample, an estimator's own cap such as ln(batch) for InfoNCE). A
 hollow marker means <i>saturated</i>: the estimate sits within the margin of a ceiling, so it is a lower bound
-only and says more about the estimator or the sample size than about the layer. For a deterministic network
+only and says more about the estimator or the sample size than about the layer; a cross means an MI estimate
+lies above what the sample can support (an estimator artefact). For a deterministic network
 fed discrete inputs, the true MI between continuous states is the entropy of the inputs at every layer where
 distinct inputs stay distinct; the exact-counting and noise-regularised estimators (sigma relative to each
 layer's centred standard deviation) give well-defined numbers, which grow with the number of samples N. Read
@@ -75,6 +76,8 @@ def figure_ie(r: IEResult):
         sat = np.array([f["macro_saturated"] or f["micro_saturated"] for f in flags])
         ax.plot(x[~sat], ie[~sat], "o", color=c, ms=4)
         ax.plot(x[sat], ie[sat], "o", mfc="none", mec=c, ms=6)
+        above = np.array([f["above_ceiling"] for f in flags])
+        ax.plot(x[above], ie[above], "x", color=c, ms=7)
         ceiling = np.array([f["ie_ceiling"] for f in flags], dtype=float)
         if np.isfinite(ceiling).any():
             ax.plot(x, ceiling, "--", color=c, lw=1, alpha=0.8)
@@ -85,6 +88,7 @@ def figure_ie(r: IEResult):
     ax.set_title(_title(r), fontsize=9)
     ax.plot([], [], "k--", lw=1, label="ceiling (macro ceiling - mean micro)")
     ax.plot([], [], "o", mfc="none", mec="k", label="saturated: bound only")
+    ax.plot([], [], "x", color="k", label="an MI above its ceiling: estimator artefact")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
