@@ -105,7 +105,7 @@ def run_hf(args, budget: Budget, results: dict):
 
     def sync():
         if dev == "cuda":
-            sync()
+            torch.cuda.synchronize()
 
     results["env"] = {"date_utc": now(), "framework": "transformers", "torch": torch.__version__,
                       "transformers": transformers.__version__,
@@ -137,7 +137,10 @@ def run_hf(args, budget: Budget, results: dict):
             for attn in args.hf_attention.split(","):
                 key = f"{name}/{dtype_name}/{attn}"
                 try:
-                    model.set_attn_implementation(attn)
+                    if hasattr(model, "set_attn_implementation"):
+                        model.set_attn_implementation(attn)
+                    else:  # older transformers read the choice from the config at call time
+                        model.config._attn_implementation = attn
 
                     def forward():
                         with torch.inference_mode():
@@ -217,7 +220,6 @@ def print_entry(key: str, entry: dict):
 
 
 def main():
-    sys.setrecursionlimit(20_000)  # transformers 5.17 under torch 2.11 hit the default 1,000 building models
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("jax", "hf"), required=True)
     parser.add_argument("--out", required=True)
