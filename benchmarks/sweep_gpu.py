@@ -579,7 +579,7 @@ def summarise(results: dict):
                 continue
             if name.startswith("paper_"):
                 print(f"{name:<22}{key:>6} chunk {e['chunk']:>3}: {e['critic_steps_per_s']:8.1f} critic-steps/s "
-                      f"{e['executed_tflops']:6.0f} TFLOP/s ({100 * e['executed_tflops'] / peak:4.0f}% peak) "
+                      f"{e['executed_tflops']:6.0f} TFLOP/s ({100 * e['executed_tflops'] / (peak * e['devices']):4.0f}% of peak x devices) "
                       f"10k steps {e['extrapolated_10k_steps_s']:8.0f} s")
             else:
                 print(f"{name:<22}{key:>6} chunk {e['chunk']:>3}: {e['total_s']:8.1f} s for {e['steps']} steps")
