@@ -424,35 +424,44 @@ inf, dv = neural["infonce"], neural["dv"]
 n_macro = len(neural_layers)
 sat_layers = [l for l, s in zip(neural_layers, inf["saturated"][:n_macro]) if s]
 ge1 = slice(1, None)
+
+
+def span(values, fmt=".2f") -> str:
+    """'a' if every value prints the same, else 'a to b'."""
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
+micro_jump = max(range(1, len(LAYERS)), key=lambda i: micro_scales[i][0][1] / micro_scales[i - 1][0][1])
 findings = (
     f"On SmolLM2-135M-Instruct (fp32) with N = {N:,} ICL country lists ({n_distinct_sequences:,} distinct, "
     f"sample entropy {H_sample:.2f} nats, generating entropy {H_generating:.2f} nats), the last token's block "
-    f"input takes {distinct_in[0]} state at layer 0 (the ',' embedding) and between {min(distinct_in[ge1]):,} and "
-    f"{max(distinct_in[ge1]):,} states at layers {LAYERS[1]}-{LAYERS[-1]}: one per distinct sequence. The exact macro MI by "
-    f"counting is therefore {min(m.value for m in macro_count[ge1]):.2f}-{max(m.value for m in macro_count[ge1]):.2f} "
-    f"nats at every layer >= 1 (N = {N:,}) and {macro_count[0].value:.2f} at layer 0; micro MIs are "
-    f"{micro_count[1, 0::2].mean():.2f} nats at country positions (ln 24 = {math.log(24):.2f}) and "
-    f"{micro_count[1, 1::2].mean():.2f} at commas, so the exact IE is {min(ie_count[ge1]):.2f}-{max(ie_count[ge1]):.2f} "
-    f"nats at every layer >= 1 and {ie_count[0]:.2f} at layer 0 (N = {N:,}). It grows with N: "
-    + ", ".join(f"{growth[n]['ie_layer1_nats']:.2f} nats at N = {n:,}" for n in growth)
-    + f". InfoNCE (B = {B}, cap ln {B} = {inf['estimator_cap_nats']:.2f} nats, N = {N:,}) reports "
+    f"input takes {distinct_in[0]} state at layer 0 (the ',' embedding) and {span(distinct_in[ge1], ',')} states "
+    f"at layers {LAYERS[1]}-{LAYERS[-1]}: one per distinct sequence. The exact macro MI by counting is therefore "
+    f"{span([m.value for m in macro_count[ge1]])} nats at every layer >= 1 (N = {N:,}) and "
+    f"{macro_count[0].value:.2f} at layer 0 (constant); micro MIs are {micro_count[1, 0::2].mean():.2f} nats at "
+    f"country positions (ln 24 = {math.log(24):.2f}) and {micro_count[1, 1::2].mean():.2f} at commas, so the exact "
+    f"IE is {span(ie_count[ge1])} nats at every layer >= 1 and {ie_count[0]:.2f} at layer 0 (N = {N:,}). It grows "
+    "with N: " + ", ".join(f"{growth[n]['ie_layer1_nats']:.2f} nats at N = {n:,}" for n in growth)
+    + f". InfoNCE (fast protocol, B = {B}, cap ln {B} = {inf['estimator_cap_nats']:.2f} nats, N = {N:,}) reports "
     + ", ".join(f"{v:.2f}" for v in inf["value_nats"][:n_macro])
     + f" nats at layers {list(neural_layers)} and is flagged saturated at layers {sat_layers}; on a country "
     f"position (truth {inf['truth_by_counting_nats'][-1]:.2f} nats) it gets {inf['value_nats'][-1]:.2f}. "
-    f"DV held-out (cap ln {B}x{B - 1} = {dv['estimator_cap_nats']:.2f} nats) reports "
+    f"DV held-out (cap ln {B}x{B - 1} = {dv['estimator_cap_nats']:.2f} nats, N = {N:,}) reports "
     + ", ".join(f"{v:.2f}" for v in dv["value_nats"][:n_macro])
-    + f" nats. The Gaussian closed form gives {min(g.value for g in gauss[ge1]):.0f}-{max(g.value for g in gauss[ge1]):.0f} "
-    f"nats at layers >= 1 (above ln N = {math.log(N):.2f}; flagged above_ceiling at layers "
+    + f" nats, flagged saturated at layers {[l for l, f in zip(neural_layers, dv['saturated']) if f]}. The "
+    f"Gaussian closed form gives {span([g.value for g in gauss[ge1]], '.0f')} nats at layers >= 1 (above "
+    f"ln N = {math.log(N):.2f}; flagged above_ceiling at layers "
     f"{[int(l) for l, f in numbers['gaussian']['above_ceiling'].items() if f]}) and "
     + ", ".join(f"{v:.1f}" for v in nulls.values())
-    + f" nats on shuffled pairs (Wishart bias {numbers['gaussian']['expected_null_bias_nats'] or math.nan:.1f} nats). "
-    f"The noise-regularised IE (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) at layers >= 1 spans "
-    + "; ".join(f"{ie_noise[ge1, k].min():.2f} to {ie_noise[ge1, k].max():.2f} nats at sigma = {s:g}"
-                for k, s in enumerate(sigmas))
-    + f"; at layer 0 it is {', '.join(f'{v:.2f}' for v in ie_noise[0])}. The micro normaliser (centred std of an "
-    f"isolated country token's block output) is {micro_scales[1][0][1]:.2f} at layer 1 and "
-    f"{micro_scales[-1][0][1]:.2f} at layer {LAYERS[-1]}, against {scales[1][1]:.2f} and {scales[-1][1]:.2f} "
-    f"for the macro variable."
+    + f" nats on shuffled pairs (Wishart bias {numbers['gaussian']['expected_null_bias_nats'] or math.nan:.1f} "
+    f"nats). The noise-regularised IE (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) at layers >= 1 "
+    "is " + "; ".join(f"{span(ie_noise[ge1, k])} nats at sigma = {s:g}" for k, s in enumerate(sigmas))
+    + f"; at layer 0 it is {', '.join(f'{v:.2f}' for v in ie_noise[0])}. Its layer pattern at larger sigma "
+    f"follows the normalisers: the centred std of an isolated country token's block output (the micro "
+    f"normaliser) goes from {micro_scales[micro_jump - 1][0][1]:.2f} at layer {LAYERS[micro_jump - 1]} to "
+    f"{micro_scales[micro_jump][0][1]:.2f} at layer {LAYERS[micro_jump]} (massive activations at position 0), "
+    f"against {scales[1][1]:.2f} at layer 1 and {scales[-1][1]:.2f} at layer {LAYERS[-1]} for the macro variable."
 )
 numbers["findings"] = findings
 numbers["elapsed_s"] = time.perf_counter() - t_start
