@@ -394,21 +394,28 @@ def read_jsonl_gz(path, *, text_key: str = "text") -> list[str]:
 
 
 def text_origin(lm, sources: dict, *, n_prompts: int = 256, prompt_len: int = 8, continuation_len: int = 8,
-                temperature: float = 0.0, sigma: float = DEFAULT_SIGMA, layers=None, n_mc: int = 256,
-                n_draws: int = 4, folds: int = 5, seed: int = 0) -> dict:
+                tail_len: int = 4, temperature: float = 0.0, sigma: float = DEFAULT_SIGMA, layers=None,
+                n_mc: int = 256, n_draws: int = 4, folds: int = 5, seed: int = 0) -> dict:
     """Human text against the model's own continuation of the same prompts, by IE.
 
     sources: {name: list of documents}. For each source, n_prompts windows of prompt_len + continuation_len
-    tokens ending at a full stop are drawn; "human" is the window, "model" its first prompt_len tokens
-    continued by `generate` (greedy at temperature 0). Returns {"sources": {name: {"human": summary, "model":
-    summary, "examples": ...}}} with population IE per group (noise estimator), and "classifier": cross-validated
-    AUC of a logistic regression on the per-sample IE trajectories [N, L] (+ their spread), human = 0,
-    model = 1, pooled over sources ("auc", "fold_auc"), and "auc_mean_ie": the AUC of the layer-mean IE alone.
+    + tail_len tokens ending at a full stop are drawn and their last tail_len tokens cut, so that neither group
+    ends at a full stop (else the last token alone would tell them apart); "human" is the cut window, "model"
+    its first prompt_len tokens continued by `generate` (greedy at temperature 0). Returns {"sources": {name:
+    {"human": summary, "model": summary}}} with population IE per group (noise estimator), and "classifier":
+    cross-validated AUC of a logistic regression on the per-sample IE trajectories [N, L] (+ their spread),
+    human = 0, model = 1, pooled over sources ("auc", "fold_auc"), "auc_mean_ie": the AUC of the layer-mean
+    IE alone, and "auc_logprob": the AUC of the model's mean log-probability of the continuation tokens (the
+    usual likelihood detector, as a baseline).
     """
     T = prompt_len + continuation_len
-    out, feats, labels = {"sources": {}}, [], []
+    out, feats, labels, logprobs = {"sources": {}}, [], [], []
     for k, (name, docs) in enumerate(sources.items()):
-        human = data_lib.text_windows(lm.tokenizer, docs, seq_len=T, n_samples=n_prompts, seed=seed, spec=name)
+        window = data_lib.text_windows(lm.tokenizer, docs, seq_len=T + tail_len, n_samples=n_prompts, seed=seed,
+                                       spec=name)
+        human = dataclasses.replace(window, token_ids=np.ascontiguousarray(window.token_ids[:, :T]),
+                                    description=f"{n_prompts} human windows of {T} tokens from {name}",
+                                    examples=tuple(lm.tokenizer.decode(list(r)) for r in window.token_ids[:3, :T]))
         model_ids = generate(lm, human.token_ids[:, :prompt_len], continuation_len, temperature=temperature,
                              seed=seed + k)
         model = dataclasses.replace(human, token_ids=model_ids, spec=name + "+model",
@@ -422,6 +429,7 @@ def text_origin(lm, sources: dict, *, n_prompts: int = 256, prompt_len: int = 8,
         pooled = dataclasses.replace(human, token_ids=np.concatenate([human.token_ids, model_ids]))
         pw = pointwise_ie(lm, pooled, sigma=sigma, layers=layers, n_draws=n_draws, seed=seed)
         feats.append(np.concatenate([pw["ie"], pw["ie_spread"]], axis=1))
+        logprobs.append(continuation_logprob(lm, pooled.token_ids, prompt_len))
         labels.append(np.repeat([0, 1], n_prompts))
         groups["pointwise_mean_ie"] = {"human": float(pw["ie"][:n_prompts].mean()),
                                        "model": float(pw["ie"][n_prompts:].mean())}
@@ -430,8 +438,22 @@ def text_origin(lm, sources: dict, *, n_prompts: int = 256, prompt_len: int = 8,
     n_layers = x.shape[1] // 2
     cv = cross_validated_auc(x, y, folds=folds, seed=seed)
     out["classifier"] = {"auc": cv["auc"], "fold_auc": cv["fold_auc"], "n": len(y), "n_features": x.shape[1],
-                         "auc_mean_ie": roc_auc(y, x[:, :n_layers].mean(1))}
+                         "auc_mean_ie": roc_auc(y, x[:, :n_layers].mean(1)),
+                         "auc_logprob": roc_auc(y, np.concatenate(logprobs))}
     return out
+
+
+def continuation_logprob(lm, token_ids, start: int, *, batch_size: int = 32) -> np.ndarray:
+    """[N] mean log-probability (nats/token) of token_ids[:, start:] under the causal LM, given what precedes."""
+    from ie_jax.models.capture import logits
+
+    out = []
+    for i in range(0, len(token_ids), batch_size):
+        ids = np.asarray(token_ids[i: i + batch_size])
+        logp = jax.nn.log_softmax(logits(lm, ids)[:, start - 1: -1].astype(jnp.float32), axis=-1)
+        picked = jnp.take_along_axis(logp, jnp.asarray(ids[:, start:])[..., None], axis=-1)[..., 0]
+        out.append(np.asarray(picked.mean(axis=1)))
+    return np.concatenate(out)
 
 
 DEFAULT_SENSITIVITY = {
