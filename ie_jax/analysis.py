@@ -469,28 +469,30 @@ DEFAULT_SENSITIVITY = {
 
 
 def estimator_sensitivity(lm, data: data_lib.TokenData, *, settings: dict | None = None, layers=None,
-                          seed: int = 0, **shared) -> dict:
-    """The same per-layer IE under several estimator settings (dict name -> `ie_jax.measure` keyword arguments;
-    default `DEFAULT_SENSITIVITY`; `shared` keywords such as steps= apply to the neural ones).
+                          seed: int = 0) -> dict:
+    """The same per-layer IE under several estimator settings: {name: `ie_jax.measure` keyword arguments}
+    (default `DEFAULT_SENSITIVITY`; add steps=, batch_size= to the neural ones to size them).
 
-    Returns {"settings": {name: summary}, "rank_agreement": [S, S] Spearman correlation of the layer profiles,
-    "sign_agreement": [S, S] fraction of layers where the IE signs agree, "names": [S]}.
+    Returns {"settings": {name: summary}, "names": [S], "rank_agreement": [S, S] Spearman correlation of the
+    layer profiles, "sign_agreement": [S, S] fraction of layers where the IE signs agree, "seconds": [S]}.
     """
+    import time
+
     from ie_jax.sweep import measure
 
     settings = DEFAULT_SENSITIVITY if settings is None else settings
-    results = {}
+    results, seconds = {}, []
     for name, kw in settings.items():
-        kw = dict(kw)
-        neural = kw.get("estimator") is None
-        extra = {k: v for k, v in shared.items() if neural}
-        results[name] = summarise(measure(lm, data, layers=layers, seeds=(seed,), token_curve=False, **kw, **extra))
+        t0 = time.perf_counter()
+        results[name] = summarise(measure(lm, data, layers=layers, seeds=(seed,), token_curve=False, **kw))
+        seconds.append(time.perf_counter() - t0)
     names = list(results)
     ie = np.array([results[n]["ie"] for n in names])
     rank = np.argsort(np.argsort(ie, axis=1), axis=1).astype(float)
-    spearman = np.corrcoef(rank) if ie.shape[1] > 1 else np.ones((len(names), len(names)))
-    signs = np.sign(ie)
-    return {"settings": results, "names": names, "rank_agreement": spearman,
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spearman = np.corrcoef(rank) if ie.shape[1] > 1 else np.ones((len(names), len(names)))
+    signs = np.sign(np.round(ie, 6))
+    return {"settings": results, "names": names, "rank_agreement": spearman, "seconds": np.array(seconds),
             "sign_agreement": (signs[:, None, :] == signs[None, :, :]).mean(-1)}
 
 
