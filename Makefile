@@ -29,3 +29,7 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# Every notebook at IE_NB_SCALE=large (CPU: tens of minutes); figures -> notebooks/figures, numbers -> notebooks/results.
+notebooks: install
+	for nb in notebooks/*.py; do echo "== $$nb"; IE_NB_SCALE=large $(BIN)/python $$nb || exit 1; done

@@ -1,0 +1,164 @@
+"""Every notebook in notebooks/ runs at small scale (IE_NB_SCALE=small) in a fresh interpreter without error, and
+its key numbers (the JSON it dumps into IE_NB_OUT) are finite and shaped as expected; plus unit tests of the
+helpers in ie_jax.analysis against closed forms and hand-computed values."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ie_jax import analysis
+from ie_jax.data import TokenData
+from ie_jax.mi.noise import noise_mi
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
+
+
+def _finite(x) -> bool:
+    return bool(np.all(np.isfinite(np.asarray(x, dtype=float))))
+
+
+def _check_icl_ascent(nb):
+    for cat, r in nb["categories"].items():
+        L, T = len(r["layers"]), 2 * r["shots"]
+        assert np.shape(r["token_curve"]) == (L, T) and _finite(r["token_curve"]), cat
+        assert np.shape(r["token_curve_ci"]) == (L, T, 2)
+        assert len(r["entity_gain"]) == len(r["comma_gain"]) == r["shots"]
+        # E(0) = 0 with isolated micro at sigma -> the same variable (position 0 alone vs in context at t = 0)
+        assert abs(np.mean(np.asarray(r["token_curve"])[:, 0])) < 0.3
+        assert np.all(np.diff(r["prefix_entropy"]) >= -1e-12)
+
+
+def _check_text_vs_icl(nb):
+    T = nb["config"]["seq_len"]
+    for k in ("text", "icl"):
+        L = len(nb[k]["layers"])
+        assert np.shape(nb[k]["token_curve"]) == (L, T) and _finite(nb[k]["token_curve"])
+        assert _finite(nb[k]["ie"]) and len(nb[k]["ie"]) == L
+        # noise-regularised MI never exceeds the counting ceiling
+        assert np.all(np.asarray(nb[k]["mi_macro"]) <= np.asarray(nb[k]["mi_macro_ceiling"]) + 0.05)
+
+
+def _check_trained_vs_random(nb):
+    for name, by_w in nb["models"].items():
+        for w in ("trained", "random"):
+            for k in ("data", "shuffled"):
+                r = by_w[w][k]
+                assert _finite(r["ie"]) and len(r["ie"]) == len(r["layers"]), (name, w, k)
+        assert 0 <= by_w["trained_above_random_fraction"] <= 1
+
+
+def _check_hallucination_signal(nb):
+    assert 0 <= nb["accuracy"] <= 1 and nb["n"] == nb["config"]["n_samples"]
+    assert len(nb["corr_ie"]) == 3 and len(nb["trajectory_right"]) == len(nb["layers"])
+    r, lo, hi = nb["corr_ie"]
+    if 0 < nb["n_right"] < nb["n"]:
+        assert _finite([r, lo, hi]) and lo <= r <= hi and -1 <= lo and hi <= 1
+    assert _finite(nb["mean_pointwise_ie"])
+
+
+def _check_text_origin(nb):
+    for run in nb["runs"].values():
+        c = run["classifier"]
+        assert 0 <= c["auc"] <= 1 and len(c["fold_auc"]) == 5 and _finite(c["fold_auc"])
+        assert 0 <= c["auc_logprob"] <= 1
+        for src in ("kjv", "shakespeare"):
+            for g in ("human", "model"):
+                assert _finite(run["sources"][src][g]["ie"]) and _finite(run["sources"][src][g]["ie_sum"])
+
+
+def _check_estimator_sensitivity(nb):
+    S, L = len(nb["names"]), len(nb["layers"])
+    assert np.shape(nb["ie"]) == (S, L) and _finite(nb["ie"])
+    assert np.shape(nb["sign_agreement"]) == (S, S)
+    counting = nb["settings"]["exact counting"]
+    assert counting["mi_macro"][0] == 0.0  # layer 0: the last token's input is the constant "," embedding
+
+
+def _check_what_ie_measures(nb):
+    assert _finite(nb["counting"]["ie_nats"]) and len(nb["counting"]["ie_nats"]) == len(nb["layers"])
+
+
+CHECKS = {name[len("_check_"):]: fn for name, fn in globals().items() if name.startswith("_check_")}
+
+
+def test_every_notebook_has_a_check():
+    assert NOTEBOOKS and set(NOTEBOOKS) <= set(CHECKS), f"add a _check_ for {set(NOTEBOOKS) - set(CHECKS)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_at_small_scale(name, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
+    env.update(IE_NB_SCALE="small", IE_NB_OUT=str(tmp_path), JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / "notebooks" / f"{name}.py")], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    nb = json.loads((tmp_path / f"{name}.json").read_text())
+    assert nb["scale"] == "small"
+    if "found" in nb:
+        assert nb["found"].startswith("What we found") and "nan" not in nb["found"].split("CI")[0].lower()
+    assert list(tmp_path.glob(f"{name}_*.png")), "no figure saved"
+    CHECKS[name](nb)
+
+
+# -- helpers of ie_jax.analysis ----------------------------------------------------------------------------------
+
+def test_pointwise_noise_mi_averages_to_noise_mi():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 3))
+    y = x @ rng.normal(size=(3, 2)) + 0.5 * rng.normal(size=(200, 2))
+    pw = analysis.pointwise_noise_mi(x, y, sigma=0.7, n_draws=32, seed=1)
+    ref = noise_mi(x, y, sigma=0.7, n_mc=4096, seed=2)
+    assert pw.shape == (32, 200)
+    assert abs(pw.mean() - ref.value) < 0.05
+
+
+def test_pointwise_noise_mi_limits():
+    # K well-separated points, y = x: at small sigma every sample carries ln K nats; a constant side carries 0.
+    x = np.repeat(np.eye(4) * 100.0, 25, axis=0)
+    pw = analysis.pointwise_noise_mi(x, x, sigma=0.01, n_draws=2)
+    np.testing.assert_allclose(pw, math.log(4), atol=1e-3)  # float32 logits
+    assert np.all(analysis.pointwise_noise_mi(x, np.ones((100, 3)), sigma=1.0) == 0)
+    with pytest.raises(ValueError, match="sigma"):
+        analysis.pointwise_noise_mi(x, x, sigma=0.0)
+
+
+def test_roc_auc_hand_values():
+    assert analysis.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert analysis.roc_auc([0, 1], [1.0, 1.0]) == 0.5  # a tie counts half
+    assert math.isnan(analysis.roc_auc([1, 1], [0.0, 1.0]))
+
+
+def test_cross_validated_auc_separates_and_stays_at_chance():
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 100)
+    informative = rng.normal(size=(200, 3)) + 2.0 * y[:, None]
+    assert analysis.cross_validated_auc(informative, y)["auc"] > 0.9
+    noise = rng.normal(size=(200, 3))
+    assert abs(analysis.cross_validated_auc(noise, y)["auc"] - 0.5) < 0.15
+    with pytest.raises(ValueError, match="two classes"):
+        analysis.cross_validated_auc(noise, np.zeros(200, int))
+
+
+def test_point_biserial_and_bootstrap():
+    flag = np.repeat([0, 1], 50)
+    values = flag + np.random.default_rng(0).normal(scale=0.1, size=100)
+    r, lo, hi = analysis.bootstrap_ci(analysis.point_biserial, flag, values, n_boot=200)
+    assert 0.95 < r < 1 and lo <= r <= hi
+    assert math.isnan(analysis.point_biserial(np.ones(5), np.arange(5)))
+
+
+def test_shuffled_tokens_and_prefix_entropy():
+    ids = np.array([[1, 2, 3], [1, 2, 4], [5, 6, 7], [5, 6, 7]], np.int32)
+    d = TokenData(token_ids=ids, spec="toy", kind="text", description="toy")
+    s = analysis.shuffled_tokens(d, seed=0)
+    np.testing.assert_array_equal(np.sort(s.token_ids, axis=1), np.sort(ids, axis=1))
+    np.testing.assert_allclose(analysis.prefix_entropy(ids), [math.log(2), math.log(2),
+                                                             -(0.25 * math.log(0.25) * 2 + 0.5 * math.log(0.5))])
