@@ -71,7 +71,7 @@ found = (
     f"{steps_text.max():.2f} nats); on country lists it goes from {icl_c[0]:.2f} to {icl_c[-1]:.2f}, rising at "
     f"{mono(icl_c):.0%} of steps. Mean IE over layers: text {res['text']['ie_mean']:.2f}, ICL "
     f"{res['icl']['ie_mean']:.2f} nats. The prefix entropies end at {res['text']['prefix_entropy'][-1]:.2f} (text) "
-    f"and {res['icl']['prefix_entropy'][-1]:.2f} (ICL) nats: distinct text windows reach ln N from the first "
+    f"and {res['icl']['prefix_entropy'][-1]:.2f} (ICL) nats: distinct text windows approach ln N within the first few "
     "tokens, so text curves are bounded by the sample size, not by the sentence. "
     + ("As in the paper, text rises less steadily than ICL lists. " if mono(text_c) < mono(icl_c) else
        "Unlike the paper, text rises at least as steadily as ICL lists here. ")
