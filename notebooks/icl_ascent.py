@@ -99,14 +99,25 @@ for cat, r in res.items():
         f"{'falls' if cg[1:].mean() < 0 else 'rises'} at later commas (mean {cg[1:].mean():+.2f} nats); the curve ends at {r['curve_layer_mean'][-1]:.2f} nats against a prefix-entropy ceiling of "
         f"{r['prefix_entropy'][-1]:.2f}; entity gains fall below 10% of the largest "
         + (f"at shot {sat}." if sat else "at no shot measured (no saturation within the list)."))
+ceiling_shot = {cat: next((k + 1 for k in range(r["shots"]) if r["prefix_entropy"][2 * k] >= 0.99 * np.log(
+    CONFIG["n_samples"])), None) for cat, r in res.items()}
+numbers["ceiling_shot"] = ceiling_shot
+entity_steps = all(np.sum(r["entity_gain"][1:] > 0) > (len(r["entity_gain"]) - 1) / 2 for r in res.values())
 found = (
-    "What we found. " + " ".join(lines) + " Where E(t) steps up at entities, the shape matches the paper "
-    "qualitatively, but the prefix entropy grows in the same steps: each new entity adds "
-    "ln(remaining entities) nats of possible orderings, and a deterministic network that keeps the prefixes "
-    "apart carries them all. So the ascent tracks how much the context can distinguish, bounded by that "
-    "ceiling, more than a learned emergence; where it saturates depends on sigma and on N "
-    "(the counting ceiling is at most ln N = "
-    f"{np.log(CONFIG['n_samples']):.2f} nats here), not on a fixed 7th demonstration.")
+    "What we found. " + " ".join(lines) + " "
+    + ("E(t) steps up at entities in every category, as the paper reports, " if entity_steps else
+       "Unlike the paper, E(t) does not step up at most later entities: after the first shots it rises at commas "
+       "and falls at entities, a sawtooth, ")
+    + "and the prefix entropy explains it: each new entity adds ln(remaining entities) nats of possible "
+    "orderings, and a deterministic network that keeps the prefixes apart carries them all, up to the sample's "
+    f"ln N = {np.log(CONFIG['n_samples']):.2f} nats, reached at shot "
+    + ", ".join(f"{ceiling_shot[c]} ({c})" for c in res)
+    + ". Once the context MI is at that ceiling, E(t) moves only with the running mean of the micro MI that it "
+    "subtracts (about ln K nats at entity tokens, 0 at commas)"
+    + (": the list is too short here to see it. " if entity_steps else
+       ", so it drops at entities and recovers at commas. ")
+    + "The ascent therefore tracks how much the context can distinguish within the sample, and where it "
+    "saturates depends on N (and sigma), not on a fixed 7th demonstration.")
 print(found)
 numbers["found"] = found
 numbers["seconds"] = time.perf_counter() - t_start
