@@ -253,6 +253,8 @@ def _next_logits_core(graphdef, state, token_ids, pos):
 
 def next_token_logits(lm, token_ids, pos: int) -> np.ndarray:
     """Next-token logits [B, vocab] after token_ids[:, :pos + 1] of a causal LM (token_ids [B, T], T > pos)."""
+    if lm.arch == "bert":
+        raise ValueError(f"{lm.name} is an encoder (bidirectional): next-token logits need a causal LM")
     graphdef, state = nnx.split(lm.module)
     return np.asarray(_next_logits_core(graphdef, state, jnp.asarray(token_ids, jnp.int32),
                                         jnp.asarray(pos, jnp.int32)))
