@@ -132,11 +132,9 @@ class Estimator:
 
             return [list(estimate_batch(x, y, protocol=self.protocol, seeds=self.seeds, **self.overrides))]
         if self.name == "noise":
-            from ie_jax.mi.noise import noise_mi_batch
+            from ie_jax.mi.noise import noise_mi_curve_batch
 
-            # One call per sigma (the same seed, so the same noise draws at every sigma): the one-call grid
-            # form mixed problems' scales when a chunk held several problems and several sigmas.
-            return [list(noise_mi_batch(x, y, sigma=s, seed=self.seeds[0], **self.overrides)) for s in self.sigmas]
+            return [list(row) for row in noise_mi_curve_batch(x, y, self.sigmas, seed=self.seeds[0], **self.overrides)]
         if self.name == "exact_discrete":
             from ie_jax.mi.discrete import exact_discrete_mi
 

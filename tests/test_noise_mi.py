@@ -173,3 +173,23 @@ def test_float64_agrees_and_bad_arguments_raise():
         noise_mi(x, y[:-1], sigma=0.1)
     with pytest.raises(ValueError, match="one sigma"):
         noise_mi_batch(x[None], y[None], sigma=[0.1, 0.2])
+
+
+def test_curve_batch_of_differently_scaled_problems_equals_each_problem_at_each_sigma():
+    # Regression: several problems x several sigmas in one call once gave -24 nats where each alone gave 5.14.
+    rng = np.random.default_rng(3)
+    xs, ys = [], []
+    for scale, n_states in ((1.0, 40), (60.0, 12), (0.01, 40)):  # different scales and distinct-state counts
+        x = rng.standard_normal((40, 6))[rng.integers(0, n_states, 40)] * scale
+        xs.append(x)
+        ys.append((x @ rng.standard_normal((6, 5)) + 0.3 * scale * rng.standard_normal((40, 5))) * 7.0)
+    xs, ys = np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+    sigmas = (0.1, 0.5, 2.0)
+    curves = noise_mi_curve_batch(xs, ys, sigmas, n_mc=32, seed=1)
+    for s, sigma in enumerate(sigmas):
+        for p in range(3):
+            alone = noise_mi(xs[p], ys[p], sigma=sigma, n_mc=32, seed=1)
+            got = curves[s][p]
+            assert got.diagnostics["scale_x"] == alone.diagnostics["scale_x"]
+            assert got.diagnostics["mc_mean_nats"] == pytest.approx(alone.diagnostics["mc_mean_nats"], abs=1e-5)
+            assert got.value == pytest.approx(alone.value, abs=1e-5)
