@@ -86,6 +86,18 @@ def test_bfloat16_matmuls_track_float32():
             assert float(jnp.abs(u - v).max()) < 0.05 * scale + 1e-3
 
 
+def test_bfloat16_keeps_hidden_activations_bf16_and_float32_stays_float32():
+    x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
+    for name in ("paper", "concat", "separable"):
+        f32, bf16 = make_critic(name), make_critic(name, compute_dtype=jnp.bfloat16)
+        params = f32.init(jax.random.key(0), 4, 3)
+        args = (params, x, y) if f32.separable else (params, x, y, np.arange(8))
+        # hidden layers return bf16 from the matmul (memory-bound training: half the activation bytes) ...
+        assert "preferred_element_type=bfloat16" in str(jax.make_jaxpr(bf16.apply)(*args))
+        assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(bf16.apply(*args)))  # ... scores fp32
+        assert "bf16" not in str(jax.make_jaxpr(f32.apply)(*args))
+
+
 def test_init_stacks_over_problems_with_vmap():
     critic = paper_concat()
     stacked = jax.vmap(lambda k: critic.init(k, 4, 4))(jax.random.split(jax.random.key(0), 3))

@@ -12,8 +12,10 @@ Concat critics compute the first layer's x-part (x @ W_x) and y-part (y @ W_y) o
 the marginal pairs only permute rows of y @ W_y, so the first layer costs two [B, d] x [d, h1]
 matmuls instead of the reference's [2B, 2d] x [2d, h1] (a 2x saving on the largest layer).
 
-`compute_dtype=jnp.bfloat16` runs every matmul on bf16 inputs with float32 accumulation
-(`preferred_element_type`); activations, biases and scores stay float32.
+`compute_dtype=jnp.bfloat16` runs every matmul on bf16 inputs with float32 accumulation inside the
+matmul, as torch autocast: hidden-layer outputs, biases and LeakyReLU activations are bf16 (critic training
+is memory-bound, so halving the activation bytes measured 1.96x per step on an H200, benchmarks/README.md);
+the final scores, and so the loss, are float32. With float32 every array stays float32.
 """
 
 from __future__ import annotations
@@ -46,8 +48,13 @@ def xavier_normal(key, fan_in: int, fan_out: int) -> jax.Array:
     return std * jax.random.normal(key, (fan_in, fan_out), jnp.float32)
 
 
-def _matmul(a, w, compute_dtype):
-    return jnp.matmul(a.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=jnp.float32)
+def _matmul(a, w, compute_dtype, out_dtype=jnp.float32):
+    return jnp.matmul(a.astype(compute_dtype), w.astype(compute_dtype), preferred_element_type=out_dtype)
+
+
+def _hidden(a, w, b, compute_dtype):
+    """A hidden layer's pre-activation a @ w + b in compute_dtype (bf16 activations under bf16)."""
+    return _matmul(a, w, compute_dtype, compute_dtype) + b.astype(compute_dtype)
 
 
 def _leaky_relu(h):
@@ -63,10 +70,12 @@ def _mlp_init(key, sizes: tuple[int, ...]) -> list[dict[str, jax.Array]]:
 
 
 def _mlp_apply(layers, h, compute_dtype, *, activate_last: bool):
+    """Hidden layers in compute_dtype; a linear last layer (activate_last=False) returns float32."""
     for i, layer in enumerate(layers):
-        h = _matmul(h, layer["w"], compute_dtype) + layer["b"]
         if activate_last or i < len(layers) - 1:
-            h = _leaky_relu(h)
+            h = _leaky_relu(_hidden(h, layer["w"], layer["b"], compute_dtype))
+        else:
+            h = _matmul(h, layer["w"], compute_dtype) + layer["b"]
     return h
 
 
@@ -87,8 +96,8 @@ def concat_mlp(hidden: tuple[int, ...] = PAPER_HIDDEN, *, compute_dtype=jnp.floa
 
     def apply(params, x, y, marginal_index):
         first = params["first"]
-        hx = _matmul(x, first["w_x"], compute_dtype)  # [B, h1], shared by joint and marginal pairs
-        hy = _matmul(y, first["w_y"], compute_dtype) + first["b"]  # [B, h1]
+        hx = _matmul(x, first["w_x"], compute_dtype, compute_dtype)  # [B, h1], shared by joint and marginal pairs
+        hy = _hidden(y, first["w_y"], first["b"], compute_dtype)  # [B, h1]
         pre = jnp.concatenate([hx + hy, hx[: marginal_index.shape[0]] + hy[marginal_index]], axis=0)
         scores = _mlp_apply(params["rest"], _leaky_relu(pre), compute_dtype, activate_last=False)[:, 0]
         n_joint = x.shape[0]

@@ -243,6 +243,9 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
         K - 1 with early stopping: batch 0 selected the checkpoint);
       nan_step [P, S]: first step with a non-finite bound or gradient, -1 if none.
     """
+    # bf16 matmul inputs: cast the data once here, not inside every step (callers may pass bf16 already,
+    # which also halves the data's device memory).
+    x, y, x_test, y_test = (a.astype(DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
     one = functools.partial(_train_one, cfg, eval_batch=eval_batch)
     over_seeds = jax.vmap(one, in_axes=(None, None, None, None, 0))
     return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
@@ -258,7 +261,7 @@ def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: 
         widths = 2 * batch * sum(hidden) + 2 * batch * hidden[0]  # joint + marginal, plus x/y first-layer parts
     activations = 4 * 3 * widths  # fp32 pre-activation, activation and gradient
     params = 4 * 4 * ((dx + dy) * hidden[0] + sum(a * b for a, b in zip(hidden[:-1], hidden[1:])))  # + Adam m, v, grad
-    data = 4 * (n_train + n_test) * (dx + dy)
+    data = jnp.dtype(DTYPES[cfg.dtype]).itemsize * (n_train + n_test) * (dx + dy)  # cast once by train_batch
     return int(n_seeds * (activations + params) + data + 4 * batch * (dx + dy))
 
 
@@ -272,13 +275,26 @@ def default_memory_budget() -> int:
     return int(limit) // 2 if limit else 4 << 30
 
 
+def balanced_chunk(n_problems: int, max_per_chunk: int, n_devices: int) -> int:
+    """Problems per chunk: the fewest chunks of at most max_per_chunk, equal sizes, a multiple of n_devices.
+
+    n_chunks = ceil(P / max_per_chunk), chunk = ceil(P / n_chunks) rounded up to the device count, so the
+    padding is at most n_chunks x n_devices problems (108 problems, at most 24, 2 devices: 5 x 22 = 110).
+    """
+    n_chunks = math.ceil(n_problems / max(1, max_per_chunk))
+    chunk = math.ceil(n_problems / n_chunks)
+    return math.ceil(chunk / n_devices) * n_devices  # every device gets the same number of problems
+
+
 def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max_problems_per_chunk: int | None = None,
                 memory_budget_bytes: int | None = None) -> dict[str, np.ndarray]:
     """`train_critics` for any P: chunks of the problem axis, each padded and sharded over `mesh`.
 
     x [P, N, dx] etc. as numpy arrays; seeds: sequence of ints. Chunk size = `max_problems_per_chunk`,
     else as many problems as `memory_budget_bytes` allows (`bytes_per_problem`), rounded to a multiple
-    of the mesh's device count. Padding problems repeat the last real one and are dropped.
+    of the mesh's device count, and balanced (`balanced_chunk`).
+    Padding problems repeat the last real one and are dropped. With dtype "bfloat16", x and y travel to
+    the devices as bf16 (half the memory; the matmuls read bf16 anyway).
     Returns the dict of `train_critics` as numpy arrays with leading axis P.
     """
     from ie_jax import sharding
@@ -293,8 +309,9 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
         budget = memory_budget_bytes or default_memory_budget() * n_devices
         per_problem = bytes_per_problem(cfg, n_train, n_test, dx, dy, len(seeds))
         max_problems_per_chunk = max(1, budget // max(1, per_problem))
-    chunk = min(int(max_problems_per_chunk), n_problems)
-    chunk = math.ceil(chunk / n_devices) * n_devices  # every device gets the same number of problems
+    chunk = balanced_chunk(n_problems, int(max_problems_per_chunk), n_devices)
+    if cfg.dtype != "float32":
+        x, y, x_test, y_test = (np.asarray(a, dtype=DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     keys = jax.device_put(keys, sharding.replicated(mesh))
     outputs = []
