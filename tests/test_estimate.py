@@ -117,3 +117,18 @@ def test_lazy_reexports():
     assert callable(mi.bounds.dv_bound)
     with pytest.raises(AttributeError):
         mi.not_a_function
+
+
+def test_negative_heldout_is_flagged_as_a_failed_estimate():
+    from ie_jax.mi.estimate import _readout
+    from ie_jax.mi.protocols import resolve
+
+    cfg, _ = resolve("fast", {"steps": 20})
+    rec = {"train_values": np.full((1, 20), 0.9, np.float32), "heldout_batches": np.array([[-0.5, -0.4]], np.float32),
+           "nan_step": np.array([-1])}
+    value, _, diagnostics = _readout(cfg, "heldout", rec, 1000, 800, 200, False)
+    assert value == pytest.approx(-0.45) and diagnostics["heldout_negative"]  # reported, not clipped
+    assert "failed estimate" in diagnostics["note"] and diagnostics["train_test_gap"] == pytest.approx(1.35)
+    rec["heldout_batches"] = -rec["heldout_batches"]
+    assert not _readout(cfg, "heldout", rec, 1000, 800, 200, False)[2]["heldout_negative"]
+    assert not _readout(cfg, "paper", rec, 1000, 800, 200, False)[2]["heldout_negative"]
