@@ -490,12 +490,24 @@ def estimator_sensitivity(lm, data: data_lib.TokenData, *, settings: dict | None
         seconds.append(time.perf_counter() - t0)
     names = list(results)
     ie = np.array([results[n]["ie"] for n in names])
-    rank = np.argsort(np.argsort(ie, axis=1), axis=1).astype(float)
+    rank = np.array([_average_ranks(row) for row in ie])  # ties (e.g. flat counting values) share a rank
     with np.errstate(invalid="ignore", divide="ignore"):
         spearman = np.corrcoef(rank) if ie.shape[1] > 1 else np.ones((len(names), len(names)))
     signs = np.sign(np.round(ie, 6))
     return {"settings": results, "names": names, "rank_agreement": spearman, "seconds": np.array(seconds),
             "sign_agreement": (signs[:, None, :] == signs[None, :, :]).mean(-1)}
+
+
+def _average_ranks(values) -> np.ndarray:
+    """Ranks 0..n-1 of values, ties (within 1e-6) given their mean rank, as Spearman's correlation needs."""
+    values = np.round(np.asarray(values, float), 6)
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values), dtype=float)
+    for v in np.unique(values):
+        tied = values == v
+        ranks[tied] = ranks[tied].mean()
+    return ranks
 
 
 # ----------------------------------------------------------------------------------------------------------

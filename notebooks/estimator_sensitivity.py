@@ -85,6 +85,9 @@ numbers = {"scale": SCALE, "config": CONFIG, "units": "nats", "names": names, "i
 ref = names.index("exact counting")
 bounded = [i for i, n in enumerate(names) if n != "gaussian"]
 spread = ie[bounded].max(0) - ie[bounded].min(0)
+counting_macro = float(np.max(res["settings"]["exact counting"]["mi_macro"]))
+neural_macro = np.array([res["settings"][n]["mi_macro"][1:] for n in names
+                         if SETTINGS[n].get("estimator") is None])
 layer0_negative = int(np.sum(ie[:, 0] < -0.1)) if CONFIG["layers"][0] == 0 else None
 rank_ref = res["rank_agreement"][ref]
 n_sat = {n: int(res["settings"][n]["macro_saturated"].sum()) for n in names}
@@ -96,15 +99,18 @@ found = (
     + ", ".join(f"{n} {rank_ref[i]:.2f}" for i, n in enumerate(names) if i != ref)
     + ". Macro estimates flagged saturated (at a cap or ceiling, lower bound only): "
     + ", ".join(f"{n} {k}/{len(CONFIG['layers'])}" for n, k in n_sat.items())
-    + ". The counting and noise values are saturated at the sample's entropy (their true ceiling), the neural "
-    "ones well below it. In-context micro changes the subtracted term (position t of the full pass instead of the token alone), so "
+    + f". The counting value is the macro MI's true value here (the sample entropy, {counting_macro:.2f} nats from "
+    f"layer 1 on); the neural macro estimates lie between {neural_macro.min():.2f} and {neural_macro.max():.2f} nats "
+    "(a saturated flag on them marks an estimator cap or this ceiling). In-context micro changes the subtracted term (position t of the full pass instead of the token alone), so "
     f"its IE differs from isolated micro by {np.abs(ie[names.index('noise sigma=1')] - ie[names.index('noise sigma=1, in-context micro')]).mean():.2f} "
     f"nats on average (noise estimator). "
     + (f"The paper protocol ran only {CONFIG['paper_steps']} of its 10,000 steps on this CPU" if SCALE == "large" else
        "The paper protocol is left out at small scale")
-    + f" and the fast protocol {CONFIG['fast_steps']} of 1,500, so the neural values are not converged. "
+    + f", and the fast protocol ran {CONFIG['fast_steps']} of its 1,500 steps, so the neural values are not converged. "
     f"At layer 0 the macro input is the constant ',' embedding (MI 0), and {layer0_negative} of {len(names)} settings "
-    "give a negative IE there (the rest fail to resolve even the micro MI); beyond such data-driven facts, "
+    "give a negative IE there"
+    + (" (the rest do not resolve even the micro MI)" if layer0_negative < len(names) else "")
+    + "; beyond such data-driven facts, "
     "layer trends and magnitudes follow the estimator, so IE values should always be quoted with it.")
 print(found)
 numbers["found"] = found
