@@ -33,7 +33,8 @@ SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)
 CONFIG = {
     "small": dict(n_prompts=64, prompt_len=6, continuation_len=4, layers=(0, 1, 15, 29), n_mc=32, n_draws=2,
                   temperatures=(0.0,)),
-    "large": dict(n_prompts=512, prompt_len=8, continuation_len=8, layers=None, n_mc=128, n_draws=4,
+    "large": dict(n_prompts=384, prompt_len=8, continuation_len=8, layers=(0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29),
+                  n_mc=128, n_draws=2,
                   temperatures=(0.0, 1.0)),
 }[SCALE]
 SIGMA = 1.0
