@@ -72,12 +72,15 @@ def _capture_core(graphdef, state, token_ids, positions, *, mask_kind, zero_posi
     return block_input, block_output
 
 
-def capture(lm, token_ids, *, positions=None, isolated: bool = False, isolated_position: str = "zero") -> Capture:
+def capture(lm, token_ids, *, positions=None, isolated: bool = False, isolated_position: str = "zero",
+            mesh=None) -> Capture:
     """Residual stream before/after every block at chosen positions, in one compiled call.
 
     lm: LoadedModel; token_ids: [B, T] ints; positions: None (all T), [P] or [B, P] ints (negative = from end).
     isolated: each position attends only to itself, i.e. every token is processed alone; its position id
       is 0 with isolated_position="zero" (the token fed alone as a length-1 input) or its own index ("own").
+    mesh: optional 1-D `ie_jax.sharding.make_mesh()`: sequences are split across its devices (B padded to a
+      multiple of the device count, padding dropped), the weights replicated; results equal the unsharded call.
     Returns Capture with block_input/block_output [L, B, P, d].
     """
     if isolated_position not in ("zero", "own"):
@@ -85,13 +88,32 @@ def capture(lm, token_ids, *, positions=None, isolated: bool = False, isolated_p
     token_ids = _check_tokens(lm, token_ids)
     checked = _check_positions(positions, *token_ids.shape)
     graphdef, state = nnx.split(lm.module)
+    batch = token_ids.shape[0]
+    tokens, rows = jnp.asarray(token_ids), None if checked is None else jnp.asarray(checked)
+    if mesh is not None:
+        tokens, rows, state = _shard_sequences(token_ids, checked, state, mesh)
     block_input, block_output = _capture_core(
-        graphdef, state, jnp.asarray(token_ids), None if checked is None else jnp.asarray(checked),
+        graphdef, state, tokens, rows,
         mask_kind="isolated" if isolated else _natural_mask(lm),
         zero_position_ids=isolated and isolated_position == "zero",
     )
+    if mesh is not None:
+        block_input, block_output = block_input[:, :batch], block_output[:, :batch]
     shown = np.arange(token_ids.shape[1], dtype=np.int32) if checked is None else checked
     return Capture(block_input, block_output, shown)
+
+
+def _shard_sequences(token_ids, positions, state, mesh):
+    """Sequences split over the mesh (padded by repeating the last row), weights replicated on every device."""
+    from ie_jax import sharding  # local: the models package does not otherwise need the MI side
+
+    size = -(-token_ids.shape[0] // mesh.devices.size) * mesh.devices.size
+    tokens = sharding.shard_problems(sharding.pad_problems(token_ids, size), mesh)
+    if positions is not None and positions.ndim == 2:
+        positions = sharding.shard_problems(sharding.pad_problems(positions, size), mesh)
+    elif positions is not None:
+        positions = jax.device_put(positions, sharding.replicated(mesh))
+    return tokens, positions, jax.device_put(state, sharding.replicated(mesh))
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
