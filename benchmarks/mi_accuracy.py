@@ -2,8 +2,10 @@
 
 For each task (family, d, true MI) it reports the neural estimate of a protocol (default "fast") with
 its 95% CI and diagnostics, and the Gaussian closed form (CCA) on the same samples. A row passes when
-|estimate - true| <= max(0.1 nat, 10% of true) or the diagnostics flag it as saturated (then the
-estimate is a lower bound by construction and says so).
+|estimate - true| <= max(0.1 nat, 10% of true), or the diagnostics flag it (saturated, sample_limited,
+critic_limited, overfit, no_fit, heldout_negative, still_increasing: then the estimate says it is a lower bound only) and
+it is not above the truth. The summary line also counts the rows without any flag that miss the bar:
+those are the estimator's silent failures.
 
 All problems of one (family, d) run as one `estimate_batch` call (one compiled program).
 Writes benchmarks/results/mi_accuracy_<tag>.json and .md.
@@ -26,7 +28,7 @@ import numpy as np
 
 import ie_jax.mi as mi
 from ie_jax.mi import groundtruth as gt
-from ie_jax.mi.gaussian import gaussian_mi
+from ie_jax.mi.gaussian import gaussian_copula_mi, gaussian_mi, gaussian_mi_bias_nats
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -55,11 +57,18 @@ def tasks(family: str, dim: int, mis: list[float]):
     raise ValueError(f"unknown family {family!r}")
 
 
+DIAGNOSTICS_KEPT = ("train_test_gap", "readout_step", "value_half_n_nats", "gain_from_doubling_n_nats",
+                    "gain_stderr_nats", "value_other_critic_nats", "other_critic_gain_nats",
+                    "other_critic_gain_stderr_nats", "value_gaussian_critic_nats", "gaussian_critic_gain_nats",
+                    "gaussian_critic_gain_stderr_nats", "gaussian_critic_shrinkage", "still_increasing", "overfit")
+
+
 def within_bar(estimate: float, true: float) -> bool:
     return abs(estimate - true) <= max(0.1, 0.1 * true)
 
 
-def run(args) -> list[dict]:
+def run(args, save) -> list[dict]:
+    """All tasks; `save(rows)` after every (family, d) group, so a cut-off run keeps what it finished."""
     rows = []
     for family in args.families:
         for dim in args.dims:
@@ -76,22 +85,27 @@ def run(args) -> list[dict]:
             for p, (name, sampler) in enumerate(group):
                 true = float(sampler.mi_nats)
                 r = neural[p]
-                flagged = bool(r.diagnostics["saturated"])
+                dg = r.diagnostics
+                flags = list(dg.get("flags", ["saturated"] if dg["saturated"] else []))
                 closed = gaussian_mi(x[p], y[p])
+                # The estimator-free baseline at its best: rank-Gaussianised (copula) and Wishart-bias-corrected.
+                copula = gaussian_copula_mi(x[p], y[p]) - gaussian_mi_bias_nats(dim, dim, args.n)
                 rows.append({
                     "task": name, "family": family, "d": dim, "n": args.n, "true_mi_nats": true,
                     "estimator": f"{args.protocol}:{r.estimator}", "value_nats": r.value, "ci95_nats": list(r.ci95),
-                    "within_bar": within_bar(r.value, true), "saturated": flagged,
-                    "ceiling_nats": r.diagnostics["ceiling_nats"],
-                    "passes": within_bar(r.value, true) or (flagged and r.value <= true + max(0.1, 0.1 * true)),
-                    "still_increasing": r.diagnostics["still_increasing"],
-                    "train_test_gap_nats": r.diagnostics["train_test_gap"],
+                    "within_bar": within_bar(r.value, true), "saturated": bool(dg["saturated"]), "flags": flags,
+                    "ceiling_nats": dg["ceiling_nats"],
+                    # A flagged estimate says it is a lower bound only: it passes if it is not above the truth.
+                    "passes": within_bar(r.value, true) or (bool(flags) and r.value <= true + max(0.1, 0.1 * true)),
+                    "diagnostics": {k: dg.get(k) for k in DIAGNOSTICS_KEPT},
                     "gaussian_closed_form_nats": closed, "gaussian_within_bar": within_bar(closed, true),
+                    "copula_corrected_nats": copula, "copula_within_bar": within_bar(copula, true),
                     "group_seconds": seconds,
                 })
                 print(f"{name:28s} true {true:6.2f}  {args.protocol} {r.value:6.2f} "
-                      f"[{r.ci95[0]:6.2f}, {r.ci95[1]:6.2f}] sat={flagged!s:5s} gauss {closed:6.2f}  ({seconds:.0f} s/group)",
-                      flush=True)
+                      f"[{r.ci95[0]:6.2f}, {r.ci95[1]:6.2f}] flags={','.join(flags) or '-':30s} gauss {closed:6.2f}  "
+                      f"({seconds:.0f} s/group)", flush=True)
+            save(rows)
     return rows
 
 
@@ -100,20 +114,39 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"# MI accuracy ({meta['protocol']} protocol, N = {meta['n']}, seeds {meta['seeds']})",
         "",
         f"Device: {meta['device']}; JAX {meta['jax']}. Pass = within max(0.1 nat, 10%) of the true MI, or flagged "
-        "saturated (a lower bound by construction, not above the truth).",
+        "(saturated, sample_limited, critic_limited, overfit, no_fit, heldout_negative, still_increasing: a lower bound only, "
+        "so it passes when not above the truth). The Gaussian closed form is the CCA plug-in on the same samples; "
+        "the copula column ranks each coordinate to normal scores first and subtracts the exact Gaussian "
+        "(Wishart) bias of the plug-in at this N and d.",
         "",
-        "| task | true MI | estimate [95% CI] | ceiling | saturated | pass | Gaussian closed form |",
-        "|---|---|---|---|---|---|---|",
+        "The Gaussian critic column is the fast protocol's check: the closed-form Gaussian log density ratio "
+        "fitted on the training pairs, its DV bound on the same held-out batches (a lower bound, not the readout).",
+        "",
+        "| task | true MI | estimate [95% CI] | flags | within bar | pass | Gaussian critic | Gaussian closed form "
+        "| copula, bias-corrected |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['true_mi_nats']:.2f} | {r['value_nats']:.2f} [{r['ci95_nats'][0]:.2f}, "
-            f"{r['ci95_nats'][1]:.2f}] | {r['ceiling_nats']:.2f} | {'yes' if r['saturated'] else 'no'} | "
-            f"{'yes' if r['passes'] else '**no**'} | {r['gaussian_closed_form_nats']:.2f}"
-            f"{'' if r['gaussian_within_bar'] else ' (off)'} |")
+            f"{r['ci95_nats'][1]:.2f}] | {', '.join(r['flags']) or '-'} | {'yes' if r['within_bar'] else 'no'} | "
+            f"{'yes' if r['passes'] else '**no**'} | {_fmt(r['diagnostics'].get('value_gaussian_critic_nats'))} | "
+            f"{r['gaussian_closed_form_nats']:.2f}"
+            f"{'' if r['gaussian_within_bar'] else ' (off)'} | {r['copula_corrected_nats']:.2f}"
+            f"{'' if r['copula_within_bar'] else ' (off)'} |")
     passed = sum(r["passes"] for r in rows)
-    lines += ["", f"{passed}/{len(rows)} rows pass. Values in nats."]
+    within = sum(r["within_bar"] for r in rows)
+    unflagged = [r for r in rows if not r["flags"]]
+    trusted = sum(r["within_bar"] for r in unflagged)
+    copula = sum(r.get("copula_within_bar", False) for r in rows)
+    lines += ["", f"{passed}/{len(rows)} rows pass; {within}/{len(rows)} are within the bar outright; "
+              f"{len(unflagged)} rows carry no flag and {trusted} of them are within the bar; the bias-corrected "
+              f"copula baseline is within the bar on {copula}/{len(rows)}. Values in nats."]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main(argv=None):
@@ -131,16 +164,29 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=None, help="override the protocol's steps")
     parser.add_argument("--batch-size", type=int, default=None, help="override the protocol's batch size")
     parser.add_argument("--tag", default=None, help="results file suffix (default: the device platform)")
+    parser.add_argument("--merge", type=lambda s: s.split(","), default=None,
+                        help="only merge the results of these tags (runs split over GPUs) into --tag")
     args = parser.parse_args(argv)
+    if args.merge:
+        parts = [json.loads((RESULTS / f"mi_accuracy_{t}.json").read_text()) for t in args.merge]
+        meta = {**parts[0]["meta"], "merged_from": args.merge}
+        rows = [r for part in parts for r in part["rows"]]
+        (RESULTS / f"mi_accuracy_{args.tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        (RESULTS / f"mi_accuracy_{args.tag}.md").write_text(markdown(rows, meta))
+        print(markdown(rows, meta))
+        return
     meta = {"protocol": args.protocol, "n": args.n, "seeds": args.seeds, "device": jax.devices()[0].device_kind,
             "platform": jax.devices()[0].platform, "jax": jax.__version__, "host": platform.node(),
             "steps": args.steps, "batch_size": args.batch_size, "dims": args.dims, "mis": args.mis,
             "families": args.families}
-    rows = run(args)
     tag = args.tag or meta["platform"]
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"mi_accuracy_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (RESULTS / f"mi_accuracy_{tag}.md").write_text(markdown(rows, meta))
+
+    def save(rows):
+        (RESULTS / f"mi_accuracy_{tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        (RESULTS / f"mi_accuracy_{tag}.md").write_text(markdown(rows, meta))
+
+    rows = run(args, save)
     print(markdown(rows, meta))
 
 

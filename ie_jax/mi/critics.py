@@ -111,35 +111,51 @@ def paper_concat(*, compute_dtype=jnp.float32) -> Critic:
     return concat_mlp(PAPER_HIDDEN, compute_dtype=compute_dtype, name="paper_concat")
 
 
-def separable_mlp(hidden: tuple[int, ...] = (256, 256), embed_dim: int = 64, *, compute_dtype=jnp.float32) -> Critic:
+def separable_mlp(hidden: tuple[int, ...] = (256, 256), embed_dim: int = 64, *, skip: bool = False,
+                  compute_dtype=jnp.float32) -> Critic:
     """Separable critic f(x, y) = g(x) . h(y) / sqrt(embed_dim) with two MLP encoders.
 
     g, h: d -> hidden... -> embed_dim (LeakyReLU between layers, linear output). Scores for all
-    B x B pairs cost 2B encoder passes plus one [B, E] x [E, B] matmul.
+    B x B pairs cost 2B encoder passes plus one [B, E] x [E, B] matmul. skip=True adds a linear map of the
+    input to each embedding (g(x) = MLP(x) + x W), so the bilinear score x^T A y of jointly Gaussian data
+    is one linear path rather than approximated by LeakyReLU pieces; it also starts the critic at the
+    constant score 0 (see init).
     """
     hidden = tuple(int(h) for h in hidden)
     scale = 1.0 / math.sqrt(embed_dim)
 
     def init(key, dx: int, dy: int):
         kg, kh = jax.random.split(key)
-        return {"g": _mlp_init(kg, (dx,) + hidden + (embed_dim,)), "h": _mlp_init(kh, (dy,) + hidden + (embed_dim,))}
+        params = {"g": _mlp_init(kg, (dx,) + hidden + (embed_dim,)), "h": _mlp_init(kh, (dy,) + hidden + (embed_dim,))}
+        if skip:
+            # The untrained critic scores every pair 0 (bound exactly 0, as knowing nothing): h's output layer and
+            # the skips start at zero, g stays random so that h's first gradient is not zero. A random start
+            # scored -2.3 nats held-out at d = 768 and training never climbed back above 0.
+            params["h"][-1]["w"] = jnp.zeros_like(params["h"][-1]["w"])
+            params["skip_x"] = jnp.zeros((dx, embed_dim), jnp.float32)
+            params["skip_y"] = jnp.zeros((dy, embed_dim), jnp.float32)
+        return params
 
     def apply(params, x, y):
         gx = _mlp_apply(params["g"], x, compute_dtype, activate_last=False)
         hy = _mlp_apply(params["h"], y, compute_dtype, activate_last=False)
+        if skip:
+            gx = gx + _matmul(x, params["skip_x"], compute_dtype)
+            hy = hy + _matmul(y, params["skip_y"], compute_dtype)
         return scale * _matmul(gx, hy.T, compute_dtype)
 
-    return Critic(f"separable{list(hidden)}x{embed_dim}", init, apply, True)
+    return Critic(f"separable{list(hidden)}x{embed_dim}{'+skip' if skip else ''}", init, apply, True)
 
 
-def make_critic(name: str, *, hidden: tuple[int, ...] | None = None, embed_dim: int = 64, compute_dtype=jnp.float32) -> Critic:
+def make_critic(name: str, *, hidden: tuple[int, ...] | None = None, embed_dim: int = 64, skip: bool = False,
+                compute_dtype=jnp.float32) -> Critic:
     """Critic by name: "paper" (the reference MLP), "concat" (configurable widths), "separable"."""
     if name == "paper":
         return paper_concat(compute_dtype=compute_dtype)
     if name == "concat":
         return concat_mlp(hidden or (256, 256), compute_dtype=compute_dtype)
     if name == "separable":
-        return separable_mlp(hidden or (256, 256), embed_dim, compute_dtype=compute_dtype)
+        return separable_mlp(hidden or (256, 256), embed_dim, skip=skip, compute_dtype=compute_dtype)
     raise ValueError(f"unknown critic {name!r}: use 'paper', 'concat' or 'separable'")
 
 

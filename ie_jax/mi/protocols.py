@@ -28,17 +28,21 @@ PROTOCOLS: dict[str, dict] = {
     "paper": dict(
         critic="paper", bound="dv", steps=10_000, batch_size=None, lr=1e-4, schedule="paper", warmup_steps=5,
         end_lr=1e-8, power=3.0, dtype="float32", eval_every=0, loss_scale=1.0 / math.log(2.0),
-        readout="paper", test_fraction=0.0, standardize=False,
+        readout="paper", test_fraction=0.0, standardize=False, convergence_check=False,
+        critic_check=None, gaussian_check=False,
     ),
     "fast": dict(
-        critic="separable", hidden=(256,), embed_dim=64, bound="smile", smile_clip=5.0, steps=1_500,
+        critic="separable", hidden=(256,), embed_dim=64, skip=True, bound="smile", smile_clip=5.0, steps=1_500,
         batch_size=512, lr=5e-4, schedule="cosine", warmup_steps=50, dtype="float32", eval_every=100,
-        early_stopping=True, readout="heldout", test_fraction=0.2, standardize=True,
+        early_stopping=True, readout="heldout", test_fraction=0.2, standardize="rank", convergence_check=True,
+        critic_check="concat", gaussian_check=True,
     ),
 }
 
 # Settings that shape the data or the readout rather than the compiled training program.
-RUN_OPTIONS = ("readout", "test_fraction", "standardize", "max_problems_per_chunk", "memory_budget_bytes")
+RUN_OPTIONS = ("readout", "test_fraction", "standardize", "convergence_check", "critic_check", "gaussian_check",
+               "max_problems_per_chunk",
+               "memory_budget_bytes")
 
 
 def resolve(protocol: str, overrides: dict) -> tuple[TrainConfig, dict]:
@@ -58,5 +62,9 @@ def resolve(protocol: str, overrides: dict) -> tuple[TrainConfig, dict]:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     if settings["readout"] == "heldout" and test_fraction == 0.0:
         raise ValueError("readout='heldout' needs test_fraction > 0 (or use readout='paper')")
+    if settings["critic_check"] not in (None, False, "concat", "separable"):
+        raise ValueError(f"unknown critic_check {settings['critic_check']!r}: use 'concat', 'separable' or None")
+    if settings["standardize"] not in (True, False, None, "rank", "zscore", "none"):
+        raise ValueError(f"unknown standardize {settings['standardize']!r}: use 'rank', 'zscore' or 'none'")
     cfg = TrainConfig(**{k: v for k, v in settings.items() if k in train_keys})
     return cfg, {k: settings[k] for k in RUN_OPTIONS}

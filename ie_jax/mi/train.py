@@ -50,6 +50,7 @@ class TrainConfig:
     critic: str = "paper"
     hidden: tuple[int, ...] | None = None
     embed_dim: int = 64
+    skip: bool = False
     bound: str = "dv"
     smile_clip: float = 5.0
     mine_ema_decay: float = 0.99
@@ -84,7 +85,8 @@ class TrainConfig:
             object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
     def make_critic(self) -> Critic:
-        return make_critic(self.critic, hidden=self.hidden, embed_dim=self.embed_dim, compute_dtype=DTYPES[self.dtype])
+        return make_critic(self.critic, hidden=self.hidden, embed_dim=self.embed_dim, skip=self.skip,
+                           compute_dtype=DTYPES[self.dtype])
 
 
 def paper_schedule(lr: float, steps: int, warmup_steps: int = 5, end_lr: float = 1e-8, power: float = 3.0):
@@ -201,17 +203,21 @@ def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
     n_blocks, remainder = divmod(cfg.steps, block)
 
     def run_block(outer, t0):
-        carry, best_params, best_value = outer
+        carry, best_params, best_value, best_step = outer
         carry, values = jax.lax.scan(step, carry, t0 + jnp.arange(block))
         curve = heldout(carry[0], 0) if evaluating else jnp.float32(jnp.nan)
         if cfg.early_stopping and evaluating:
             better = curve > best_value  # NaN (a stopped critic) never wins
             best_params = jax.tree.map(lambda b, p: jnp.where(better, p, b), best_params, carry[0])
             best_value = jnp.where(better, curve, best_value)
-        return (carry, best_params, best_value), (values, curve)
+            best_step = jnp.where(better, t0 + block, best_step)
+        return (carry, best_params, best_value, best_step), (values, curve)
 
-    (carry, best_params, _), (values, curve) = jax.lax.scan(
-        run_block, (carry, params, jnp.float32(-jnp.inf)), jnp.arange(n_blocks) * block)
+    # The untrained critic is checkpoint 0: a critic that never beats it on validation data is not read out.
+    start_value = heldout(params, 0) if (cfg.early_stopping and evaluating) else jnp.float32(-jnp.inf)
+    start_value = jnp.where(jnp.isnan(start_value), -jnp.inf, start_value)
+    (carry, best_params, _, best_step), (values, curve) = jax.lax.scan(
+        run_block, (carry, params, start_value, jnp.int32(0)), jnp.arange(n_blocks) * block)
     values = values.reshape(-1)
     if remainder:
         carry, tail = jax.lax.scan(step, carry, n_blocks * block + jnp.arange(remainder))
@@ -225,7 +231,10 @@ def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
         heldout_batches = jax.lax.map(lambda i: heldout(readout_params, i), readout_batches)
     else:
         heldout_batches = jnp.zeros((0,), jnp.float32)
-    return {"train_values": values, "heldout_curve": curve, "heldout_batches": heldout_batches, "nan_step": carry[4]}
+    if not (cfg.early_stopping and evaluating and n_eval_batches > 1):
+        best_step = jnp.int32(cfg.steps)
+    return {"train_values": values, "heldout_curve": curve, "heldout_batches": heldout_batches, "nan_step": carry[4],
+            "readout_step": best_step}
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "eval_batch"))
@@ -241,7 +250,9 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
       heldout_curve [P, S, steps // eval_every]: held-out bound on the first held-out batch during training;
       heldout_batches [P, S, K]: the readout critic's bound on each held-out batch (K = Nt // eval_batch, or
         K - 1 with early stopping: batch 0 selected the checkpoint);
-      nan_step [P, S]: first step with a non-finite bound or gradient, -1 if none.
+      nan_step [P, S]: first step with a non-finite bound or gradient, -1 if none;
+      readout_step [P, S]: steps taken by the critic that is read out (the early-stopping checkpoint; 0 = the
+        untrained critic scored best on the validation batch).
     """
     # bf16 matmul inputs: cast the data once here, not inside every step (callers may pass bf16 already,
     # which also halves the data's device memory).
