@@ -6,7 +6,7 @@
 #   hf        the HF transformers half of capture alone
 #   variants  per-step time of paper-critic speed variants (scatter-free permutation, bf16 activations)
 #   accuracy  the MI accuracy table (benchmarks/mi_accuracy.py), two halves of the families in parallel
-#             processes (one per GPU where there are two), merged into mi_accuracy_gpu.{json,md}
+#             processes (one per GPU where there are two, else one after the other), merged into mi_accuracy_gpu.{json,md}
 # e.g. `bash benchmarks/run_gpu.sh capture variants`. CRITIC_ARGS / CAPTURE_ARGS / VARIANT_ARGS add
 # arguments (tiny sizes to try it on CPU: see benchmarks/README.md).
 set -u
@@ -45,10 +45,12 @@ print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version
       accuracy)
         n_gpus=$(nvidia-smi -L 2>/dev/null | wc -l); n_gpus=$(( n_gpus > 0 ? n_gpus : 1 ))
         halves=(gaussian,rotated,sparse cubic,spiral,mixture)
+        # Two processes sharing one GPU ran 3-5x slower each (H200), so they only run in parallel on 2+ GPUs.
         for i in 0 1; do
           CUDA_VISIBLE_DEVICES=$(( i % n_gpus )) XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 timeout 570 python3 \
             benchmarks/mi_accuracy.py --families "${halves[$i]}" --tag "gpu_part$i" ${ACCURACY_ARGS:-} \
             > "$OUT/log_mi_accuracy_part$i.txt" 2>&1 &
+          (( n_gpus > 1 )) || wait
         done
         wait
         python3 benchmarks/mi_accuracy.py --merge gpu_part0,gpu_part1 --tag gpu | tail -n 2
