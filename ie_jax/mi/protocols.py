@@ -4,13 +4,20 @@
     full batch with a fresh permutation of y per step, Adam 1e-4 with cubic polynomial decay to 1e-8
     after 5 warm-up steps, 10,000 steps, no held-out split, readout = max over steps of the
     training-set bound floored at 0 (the reference prints it in bits: pass units="bits").
-"fast": the recommended default (see benchmarks/mi_accuracy.py for the measurements behind it): a
-    separable critic (one 256-wide hidden layer, 64-d embeddings) scoring all B x B pairs of a 512-batch,
-    SMILE (clip 5, Jensen-Shannon gradient), 1,500 Adam steps (5e-4, cosine), standardised inputs; 20% of
-    the samples are held out: the first held-out batch picks the best of the checkpoints taken every 100
-    steps (without it, critics overfit N = 20,000: held-out values of -0.7 nat at MI 0 were measured),
-    the other held-out batches give the value and its stderr. Compute: 1,500 x 512 pairs vs the paper's
-    10,000 x 300,000 (0.03%), and a 3-layer-smaller critic.
+"fast": the recommended default (see benchmarks/mi_accuracy.py and benchmarks/results/mi_accuracy_gpu_h200.md
+    for the measurements behind it): every column is rank-normalised to normal scores first (the copula
+    transform: MI-preserving, removes element-wise distortions such as cubes and massive activations); a
+    separable critic (one 256-wide hidden layer, 64-d embeddings, plus a zero-initialised linear skip so the
+    untrained critic scores 0) scores all B x B pairs of a 512-batch; SMILE (clip 5, Jensen-Shannon
+    gradient), 1,500 Adam steps (5e-4, cosine). 20% of the samples are held out: the first held-out batch
+    picks the best checkpoint of those taken every 100 steps (step 0, the untrained critic, included, so an
+    estimate is never below 0 because of overfitting), the other held-out batches give the value (the
+    SMILE bound there: DV with the partition term's ratios clipped to e^+-5) and its stderr. Three checks read out on the same held-out batches turn into flags:
+    the same critics trained on half the training pairs (sample_limited: the estimate still grows with N),
+    a concat critic (2 x 256) and the closed-form Gaussian critic (critic_limited: another critic finds
+    clearly more). Compute: three neural critic sets (main, half-N, concat) of 1,500 x 512 pairs, about
+    3x one critic and still ~0.1% of the paper's 10,000 full-batch steps over 300,000 pairs per critic;
+    pass convergence_check=False, critic_check=None, gaussian_check=False for a single critic.
 
 Any key can be overridden per call: `estimate(x, y, protocol="fast", steps=500, bound="dv")`.
 """
