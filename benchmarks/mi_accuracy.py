@@ -169,7 +169,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.merge:
         parts = [json.loads((RESULTS / f"mi_accuracy_{t}.json").read_text()) for t in args.merge]
-        meta = {**parts[0]["meta"], "merged_from": args.merge}
+        meta = {**parts[0]["meta"], "merged_from": args.merge,
+                "families": [f for part in parts for f in part["meta"]["families"]]}
         rows = [r for part in parts for r in part["rows"]]
         (RESULTS / f"mi_accuracy_{args.tag}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         (RESULTS / f"mi_accuracy_{args.tag}.md").write_text(markdown(rows, meta))

@@ -115,6 +115,7 @@ def test_constant_columns_warn():
 def test_lazy_reexports():
     assert callable(mi.estimate) and "paper" in mi.PROTOCOLS and "fast" in mi.PROTOCOLS
     assert callable(mi.bounds.dv_bound)
+    assert callable(mi.gaussian_copula_mi) and mi.gaussian_mi_bias_nats(4, 4, 1000) > 0
     with pytest.raises(AttributeError):
         mi.not_a_function
 

@@ -2,8 +2,8 @@
 
 Neural estimation: `estimate(x, y)` and `estimate_batch(x, y)` (P problems in one compiled program);
 named protocols in `PROTOCOLS` ("paper": the reference exactly, "fast": the default).
-Other estimators and test problems are imported on first use: `gaussian_mi`, `groundtruth`,
-`bounds`, `exact_discrete_mi`, `noise_mi`.
+Other estimators and test problems are imported on first use: `gaussian_mi`, `gaussian_copula_mi`,
+`gaussian_mi_bias_nats`, `groundtruth`, `bounds`, `exact_discrete_mi`, `noise_mi`.
 """
 
 from ie_jax.mi.estimate import estimate, estimate_batch
@@ -11,12 +11,14 @@ from ie_jax.mi.protocols import PROTOCOLS
 from ie_jax.mi.result import DIAGNOSTIC_KEYS, MIEstimate, MIEstimates
 
 __all__ = ["estimate", "estimate_batch", "PROTOCOLS", "MIEstimate", "MIEstimates", "DIAGNOSTIC_KEYS",
-           "gaussian_mi", "groundtruth", "bounds", "exact_discrete_mi", "noise_mi"]
+           "gaussian_mi", "gaussian_copula_mi", "gaussian_mi_bias_nats", "groundtruth", "bounds", "exact_discrete_mi", "noise_mi"]
 
 # name -> (module, attribute or None for the module itself); imported lazily so that a helper module
 # that is missing or heavy does not break `import ie_jax.mi`.
 _LAZY = {
     "gaussian_mi": ("ie_jax.mi.gaussian", "gaussian_mi"),
+    "gaussian_copula_mi": ("ie_jax.mi.gaussian", "gaussian_copula_mi"),
+    "gaussian_mi_bias_nats": ("ie_jax.mi.gaussian", "gaussian_mi_bias_nats"),
     "groundtruth": ("ie_jax.mi.groundtruth", None),
     "bounds": ("ie_jax.mi.bounds", None),
     "exact_discrete_mi": ("ie_jax.mi.discrete", "exact_discrete_mi"),
