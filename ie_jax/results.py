@@ -260,7 +260,9 @@ class IEResult:
 
         macro_saturated: MI_macro is a lower bound only, so IE may be larger; micro_saturated: some micro MI is a
         lower bound only, so IE may be smaller; constant: a macro variable is constant (MI exactly 0);
-        above_ceiling: an MI estimate exceeds what the sample can support (an estimator artefact).
+        above_ceiling: an MI estimate exceeds what the sample can support (an estimator artefact);
+        macro_lower_bound / micro_lower_bound: a neural estimate is flagged as a lower bound for another reason
+        (LOWER_BOUND_FLAGS: more samples or another critic would raise it), so IE may be larger / smaller.
         """
         out = []
         micro_mean = self.mi_micro_mean
@@ -275,8 +277,10 @@ class IEResult:
                 "still_increasing": bool(dm.get("still_increasing", False))
                 or any(bool(d.get("still_increasing", False)) for d in dmi),
             }
-            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_constant", "above_ceiling",
-                                          "still_increasing") if flags[k]]
+            flags["macro_lower_bound"] = _lower_bound(dm)
+            flags["micro_lower_bound"] = any(_lower_bound(d) for d in dmi)
+            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_lower_bound", "micro_lower_bound",
+                                          "macro_constant", "above_ceiling", "still_increasing") if flags[k]]
             out.append(flags)
         return out
 
@@ -388,8 +392,17 @@ def _ceiling(diagnostics: dict, units: str) -> float:
     return math.nan if c is None else float(convert(float(c), "nats", units))
 
 
+# The neural estimator's flags (ie_jax.mi.estimate.FLAG_KEYS) that make an estimate a lower bound, besides saturation.
+LOWER_BOUND_FLAGS = ("sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative")
+
+
+def _lower_bound(diagnostics: dict) -> bool:
+    return any(bool(diagnostics.get(k, False)) for k in LOWER_BOUND_FLAGS)
+
+
 def _flags(diagnostics: dict) -> list[str]:
-    return [k for k in ("saturated", "constant", "above_ceiling", "still_increasing") if diagnostics.get(k)]
+    return [k for k in ("saturated", *LOWER_BOUND_FLAGS, "constant", "above_ceiling", "still_increasing")
+            if diagnostics.get(k)]
 
 
 def _estimate(d: dict) -> MIEstimate:

@@ -70,6 +70,16 @@ def test_ie_arithmetic_and_ci_propagation():
     assert flags[1]["ie_ceiling"] == pytest.approx(5.0 - 1.0)
 
 
+def test_lower_bound_flags_of_the_estimates_reach_ie():
+    r = _result()
+    r.micro[0][0][1].diagnostics["critic_limited"] = True
+    r.context[0][1][2].diagnostics["sample_limited"] = True
+    flags = r.ie_flags
+    assert flags[0]["flags"] == ["micro_lower_bound"]
+    assert flags[1]["flags"] == ["macro_saturated", "macro_lower_bound"]
+    assert "critic_limited" in r.to_csv()
+
+
 def test_in_context_micro_has_e0_zero_exactly():
     r = _result("in_context")
     np.testing.assert_allclose(r.mi_micro, [[1.0, 2.0, 4.0], [0.5, 3.0, 6.0]])
