@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ie_jax.mi.result import MIEstimate, _jsonable, convert
+from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, _jsonable, convert
 
 FORMAT = "ie_jax.IEResult/1"
 INDEPENDENCE_NOTE = ("stderr and 95% CI of IE, E(t) and totals combine the MI estimates' errors in quadrature, "
@@ -279,8 +279,9 @@ class IEResult:
             }
             flags["macro_lower_bound"] = _lower_bound(dm)
             flags["micro_lower_bound"] = any(_lower_bound(d) for d in dmi)
-            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_lower_bound", "micro_lower_bound",
-                                          "macro_constant", "above_ceiling", "still_increasing") if flags[k]]
+            flags["flags"] = [k for k in ("macro_saturated", "micro_saturated", "macro_lower_bound",
+                                          "micro_lower_bound", "macro_constant", "above_ceiling", "still_increasing")
+                              if flags[k]]
             out.append(flags)
         return out
 
@@ -390,10 +391,6 @@ def _arrays(rows):
 def _ceiling(diagnostics: dict, units: str) -> float:
     c = diagnostics.get("ceiling_nats")
     return math.nan if c is None else float(convert(float(c), "nats", units))
-
-
-# The neural estimator's flags (ie_jax.mi.estimate.FLAG_KEYS) that make an estimate a lower bound, besides saturation.
-LOWER_BOUND_FLAGS = ("sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative")
 
 
 def _lower_bound(diagnostics: dict) -> bool:

@@ -11,7 +11,8 @@ from ie_jax.mi.protocols import PROTOCOLS
 from ie_jax.mi.result import DIAGNOSTIC_KEYS, MIEstimate, MIEstimates
 
 __all__ = ["estimate", "estimate_batch", "PROTOCOLS", "MIEstimate", "MIEstimates", "DIAGNOSTIC_KEYS",
-           "gaussian_mi", "gaussian_copula_mi", "gaussian_mi_bias_nats", "groundtruth", "bounds", "exact_discrete_mi", "noise_mi"]
+           "gaussian_mi", "gaussian_copula_mi", "gaussian_mi_bias_nats", "groundtruth", "bounds", "exact_discrete_mi",
+           "noise_mi"]
 
 # name -> (module, attribute or None for the module itself); imported lazily so that a helper module
 # that is missing or heavy does not break `import ie_jax.mi`.

@@ -22,7 +22,7 @@ import numpy as np
 
 from ie_jax.mi import gaussian_critic
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import MIEstimate, MIEstimates, check_units, convert
+from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, MIEstimates, check_units, convert
 from ie_jax.mi.train import TrainConfig, train_batch
 
 SATURATION_MARGIN_NATS = 0.1
@@ -32,8 +32,7 @@ CHECK_FRACTION = 0.05
 OVERFIT_NATS = 0.1
 OVERFIT_FRACTION = 0.1
 # Diagnostics that make an estimate a lower bound only rather than a measurement (`reliable` is False).
-FLAG_KEYS = ("saturated", "sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative",
-             "still_increasing")
+FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
 # Other critic families for the critic check (`critic_check=` run option).
 CRITIC_CHECKS = {"concat": dict(critic="concat", hidden=(256, 256), skip=False),
                  "separable": dict(critic="separable", hidden=(256,), embed_dim=64, skip=True)}

@@ -8,15 +8,15 @@
     for the measurements behind it): every column is rank-normalised to normal scores first (the copula
     transform: MI-preserving, removes element-wise distortions such as cubes and massive activations); a
     separable critic (one 256-wide hidden layer, 64-d embeddings, plus a zero-initialised linear skip so the
-    untrained critic scores 0) scores all B x B pairs of a 512-batch; SMILE (clip 5, Jensen-Shannon
-    gradient), 1,500 Adam steps (5e-4, cosine). 20% of the samples are held out: the first held-out batch
-    picks the best checkpoint of those taken every 100 steps (step 0, the untrained critic, included, so an
-    estimate is never below 0 because of overfitting), the other held-out batches give the value (the
-    SMILE bound there: DV with the partition term's ratios clipped to e^+-5) and its stderr. Three checks read out on the same held-out batches turn into flags:
-    the same critics trained on half the training pairs (sample_limited: the estimate still grows with N),
-    a concat critic (2 x 256) and the closed-form Gaussian critic (critic_limited: another critic finds
-    clearly more). Compute: three neural critic sets (main, half-N, concat) of 1,500 x 512 pairs, about
-    3x one critic and still ~0.1% of the paper's 10,000 full-batch steps over 300,000 pairs per critic;
+    untrained critic scores 0) scores all B x B pairs of a 512-batch; SMILE (clip 5, Jensen-Shannon gradient),
+    1,500 Adam steps (5e-4, cosine). 20% of the samples are held out: the first held-out batch picks the best
+    checkpoint of those taken every 100 steps (step 0, the untrained critic, included, so an estimate is never
+    below 0 because of overfitting), the other held-out batches give the value (the SMILE bound there: DV with
+    the partition term's ratios clipped to e^+-5) and its stderr. Three checks, read out on the same held-out
+    batches, turn into flags: the same critics trained on half the training pairs (sample_limited: the estimate
+    still grows with N), a concat critic (2 x 256) and the closed-form Gaussian critic (critic_limited: another
+    critic finds clearly more). Compute: three neural critic sets (main, half-N, concat) of 1,500 x 512 pairs,
+    about 3x one critic and still ~0.1% of the paper's 10,000 full-batch steps over 300,000 pairs per critic;
     pass convergence_check=False, critic_check=None, gaussian_check=False for a single critic.
 
 Any key can be overridden per call: `estimate(x, y, protocol="fast", steps=500, bound="dv")`.

@@ -16,6 +16,10 @@ import numpy as np
 NATS_PER_BIT = math.log(2.0)
 UNITS = ("nats", "bits")
 
+# Neural-estimate flags that make the value a lower bound for a reason other than saturation at the ceiling:
+# more samples (sample_limited) or another critic (critic_limited, overfit, no_fit, heldout_negative) would raise it.
+LOWER_BOUND_FLAGS = ("sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative")
+
 # Keys estimators fill where they apply; absent keys mean "not computed".
 DIAGNOSTIC_KEYS = {
     "ceiling_nats": "smallest cap or data ceiling that applies (estimator cap, ln N, data entropy)",
