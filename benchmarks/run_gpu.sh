@@ -7,6 +7,9 @@
 #   variants  per-step time of paper-critic speed variants (scatter-free permutation, bf16 activations)
 #   accuracy  the MI accuracy table (benchmarks/mi_accuracy.py), two halves of the families in parallel
 #             processes (one per GPU where there are two, else one after the other), merged into mi_accuracy_gpu.{json,md}
+#   e2e       `ie-jax measure` end to end (benchmarks/sweep_e2e.py): random GPT-2 shapes, N = 20,000, fast protocol
+#             and noise estimator, plus one chunk through the package at 97b21cf when $E2E_BASELINE holds it
+#             (mkdir -p B && git archive 97b21cf ie_jax | tar -x -C B); E2E_ARGS adds arguments (--runs, --run-timeout-s)
 # e.g. `bash benchmarks/run_gpu.sh capture variants`. CRITIC_ARGS / CAPTURE_ARGS / VARIANT_ARGS add
 # arguments (tiny sizes to try it on CPU: see benchmarks/README.md).
 set -u
@@ -56,7 +59,12 @@ print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version
         python3 benchmarks/mi_accuracy.py --merge gpu_part0,gpu_part1 --tag gpu | tail -n 2
         cp benchmarks/results/mi_accuracy_gpu*.* "$OUT/"
         ;;
-      *) echo "unknown section $what: use critic, capture, hf, variants or accuracy"; exit 2 ;;
+      e2e)
+        baseline=()
+        [ -d "${E2E_BASELINE:-}/ie_jax" ] && baseline=(--baseline "$E2E_BASELINE")
+        timeout 590 python3 benchmarks/sweep_e2e.py --out "$OUT/sweep_e2e_gpu.json" "${baseline[@]}" ${E2E_ARGS:-}
+        ;;
+      *) echo "unknown section $what: use critic, capture, hf, variants, accuracy or e2e"; exit 2 ;;
     esac
   done
   date -u

@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--no-token-curve", action="store_true", help="estimate the last position only (no E(t))")
     m.add_argument("--data-seed", type=int, default=0)
     m.add_argument("--chunk-size", type=int, default=None, help="MI problems per compiled call (default: by memory)")
+    m.add_argument("--memory-budget", default=None, metavar="BYTES",
+                   help="device memory per chunk of MI problems, e.g. 40GiB (default: half the GPU's; 1GiB on CPU)")
     m.add_argument("--save-states", action="store_true", help="also save the hidden states under OUT/states")
     m.add_argument("--out", required=True, help="run directory (a rerun with the same arguments resumes)")
 
@@ -104,8 +106,9 @@ def _run_dir(out: str, spec: str, several: bool) -> pathlib.Path:
 
 
 def _measure(args) -> int:
-    from ie_jax.sweep import measure
+    from ie_jax.sweep import enable_compilation_cache, measure
 
+    enable_compilation_cache()  # before the model loads: its programs are cached too
     specs = args.data or ["icl:country"]
     lm = load_model_spec(args.model)
     for spec in specs:
@@ -116,8 +119,11 @@ def _measure(args) -> int:
             micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
             layers=args.layers, out=out, sigma=args.sigma, units=args.units,
             token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
-            save_states=args.save_states, progress=True, **dict(args.set),
+            memory_budget=args.memory_budget, save_states=args.save_states, progress=True, **dict(args.set),
         )
+        timing = result.metadata["timing_s"]
+        print("seconds: " + ", ".join(f"{k} {timing[k]:.1f}" for k in
+                                      ("capture", "prepare", "compile", "train", "readout", "write", "total")))
         for i, label in enumerate(result.settings):
             s = result.select(i)
             tot = s.totals

@@ -12,27 +12,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
+import os
 import pathlib
 import platform
+import re
 import time
 
 import numpy as np
 
 from ie_jax import data as data_lib
 from ie_jax import variables as variables_lib
+from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
 from ie_jax.store import RunStore
 
 PROTOCOLS = ("fast", "paper")
-ESTIMATORS = (None, "neural", "exact_discrete", "noise", "gaussian")
-DEFAULT_SIGMAS = (0.1, 0.3, 1.0)
 DEFAULT_SAMPLES = 2048
-CHUNK_BYTES = 1 << 29  # x and y of one chunk of problems stay under 512 MiB
-NOISE_WORK_BYTES = 1 << 28  # one [sigmas, draws, components] logit block per problem, summed over a chunk
+CPU_MEMORY_BUDGET = 1 << 30  # working memory of one chunk where the device does not report its memory
+CACHE_ENV = "IE_JAX_COMPILATION_CACHE"  # directory of the persistent compilation cache; "off" disables it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,156 +65,101 @@ def problem_pair(variables: variables_lib.Variables, p: Problem) -> tuple[np.nda
     return variables.micro_pair(p.layer_index, p.t)
 
 
-class Estimator:
-    """A batched MI estimator over S settings: __call__(x[P,N,d], y[P,N,d]) -> [S][P] MIEstimate (nats)."""
-
-    def __init__(self, protocol: str, estimator: str | None, sigma, seeds, discrete: bool, overrides: dict):
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATORS[1:]} (None = neural)")
-        self.protocol, self.name = protocol, estimator or "neural"
-        self.seeds = tuple(int(s) for s in seeds)
-        if not self.seeds:
-            raise ValueError("seeds must hold at least one seed")
-        self.overrides = dict(overrides)
-        if self.name == "noise":
-            self.sigmas = tuple(float(s) for s in (DEFAULT_SIGMAS if sigma is None else np.atleast_1d(sigma)))
-            if not self.sigmas or min(self.sigmas) <= 0:
-                raise ValueError(f"noise sigmas must be > 0, got {self.sigmas}")
-        elif sigma is not None:
-            raise ValueError(f"sigma applies to estimator='noise' only (estimator is {self.name!r})")
-        else:
-            self.sigmas = ()
-        if self.name == "exact_discrete" and not discrete:
-            raise ValueError("exact_discrete counts distinct states of discrete data; Gaussian-input states are "
-                             "continuous: use estimator='noise' or a neural protocol")
-        self.discrete = discrete
-
-    @property
-    def settings(self) -> tuple[str, ...]:
-        if self.name == "neural":
-            return (f"neural {self.protocol}",)
-        if self.name == "noise":
-            return tuple(f"noise sigma={s:g}" for s in self.sigmas)
-        return (self.name,)
-
-    @property
-    def setting_params(self) -> list[dict]:
-        if self.name == "noise":
-            return [{"estimator": "noise", "sigma": s, "normaliser": "centred_std", "seed": self.seeds[0],
-                     **self.overrides} for s in self.sigmas]
-        if self.name == "neural":
-            return [{"estimator": "neural", "protocol": self.protocol, "seeds": list(self.seeds), **self.overrides}]
-        return [{"estimator": self.name, **self.overrides}]
-
-    def problems_per_chunk(self, n_samples: int, hidden_size: int) -> int:
-        """Default chunk size: x and y within CHUNK_BYTES, and the noise estimator's logits within
-        NOISE_WORK_BYTES (they scale with sigmas x Monte Carlo draws x mixture components per problem)."""
-        size = CHUNK_BYTES // max(1, 2 * n_samples * hidden_size * 4)
-        if self.name == "noise":
-            draws = self.overrides.get("n_mc", 512)
-            components = min(n_samples, self.overrides.get("chunk", 2048))
-            size = min(size, NOISE_WORK_BYTES // (len(self.sigmas) * draws * components * 4))
-        return max(1, size)
-
-    def min_samples(self, hidden_size: int) -> int:
-        if self.name == "neural":
-            from ie_jax.mi.protocols import resolve
-
-            cfg, options = resolve(self.protocol, self.overrides)
-            return _min_neural_samples(cfg.batch_size or 2, options["test_fraction"], options["readout"])
-        if self.name == "gaussian":
-            return hidden_size + 2  # sample covariances of d-dim states need more than d samples
-        return 2
-
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> list[list[MIEstimate]]:
-        if self.name == "neural":
-            from ie_jax.mi import estimate_batch
-
-            return [list(estimate_batch(x, y, protocol=self.protocol, seeds=self.seeds, **self.overrides))]
-        if self.name == "noise":
-            from ie_jax.mi.noise import noise_mi_curve_batch
-
-            return [list(row) for row in noise_mi_curve_batch(x, y, self.sigmas, seed=self.seeds[0], **self.overrides)]
-        if self.name == "exact_discrete":
-            from ie_jax.mi.discrete import exact_discrete_mi
-
-            return [[exact_discrete_mi(a, b, discrete=True, **self.overrides) for a, b in zip(x, y)]]
-        from ie_jax.mi.gaussian import gaussian_mi
-
-        return [[_closed_form(gaussian_mi(a, b, **self.overrides), len(a)) for a, b in zip(x, y)]]
-
-
-def _min_neural_samples(batch_size: int, test_fraction: float, readout: str) -> int:
-    """Smallest N whose training split fills one batch and, for a held-out readout, leaves 2 test pairs."""
-    n = batch_size
-    while True:
-        n_test = int(round(n * test_fraction))
-        if n - n_test >= batch_size and (readout != "heldout" or n_test >= 2):
-            return n
-        n += 1
-
-
-def _closed_form(value: float, n: int) -> MIEstimate:
-    # The Gaussian closed form has no sampling error estimate of its own.
-    return MIEstimate(float(value), math.nan, (math.nan, math.nan), "nats", "gaussian", {"n_samples": n})
+def make_estimator(protocol: str, estimator: str | None, sigma, seeds, discrete: bool, overrides: dict) -> Estimator:
+    """The sweep's estimator from measure()'s arguments (seeds: neural critics; the noise estimator's first)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
+    name = estimator or "neural"
+    if name not in ESTIMATOR_NAMES:
+        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES} (None = neural)")
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("seeds must hold at least one seed")
+    if sigma is not None and name != "noise":
+        raise ValueError(f"sigma applies to estimator='noise' only (estimator is {name!r})")
+    if name == "neural":
+        return get_estimator(name, protocol=protocol, seeds=seeds, **overrides)
+    if name == "noise":
+        return get_estimator(name, sigma=sigma, seed=seeds[0], **overrides)
+    if name == "exact_discrete":
+        return get_estimator(name, discrete=discrete, **overrides)
+    return get_estimator(name, **overrides)
 
 
 def measure(model, data, *, protocol: str = "fast", estimator: str | None = None, micro: str = "isolated",
             n_samples: int | None = None, seq_len: int | None = None, seeds=(0,), layers=None, out=None,
             sigma=None, units: str = "nats", token_curve: bool = True, data_seed: int = 0,
-            chunk_size: int | None = None, save_states: bool = False, capture_batch: int = 64,
+            chunk_size: int | None = None, memory_budget=None, save_states: bool = False, capture_batch: int = 64,
             progress: bool = False, on_chunk=None, **overrides) -> IEResult:
     """Per-layer Information Emergence of `model` on `data`.
 
     model: a LoadedModel, a model name ("default") or a path (HF dir / .gguf).
     data: a spec ("icl:country", "text:kjv", "text:PATH", "gaussian[:VAR]") or a TokenData/GaussianData.
     protocol: neural protocol "fast" | "paper"; estimator: None (neural), "exact_discrete", "noise" (with
-      `sigma`, a float or list: one setting each), "gaussian" (closed form). overrides go to the estimator.
+      `sigma`, a float or list: one setting each), "gaussian" (closed form). overrides go to the estimator
+      (`ie_jax.mi.get_estimator`).
     micro: "isolated" (each token alone, the paper's definition) | "in_context" (position t of the full pass).
     n_samples, seq_len, data_seed: used when `data` is a spec. seeds: neural critics per problem (CIs include
       their spread); the noise estimator uses the first as its Monte Carlo seed.
     layers: block indices (default all). token_curve: estimate every position for E(t) (else macro only).
-    capture_batch: sequences per compiled capture call.
+    chunk_size: MI problems per compiled call (default: as many as `memory_budget` holds); memory_budget:
+      bytes (or "8GiB") of device working memory per chunk (default: half the device's memory; 1 GiB on CPU).
+      Neither changes a number, nor what a run directory resumes.
+    capture_batch: sequences per compiled capture call. progress: print the number of problems and chunks,
+      then one line per chunk (problems done, ETA).
     out: a run directory: finished chunks are saved as they complete and a rerun resumes; result.json and
       result.csv are written at the end. on_chunk(index, n_chunks): called after each chunk is saved.
+    Compiled programs are kept in JAX's persistent cache (`enable_compilation_cache`), so a rerun does not
+    recompile. metadata["timing_s"] holds the seconds of capture, prepare, compile, train, readout, write.
     Returns an IEResult in `units` ("nats" | "bits").
     """
     check_units(units)
     if micro not in variables_lib.MICRO_MODES:
         raise ValueError(f"micro must be one of {variables_lib.MICRO_MODES}, got {micro!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    budget = None if memory_budget is None else parse_bytes(memory_budget)
+    enable_compilation_cache()
     t_start = time.perf_counter()
     lm = _resolve_model(model)
     dataset = _resolve_data(data, lm, n_samples, seq_len, data_seed)
     variables_lib.check_context(lm, dataset.seq_len)
-    est = Estimator(protocol, estimator, sigma, seeds, isinstance(dataset, data_lib.TokenData), overrides)
-    need = est.min_samples(lm.config.hidden_size)
+    est = make_estimator(protocol, estimator, sigma, seeds, isinstance(dataset, data_lib.TokenData), overrides)
+    hidden = lm.config.hidden_size
+    need = est.min_samples(hidden, hidden)
     if dataset.n_samples < need:
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
     store = None
     if out is not None:
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
+    report = (lambda line: print(line, flush=True)) if progress else (lambda line: None)
 
+    timings = dict.fromkeys(("capture", "prepare", "compile", "train", "readout", "write"), 0.0)
     t0 = time.perf_counter()
-    variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
-                                      batch_size=capture_batch, progress=progress)
-    capture_s = time.perf_counter() - t0
+    with _compile_clock() as capture_compile_s:
+        variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
+                                          batch_size=capture_batch, progress=progress)
+    timings["capture"] = time.perf_counter() - t0 - capture_compile_s()
+    timings["compile"] = capture_compile_s()
     if store is not None and save_states:
+        t0 = time.perf_counter()
         for name in ("context_input", "context_output", "micro_input", "micro_output", "micro_index"):
             if getattr(variables, name) is not None:
                 store.save_states(name, getattr(variables, name))
+        timings["write"] += time.perf_counter() - t0
 
     problems = problems_for(variables)
-    t0 = time.perf_counter()
-    estimates = _estimate_all(variables, problems, est, store, chunk_size, progress, on_chunk,
-                              getattr(dataset, "generating_entropy_nats", None))
-    estimate_s = time.perf_counter() - t0
+    size = chunk_size or chunk_size_for(est, len(problems), dataset.n_samples, hidden, hidden, budget)
+    size = min(size, len(problems))
+    estimates = _estimate_all(variables, problems, est, store, size, report, on_chunk,
+                              getattr(dataset, "generating_entropy_nats", None), timings)
 
     metadata = _metadata(lm, dataset, est, micro, variables, units)
-    metadata["timing_s"] = {"capture": capture_s, "estimate": estimate_s, "total": time.perf_counter() - t_start}
+    metadata["chunks"] = {"problems": len(problems), "chunk_size": size, "n_chunks": math.ceil(len(problems) / size)}
+    metadata["timing_s"] = timings
     result = _assemble(variables, problems, estimates, est, units, metadata)
+    timings["total"] = time.perf_counter() - t_start  # up to result.json, which records it
     if store is not None:
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
@@ -237,56 +184,187 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
     return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples or DEFAULT_SAMPLES, seq_len=seq_len, seed=seed)
 
 
-def _chunks(n_problems: int, n_samples: int, hidden: int, chunk_size: int | None, est: Estimator) -> int:
-    if chunk_size is None:
-        chunk_size = est.problems_per_chunk(n_samples, hidden)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    return max(1, min(chunk_size, n_problems))
+def chunk_size_for(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int,
+                   memory_budget_bytes: int | None = None) -> int:
+    """Problems per chunk: as many as the memory budget holds (`est.bytes_per_problem`), balanced so the
+    chunks are about equal (the last is padded to the same shape: one compiled program serves them all).
+
+    The budget: `memory_budget_bytes`, else half the device memory JAX reports (GPU/TPU), else 1 GiB (CPU).
+    """
+    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget()
+    if budget <= 0:
+        raise ValueError(f"the memory budget must be > 0 bytes, got {budget}")
+    most = max(1, budget // max(1, est.bytes_per_problem(n_samples, dx, dy)))
+    n_chunks = math.ceil(n_problems / most)
+    return math.ceil(n_problems / n_chunks)
 
 
-def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chunk, generating_entropy):
-    """[S][P] annotated estimates in nats, chunk by chunk; finished chunks come from / go to `store`."""
-    from tqdm.auto import tqdm
+def default_memory_budget() -> int:
+    """Half of the first device's memory where JAX reports it (GPU/TPU), else 1 GiB (CPU)."""
+    import jax
 
-    x0, _ = problem_pair(variables, problems[0])
-    size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est)
+    try:
+        limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    except Exception:  # backends without memory statistics (CPU)
+        limit = None
+    return int(limit) // 2 if limit else CPU_MEMORY_BUDGET
+
+
+def parse_bytes(text) -> int:
+    """'8GiB', '512M', '2e9' or an int -> bytes (K/M/G/T are powers of 1024, with or without 'iB'/'B')."""
+    if isinstance(text, (int, np.integer)):
+        return int(text)
+    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?)(i?B)?\s*", str(text), flags=re.IGNORECASE)
+    if not match:
+        raise ValueError(f"cannot read {text!r} as a memory size: use e.g. 8GiB, 512M or a number of bytes")
+    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
+
+
+def _estimate_all(variables, problems, est, store, size, report, on_chunk, generating_entropy, timings):
+    """[S][P] annotated estimates in nats, chunk by chunk; finished problems come from / go to `store`.
+
+    Chunks are consecutive runs of `size` problems of the whole list; a chunk whose problems are all in
+    `store` (from any earlier run, whatever its chunk size) is read back, the others are estimated (their
+    finished problems skipped, the rest padded to `size`) and saved as a new chunk file."""
+    from ie_jax.mi.ceilings import annotate_counts, state_counts
+
     n_chunks = math.ceil(len(problems) / size)
-    done = store.finished_chunks() if store is not None else set()
+    finished = _finished_estimates(store, len(est.settings)) if store is not None else {}
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
-    bar = tqdm(total=len(problems), desc=f"estimation ({est.settings[0]})", unit="MI", disable=not progress)
+    report(f"{len(problems)} MI problems in {n_chunks} chunk{'s' * (n_chunks > 1)} of {size} "
+           f"({', '.join(est.settings)}); {sum(p in finished for p in problems)} already done")
+    start, estimated_s, estimate_compile_s, n_estimated = time.perf_counter(), 0.0, 0.0, 0
     for c in range(n_chunks):
         chunk = problems[c * size : (c + 1) * size]
-        if c in done:
-            payload = store.load_chunk(c)
-            if payload["problems"] != [p.key() for p in chunk]:
-                raise ValueError(f"{store.chunk_path(c)} holds other problems than this run asks: delete "
-                                 f"{store.dir} to start over")
-            rows = [[MIEstimate.from_dict(e) for e in row] for row in payload["estimates"]]
-        else:
-            pairs = [problem_pair(variables, p) for p in chunk]
-            pad = size - len(chunk)  # repeat the last problem: one compiled shape for every chunk
+        todo = [p for p in chunk if p not in finished]
+        if todo:
+            t0 = time.perf_counter()
+            pairs = [problem_pair(variables, p) for p in todo]
+            pad = size - len(todo)  # repeat the last problem: one compiled shape for every chunk
             xs = np.stack([a for a, _ in pairs] + [pairs[-1][0]] * pad)
             ys = np.stack([b for _, b in pairs] + [pairs[-1][1]] * pad)
-            rows = [[_annotate(e, a, b, generating_entropy) for e, (a, b) in zip(row[: len(chunk)], pairs)]
-                    for row in est(xs, ys)]
+            # distinct-state counts once per variable (each problem's x and y), not once per setting
+            counts = list(zip(state_counts(xs), state_counts(ys)))[: len(todo)]
+            t1 = time.perf_counter()
+            with _compile_clock() as compile_s:
+                rows = est.estimate_settings(xs, ys)
+            t2 = time.perf_counter()
+            rows = [[annotate_counts(e, cx, cy, generating_entropy_nats=generating_entropy)
+                     for e, (cx, cy) in zip(list(row)[: len(todo)], counts)] for row in rows]
+            t3 = time.perf_counter()
             if store is not None:
-                store.save_chunk(c, {"problems": [p.key() for p in chunk],
-                                     "estimates": [[e.to_dict() for e in row] for row in rows]})
-        for s, row in enumerate(rows):
-            results[s][c * size : c * size + len(chunk)] = row
-        bar.update(len(chunk))
-        bar.set_postfix(mean_mi_nats=f"{np.mean([e.value for e in rows[0]]):.3f}")
+                store.save_chunk(max(store.finished_chunks(), default=-1) + 1, {"problems": [p.key() for p in todo],
+                                                            "estimates": [[e.to_dict() for e in r] for r in rows]})
+            for k, p in enumerate(todo):
+                finished[p] = [row[k] for row in rows]
+            timings["prepare"] += t1 - t0
+            timings["compile"] += compile_s()
+            estimate_compile_s += compile_s()
+            timings["train"] += t2 - t1 - compile_s()
+            timings["readout"] += t3 - t2
+            timings["write"] += time.perf_counter() - t3
+            estimated_s += time.perf_counter() - t0
+            n_estimated += 1
+        for k, p in enumerate(chunk):
+            for s, estimate in enumerate(finished[p]):
+                results[s][c * size + k] = estimate
+        chunks_left = sum(any(p not in finished for p in problems[d * size : (d + 1) * size])
+                          for d in range(c + 1, n_chunks))
+        # the ETA leaves out compilation: it happens once, in the first chunk estimated
+        per_chunk_s = max(0.0, estimated_s - estimate_compile_s) / max(1, n_estimated)
+        report(_progress_line(c, n_chunks, min((c + 1) * size, len(problems)), len(problems),
+                              time.perf_counter() - start, per_chunk_s if n_estimated else None, chunks_left))
         if on_chunk is not None:
             on_chunk(c, n_chunks)
-    bar.close()
     return results
 
 
-def _annotate(estimate: MIEstimate, x, y, generating_entropy) -> MIEstimate:
-    from ie_jax.mi.ceilings import annotate
+def _progress_line(c, n_chunks, done, total, elapsed_s, per_chunk_s, chunks_left) -> str:
+    line = f"chunk {c + 1}/{n_chunks}: {done}/{total} problems, {elapsed_s:.1f} s"
+    if per_chunk_s is not None:  # an ETA once a chunk has been estimated (read-back chunks cost nothing)
+        line += f", ETA {chunks_left * per_chunk_s:.0f} s"
+    return line
 
-    return annotate(estimate, x, y, generating_entropy_nats=generating_entropy)
+
+def _finished_estimates(store, n_settings: int) -> dict[Problem, list[MIEstimate]]:
+    """Every problem finished by an earlier run into `store` -> its [S] estimates (any chunk size)."""
+    out = {}
+    for c in sorted(store.finished_chunks()):
+        payload = store.load_chunk(c)
+        if len(payload["estimates"]) != n_settings:
+            raise ValueError(f"{store.chunk_path(c)} holds {len(payload['estimates'])} settings, this run "
+                             f"{n_settings}: delete {store.dir} to start over")
+        for k, key in enumerate(payload["problems"]):
+            out[Problem(*key)] = [MIEstimate.from_dict(row[k]) for row in payload["estimates"]]
+    return out
+
+
+class _CompileSeconds:
+    """Seconds JAX spent tracing, lowering and compiling (or loading from the persistent cache) in this
+    process, from jax.monitoring events; `compiles` counts backend compilations that were not cache hits."""
+
+    seconds, compiles, cache_hits = 0.0, 0, 0
+    _EVENTS = ("/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/jaxpr_to_mlir_module_duration",
+               "/jax/core/compile/backend_compile_duration")
+    _listening = False
+
+    @classmethod
+    def listen(cls) -> None:
+        if cls._listening:
+            return
+        import jax.monitoring
+
+        def on_duration(event, duration, **_):
+            if event in cls._EVENTS:
+                cls.seconds += duration
+                cls.compiles += event == cls._EVENTS[-1]
+
+        def on_event(event, **_):
+            cls.cache_hits += event == "/jax/compilation_cache/cache_hits"
+
+        jax.monitoring.register_event_duration_secs_listener(on_duration)
+        jax.monitoring.register_event_listener(on_event)
+        cls._listening = True
+
+
+@contextlib.contextmanager
+def _compile_clock():
+    """with _compile_clock() as seconds: ...; seconds() -> compile seconds spent inside the block."""
+    _CompileSeconds.listen()
+    start, end = _CompileSeconds.seconds, None
+
+    def seconds():
+        return (_CompileSeconds.seconds if end is None else end) - start
+
+    yield seconds
+    end = _CompileSeconds.seconds
+
+
+def enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache, so a rerun or a resumed sweep does not recompile.
+
+    Directory: $IE_JAX_COMPILATION_CACHE if set ("0", "off" or "" disable the cache), else
+    $XDG_CACHE_HOME/ie_jax/jax (default ~/.cache/ie_jax/jax). A cache the user configured for JAX
+    (jax_compilation_cache_dir) is left as it is. Returns the directory in use, or None.
+    """
+    import jax
+
+    configured = jax.config.jax_compilation_cache_dir
+    if configured:
+        return configured
+    where = os.environ.get(CACHE_ENV)
+    if where is not None and where.strip().lower() in ("", "0", "off", "false", "no"):
+        return None
+    if where is None:
+        where = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ie_jax", "jax")
+    from jax.experimental.compilation_cache import compilation_cache
+
+    jax.config.update("jax_compilation_cache_dir", where)
+    # every program of a sweep, however quick to compile: a resumed run then compiles nothing
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    compilation_cache.reset_cache()  # JAX decides at its first compilation whether to use a cache: decide again
+    return where
 
 
 def _assemble(variables, problems, estimates, est, units, metadata) -> IEResult:
@@ -330,7 +408,7 @@ def _metadata(lm, dataset, est, micro, variables, units) -> dict:
         "model": {"name": lm.name, "arch": lm.arch, "num_layers": lm.config.num_layers,
                   "hidden_size": lm.config.hidden_size, "dtype": str(getattr(lm.module, "dtype", ""))},
         "data": dataset.metadata(),
-        "estimator": est.name, "protocol": est.protocol if est.name == "neural" else None,
+        "estimator": est.name, "protocol": getattr(est, "protocol", None),
         "setting_params": est.setting_params, "micro": micro, "units": units,
         "n_samples": dataset.n_samples, "seq_len": dataset.seq_len,
         "states_gib": variables.nbytes / 2**30,

@@ -26,6 +26,10 @@ def test_measure_then_report(tiny, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out
     assert "noise sigma=0.3: IE sum over layers" in printed and "result.json" in printed
+    # before estimating: the number of MI problems and chunks; then one progress line per chunk with an ETA
+    assert "12 MI problems in 1 chunk of 12 (noise sigma=0.3, noise sigma=1); 0 already done" in printed
+    assert "chunk 1/1: 12/12 problems" in printed and "ETA 0 s" in printed
+    assert "seconds: capture" in printed and "compile" in printed and "total" in printed
     result = json.loads((out / "result.json").read_text())
     assert result["settings"] == ["noise sigma=0.3", "noise sigma=1"]
     assert result["metadata"]["data"]["variance"] == 0.81 and result["metadata"]["n_samples"] == 40
@@ -55,8 +59,16 @@ def test_errors_are_reported_plainly(tiny, tmp_path, capsys):
     assert "unknown data spec 'wiki:x'" in capsys.readouterr().err
     base = ["measure", "--model", tiny, "--data", "gaussian", "--samples", "20", "--seq-len", "2",
             "--estimator", "noise", "--set", "n_mc=16", "--out", str(out)]
-    assert main(base + ["--sigma", "1"]) == 0
-    capsys.readouterr()
+    assert main(base + ["--sigma", "1", "--chunk-size", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 MI problems in 3 chunks of 3" in printed
+    assert "chunk 1/3: 3/8 problems" in printed and "chunk 3/3: 8/8 problems" in printed
+    lines = [l for l in printed.splitlines() if l.startswith("chunk ")]
+    assert len(lines) == 3 and all("ETA" in l for l in lines)
+    assert main(base + ["--sigma", "1", "--memory-budget", "1GiB"]) == 0  # resumes: the budget is no identity
+    assert "8 MI problems in 1 chunk of 8 (noise sigma=1); 8 already done" in capsys.readouterr().out
+    assert main(base + ["--sigma", "1", "--memory-budget", "lots"]) == 2
+    assert "cannot read 'lots' as a memory size" in capsys.readouterr().err
     assert main(base + ["--sigma", "2"]) == 2
     assert "holds another run" in capsys.readouterr().err
     assert main(["measure", "--model", tiny, "--data", "gaussian", "--samples", "20", "--out", str(tmp_path / "n")]) == 2

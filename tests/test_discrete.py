@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from ie_jax.mi.discrete import distinct_states, exact_discrete_mi, plugin_entropy, state_scale
+from ie_jax.mi.discrete import distinct_states, distinct_states_batch, exact_discrete_mi, plugin_entropy, state_scale
 
 
 def _embed(labels, k, d=5, seed=0, jitter=1e-9):
@@ -69,6 +69,31 @@ def test_distinct_states_fast_at_sweep_size():
     _, n = distinct_states(base[idx] + 1e-6)
     assert n == 19_244
     assert time.perf_counter() - start < 15.0
+
+
+def test_batch_distinct_states_equal_the_host_pass():
+    """The device-screened batch gives `distinct_states`' labels: continuous, near ties, many ties, constant."""
+    rng = np.random.default_rng(4)
+    n, d = 600, 24
+    continuous = rng.standard_normal((n, d))
+    near = continuous.copy()
+    pick = rng.choice(n, 40, replace=False)
+    near[pick[20:]] = near[pick[:20]] + 1e-7 * rng.standard_normal((20, d))  # 20 pairs in one state each
+    step = 0.4e-4 * state_scale(near) * np.eye(d)[0]  # a chain: 3 states 0.4 tol apart in a row merge
+    near[pick[1]], near[pick[2]] = near[pick[3]] + step, near[pick[3]] + 2 * step  # (breaks 2 pairs above)
+    offset = near + 1e3  # a massive offset: the float32 margin must still catch every close pair
+    many_ties = _embed(rng.integers(0, 5, n), 5, d=d)  # windows longer than the device compares: host pass
+    constant = np.full((n, d), 2.5)
+    variables = np.stack([continuous, near, offset, many_ties, constant]).astype(np.float32)
+    got = distinct_states_batch(variables)
+    for v, (labels, count) in zip(variables, got):
+        want, want_count = distinct_states(v)
+        assert count == want_count and np.array_equal(labels, want)
+    assert [c for _, c in got] == [n, n - 20, n - 20, 5, 1]
+    with pytest.raises(ValueError, match="NaN"):
+        distinct_states_batch(np.array([[[0.0], [np.nan]]]))
+    with pytest.raises(ValueError, match=r"\[V, N, d\]"):
+        distinct_states_batch(np.zeros((3, 2)))
 
 
 def test_plugin_entropy_by_hand():

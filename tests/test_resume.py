@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import numpy as np
 import pytest
@@ -102,3 +103,69 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert path.read_text() == "two" and os.listdir(path.parent) == ["x.txt"]
     arr = np.arange(6.0).reshape(2, 3)
     np.testing.assert_array_equal(np.load(store.atomic_save_npy(tmp_path / "s.npy", arr)), arr)
+
+
+def test_resumed_with_another_chunk_size_gives_the_same_numbers(lm, toy, tmp_path):
+    full = _run(lm, toy, tmp_path / "full")
+
+    def kill_after_two(index, n_chunks):
+        if index == 1:
+            raise Killed
+
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        _run(lm, toy, out, on_chunk=kill_after_two)  # 6 of 12 problems done, in chunks of 3
+    seen = []
+    resumed = _run(lm, toy, out, chunk_size=5, on_chunk=lambda i, n: seen.append((i, n)))
+    assert seen == [(0, 3), (1, 3), (2, 3)]
+    assert sorted(os.listdir(out / "chunks")) == ["00000.json", "00001.json", "00002.json", "00003.json"]
+    # the noise estimator's mixture sums are blocked by the chunk's largest state count: rounding only
+    np.testing.assert_allclose(resumed.ie, full.ie, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(resumed.mi_micro, full.mi_micro, rtol=1e-6, atol=1e-9)
+
+
+_COUNT_COMPILES = """
+import json, sys
+import numpy as np
+from ie_jax import data, sweep
+sweep.enable_compilation_cache()  # before anything compiles, as the CLI does
+import ie_jax
+from ie_jax.models import random_model
+
+class Killed(Exception):
+    pass
+
+def kill_after_two(index, n_chunks):
+    if sys.argv[1] == "kill" and index == 1:
+        raise Killed
+
+lm = random_model(json.loads(sys.argv[2]), seed=3)
+ids = np.random.default_rng(0).integers(0, 8, (60, 3)).astype(np.int32)
+try:
+    ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), out=sys.argv[3], estimator="noise", sigma=[0.5],
+                   n_mc=32, chunk_size=3, on_chunk=kill_after_two)
+except Killed:
+    pass
+clock = sweep._CompileSeconds
+print(json.dumps({"compiles": clock.compiles, "cache_hits": clock.cache_hits}))
+"""
+
+
+def test_resumed_run_with_a_warm_cache_does_not_recompile(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "IE_JAX_COMPILATION_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
+    repo = str(pathlib.Path(__file__).resolve().parents[1])  # this checkout's ie_jax, not an installed one
+    env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
+    runs = []
+    for mode in ("kill", "resume"):
+        done = subprocess.run([sys.executable, "-c", _COUNT_COMPILES, mode, json.dumps(TINY), str(tmp_path / "run")],
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    killed, resumed = runs
+    assert killed["compiles"] > 0 and killed["cache_hits"] == 0  # a cold cache: everything compiled
+    assert (tmp_path / "run" / "result.json").exists()
+    # the resumed run captures again and estimates the 2 remaining chunks: every program comes from the cache
+    assert resumed["compiles"] > 0 and resumed["cache_hits"] == resumed["compiles"]

@@ -1,16 +1,19 @@
 """ie_jax.mi: mutual-information estimation (neural bounds, closed forms, counting, noise-regularised).
 
-Neural estimation: `estimate(x, y)` and `estimate_batch(x, y)` (P problems in one compiled program);
+Every estimator through one interface: `get_estimator(name, **settings)` ("neural", "noise", "exact_discrete",
+"gaussian"), then `est(x [P, N, dx], y [P, N, dy]) -> MIEstimates` (see `ie_jax.mi.estimators`).
+Neural estimation directly: `estimate(x, y)` and `estimate_batch(x, y)` (P problems in one compiled program);
 named protocols in `PROTOCOLS` ("paper": the reference exactly, "fast": the default).
 Other estimators and test problems are imported on first use: `gaussian_mi`, `gaussian_copula_mi`,
 `gaussian_mi_bias_nats`, `groundtruth`, `bounds`, `exact_discrete_mi`, `noise_mi`.
 """
 
 from ie_jax.mi.estimate import estimate, estimate_batch
+from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
 from ie_jax.mi.protocols import PROTOCOLS
 from ie_jax.mi.result import DIAGNOSTIC_KEYS, MIEstimate, MIEstimates
 
-__all__ = ["estimate", "estimate_batch", "PROTOCOLS", "MIEstimate", "MIEstimates", "DIAGNOSTIC_KEYS",
+__all__ = ["get_estimator", "Estimator", "ESTIMATOR_NAMES", "estimate", "estimate_batch", "PROTOCOLS", "MIEstimate", "MIEstimates", "DIAGNOSTIC_KEYS",
            "gaussian_mi", "gaussian_copula_mi", "gaussian_mi_bias_nats", "groundtruth", "bounds", "exact_discrete_mi",
            "noise_mi"]
 

@@ -17,8 +17,26 @@ from typing import Callable
 
 import numpy as np
 
-from ie_jax.mi.discrete import _as_states, distinct_states, plugin_entropy
-from ie_jax.mi.result import MIEstimate, MIEstimates
+from ie_jax.mi.discrete import _as_states, distinct_states, distinct_states_batch, plugin_entropy
+from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, saturated, with_flags
+
+
+@dataclasses.dataclass(frozen=True)
+class StateCounts:
+    """The distinct states of one variable over its sample (see `ie_jax.mi.discrete.distinct_states`)."""
+
+    n_samples: int
+    n_distinct: int
+    entropy_nats: float  # plug-in entropy of the distinct states: what MI over the sample can reach at most
+
+    @classmethod
+    def of(cls, labels: np.ndarray, n_distinct: int) -> "StateCounts":
+        return cls(len(labels), int(n_distinct), plugin_entropy(labels))
+
+
+def state_counts(states, *, rtol: float = 1e-4) -> list[StateCounts]:
+    """StateCounts of V variables [V, N, d] at once (one device pass, `distinct_states_batch`)."""
+    return [StateCounts.of(labels, n) for labels, n in distinct_states_batch(states, rtol=rtol)]
 
 
 def icl_orderings_entropy(n_entities: int, n_shots: int, *, with_replacement: bool = False) -> float:
@@ -69,7 +87,7 @@ def annotate(
     data_entropy_nats: float | None = None,
     generating_entropy_nats: float | None = None,
     null_estimate: MIEstimate | None = None,
-    margin_nats: float = 0.1,
+    margin_nats: float = SATURATION_MARGIN_NATS,
     rtol: float = 1e-4,
 ) -> MIEstimate:
     """Return `estimate` with ceilings and flags added to its diagnostics (existing keys kept, ceilings merged).
@@ -89,12 +107,31 @@ def annotate(
       constant, n_samples, margin_nats, null_nats (if given).
     """
     x, y = _as_states(x, "x"), _as_states(y, "y")
-    n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
-    lx, nx = distinct_states(x, rtol=rtol)
-    ly, ny = distinct_states(y, rtol=rtol)
-    hx, hy = plugin_entropy(lx), plugin_entropy(ly)
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"x and y must have the same number of samples; got {x.shape[0]} and {y.shape[0]}")
+    counts = [StateCounts.of(*distinct_states(a, rtol=rtol)) for a in (x, y)]
+    return annotate_counts(estimate, *counts, estimator_cap_nats=estimator_cap_nats, data_entropy_nats=data_entropy_nats,
+                           generating_entropy_nats=generating_entropy_nats, null_estimate=null_estimate,
+                           margin_nats=margin_nats)
+
+
+def annotate_counts(
+    estimate: MIEstimate,
+    x_counts: StateCounts,
+    y_counts: StateCounts,
+    *,
+    estimator_cap_nats: float | None = None,
+    data_entropy_nats: float | None = None,
+    generating_entropy_nats: float | None = None,
+    null_estimate: MIEstimate | None = None,
+    margin_nats: float = SATURATION_MARGIN_NATS,
+) -> MIEstimate:
+    """`annotate` from the variables' StateCounts (computed once per variable, e.g. by `state_counts`)."""
+    n = x_counts.n_samples
+    nx, ny = x_counts.n_distinct, y_counts.n_distinct
+    hx, hy = x_counts.entropy_nats, y_counts.entropy_nats
+    if y_counts.n_samples != n:
+        raise ValueError(f"x and y must have the same number of samples; got {n} and {y_counts.n_samples}")
     ceilings = dict(estimate.diagnostics.get("ceilings", {}))
     ceilings["ln_n_samples"] = math.log(n)
     ceilings["sample_entropy"] = min(hx, hy)
@@ -118,14 +155,14 @@ def annotate(
         sample_entropy_nats=min(hx, hy),
         ceilings=ceilings,
         ceiling_nats=ceiling,
-        saturated=bool(not constant and value >= ceiling - margin_nats),
+        saturated=saturated(value, ceiling, constant=constant, margin_nats=margin_nats),
         above_ceiling=bool(value > ceiling + margin_nats),
         constant=constant,
         margin_nats=margin_nats,
     )
     if null_estimate is not None:
         diagnostics["null_nats"] = null_estimate.to("nats").value
-    return dataclasses.replace(estimate, diagnostics=diagnostics)
+    return dataclasses.replace(estimate, diagnostics=with_flags(diagnostics))
 
 
 def annotate_batch(estimates: MIEstimates, x, y, **kwargs) -> MIEstimates:

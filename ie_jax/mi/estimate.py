@@ -22,17 +22,15 @@ import numpy as np
 
 from ie_jax.mi import gaussian_critic
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, MIEstimates, check_units, convert
+from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert,
+                              saturated as is_saturated, with_flags)
 from ie_jax.mi.train import TrainConfig, train_batch
 
-SATURATION_MARGIN_NATS = 0.1
 # The sample-size and critic checks flag a gain above half the accuracy bar max(0.1 nat, 10%).
 CHECK_NATS = 0.05
 CHECK_FRACTION = 0.05
 OVERFIT_NATS = 0.1
 OVERFIT_FRACTION = 0.1
-# Diagnostics that make an estimate a lower bound only rather than a measurement (`reliable` is False).
-FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
 # Other critic families for the critic check (`critic_check=` run option).
 CRITIC_CHECKS = {"concat": dict(critic="concat", hidden=(256, 256), skip=False),
                  "separable": dict(critic="separable", hidden=(256,), embed_dim=64, skip=True)}
@@ -316,7 +314,7 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
     final_train = float(np.nanmean(windows)) if np.isfinite(windows).any() else math.nan
     ceilings = _ceilings(cfg, readout, n_train, n_test)
     ceiling = min(ceilings.values())
-    saturated = value >= ceiling - SATURATION_MARGIN_NATS
+    saturated = is_saturated(value, ceiling, constant=constant)
     diagnostics = {
         "ceiling_nats": ceiling,
         "ceilings": ceilings,
@@ -347,11 +345,7 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
     # Early stopping kept the untrained critic: nothing learnt from the training pairs held up on new ones.
     diagnostics["no_fit"] = bool(cfg.early_stopping and readout == "heldout" and int(np.max(readout_steps)) == 0
                                  and not constant)
-    flags = [k for k in FLAG_KEYS if diagnostics.get(k)]
-    if diagnostics["nan_step"] is not None:
-        flags.append("nan_step")
-    diagnostics["flags"] = flags
-    diagnostics["reliable"] = not flags
+    diagnostics = with_flags(diagnostics)
     if diagnostics["overfit"]:
         diagnostics["note"] = (f"the critic scores {gap:.2f} nats more on its training pairs than on held-out ones: "
                                "what it learnt only partly generalises at this N, the value is a lower bound")

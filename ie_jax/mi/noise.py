@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi.discrete import _as_states, distinct_states, joint_labels, plugin_entropy, state_scale
-from ie_jax.mi.result import MIEstimate, MIEstimates, check_units, convert
+from ie_jax.mi.discrete import _CONSTANT_RELATIVE_SCALE, distinct_states_batch, joint_labels, plugin_entropy
+from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert, saturated, with_flags
 
 NORMALISERS = ("centred_std", "none")
 _PAD_LOG_WEIGHT = -1e30  # finite, so padded chunks never produce inf - inf
@@ -44,10 +44,10 @@ _PAD_LOG_WEIGHT = -1e30  # finite, so padded chunks never produce inf - inf
 
 @dataclasses.dataclass(frozen=True)
 class _Problem:
-    """One MI problem after merging duplicate states (numpy, centred, not yet scaled by the noise)."""
+    """One MI problem after merging duplicate states: one sample per distinct state, and the states' weights."""
 
-    xs: np.ndarray  # [Kx, dx] distinct x states, centred
-    ys: np.ndarray  # [Ky, dy]
+    ix: np.ndarray  # [Kx] the first sample of each distinct x state, in label order
+    iy: np.ndarray  # [Ky]
     log_wx: np.ndarray  # [Kx] ln(n_k / N)
     log_wy: np.ndarray  # [Ky]
     jx: np.ndarray  # [Kxy] x state of each distinct (x, y) pair
@@ -62,21 +62,36 @@ class _Problem:
     entropy_y_nats: float
 
 
-def _normaliser(states: np.ndarray, normaliser: str) -> float:
-    """Centred standard deviation pooled over dimensions, sqrt(mean_{i,d} (x_id - mean_d)^2); 0 if constant."""
-    centred_norm = state_scale(states)
+@jax.jit
+def _scales(x):
+    """[P, N, d] -> centred and raw scales [P] in float64, as `ie_jax.mi.discrete.state_scale` computes them."""
+    x = x.astype(jnp.float64)
+    centred = x - x.mean(axis=1, keepdims=True)
+    return jnp.sqrt(jnp.mean(jnp.sum(centred**2, axis=-1), axis=-1)), jnp.sqrt(jnp.mean(jnp.sum(x**2, axis=-1), axis=-1))
+
+
+@functools.partial(jax.jit, static_argnames=("dtype",))
+def _centred_rows(x, index, valid, *, dtype):
+    """Rows `index` [P, K] of the centred states x [P, N, d] (float64 arithmetic), 0 where not `valid`; in dtype."""
+    x = x.astype(jnp.float64)
+    rows = jnp.take_along_axis(x, index[..., None], axis=1) - x.mean(axis=1, keepdims=True)
+    return jnp.where(valid[..., None], rows, 0.0).astype(dtype)
+
+
+def _normaliser(centred_norm: float, raw_norm: float, d: int, normaliser: str) -> float:
+    """Centred standard deviation pooled over dimensions, sqrt(mean_{i,d} (x_id - mean_d)^2); 0 if constant.
+
+    centred_norm, raw_norm: the centred and raw scales of `_scales` (constant: as `state_scale` decides)."""
+    if centred_norm <= _CONSTANT_RELATIVE_SCALE * raw_norm:
+        return 0.0
     if normaliser == "none":
-        return 1.0 if centred_norm > 0 else 0.0
-    return centred_norm / math.sqrt(states.shape[1])
+        return 1.0
+    return centred_norm / math.sqrt(d)
 
 
-def _prepare(x, y, *, n_mc: int, seed: int, normaliser: str, rtol: float) -> _Problem:
-    x, y = _as_states(x, "x"), _as_states(y, "y")
-    n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
-    lx, _ = distinct_states(x, rtol=rtol)
-    ly, _ = distinct_states(y, rtol=rtol)
+def _prepare(lx, ly, scale_x: float, scale_y: float, *, n_mc: int, seed: int) -> _Problem:
+    """One problem from the labels of its distinct x and y states [N] and its normalisers."""
+    n = len(lx)
     lxy, _ = joint_labels(lx, ly)
     first = lambda lab: np.unique(lab, return_index=True)[1]  # one sample per state, in label order
     cx, cy, cxy = np.bincount(lx), np.bincount(ly), np.bincount(lxy)
@@ -85,12 +100,11 @@ def _prepare(x, y, *, n_mc: int, seed: int, normaliser: str, rtol: float) -> _Pr
     anchor_samples = perm[np.arange(n_mc) % n]
     counting = float(np.mean(np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])))
     return _Problem(
-        xs=(x - x.mean(axis=0))[first(lx)],
-        ys=(y - y.mean(axis=0))[first(ly)],
+        ix=first(lx), iy=first(ly),
         log_wx=np.log(cx / n), log_wy=np.log(cy / n),
         jx=lx[fxy], jy=ly[fxy], log_wxy=np.log(cxy / n),
         anchors=lxy[anchor_samples],
-        scale_x=_normaliser(x, normaliser), scale_y=_normaliser(y, normaliser),
+        scale_x=scale_x, scale_y=scale_y,
         n_samples=n, counting_nats=max(counting, 0.0),
         entropy_x_nats=plugin_entropy(lx), entropy_y_nats=plugin_entropy(ly),
     )
@@ -175,20 +189,26 @@ def _round_up(k: int, m: int) -> int:
 
 
 def _run(
-    problems: list[_Problem], sigmas: np.ndarray, *, n_mc: int, seed: int, chunk: int, mesh, dtype: str = "float32"
+    problems: list[_Problem], x, y, sigmas: np.ndarray, *, n_mc: int, seed: int, chunk: int, mesh,
+    dtype: str = "float32",
 ) -> np.ndarray:
-    """Per-draw values [P, S, n_mc] in nats for P prepared problems and S noise levels."""
+    """Per-draw values [P, S, n_mc] in nats for P prepared problems of states x [P, N, dx], y [P, N, dy] (on the
+    device) and S noise levels."""
     fdtype = np.float64 if dtype == "float64" else np.float32
-    kmax = max(max(len(p.xs), len(p.ys), len(p.jx)) for p in problems)
+    kmax = max(max(len(p.ix), len(p.iy), len(p.jx)) for p in problems)
     chunk = min(chunk, _round_up(kmax, 8))
-    kx = _round_up(max(len(p.xs) for p in problems), chunk)
-    ky = _round_up(max(len(p.ys) for p in problems), chunk)
+    kx = _round_up(max(len(p.ix) for p in problems), chunk)
+    ky = _round_up(max(len(p.iy) for p in problems), chunk)
     kxy = _round_up(max(len(p.jx) for p in problems), chunk)
     stack = lambda f, k, fill, dt: np.stack([_pad_to(f(p), k, fill) for p in problems]).astype(dt)
+    valid = lambda f, k: np.stack([np.arange(k) < len(f(p)) for p in problems])
     safe = lambda s: s if s > 0 else 1.0  # constant sides: value overwritten by 0 afterwards
+    with jax.enable_x64(True):  # centred in float64 as before, then cast: the states never leave the device
+        xs = _centred_rows(x, stack(lambda p: p.ix, kx, 0, np.int32), valid(lambda p: p.ix, kx), dtype=fdtype)
+        ys = _centred_rows(y, stack(lambda p: p.iy, ky, 0, np.int32), valid(lambda p: p.iy, ky), dtype=fdtype)
     arrays = [
-        stack(lambda p: p.xs, kx, 0.0, fdtype),
-        stack(lambda p: p.ys, ky, 0.0, fdtype),
+        xs,
+        ys,
         stack(lambda p: p.log_wx, kx, _PAD_LOG_WEIGHT, fdtype),
         stack(lambda p: p.log_wy, ky, _PAD_LOG_WEIGHT, fdtype),
         stack(lambda p: p.jx, kxy, 0, np.int32),
@@ -199,7 +219,7 @@ def _run(
         np.array([[1.0 / (s * safe(p.scale_y)) for s in sigmas] for p in problems], dtype=fdtype),
     ]
     rng = np.random.default_rng([seed, 1])
-    dx, dy = problems[0].xs.shape[1], problems[0].ys.shape[1]
+    dx, dy = x.shape[2], y.shape[2]
     zx = rng.standard_normal((n_mc, dx)).astype(fdtype)
     zy = rng.standard_normal((n_mc, dy)).astype(fdtype)
     # float64 (slower; on GPUs much slower) removes the eps * d / sigma^2 rounding of the logits.
@@ -251,8 +271,8 @@ def _estimates(
                 "seed": seed,
                 "dtype": dtype,
                 "rtol": rtol,
-                "n_distinct_x": len(problem.xs),
-                "n_distinct_y": len(problem.ys),
+                "n_distinct_x": len(problem.ix),
+                "n_distinct_y": len(problem.iy),
                 "n_distinct_joint": len(problem.jx),
                 "entropy_x_nats": problem.entropy_x_nats,
                 "entropy_y_nats": problem.entropy_y_nats,
@@ -260,19 +280,27 @@ def _estimates(
                 "mc_mean_nats": mean,
                 "ceilings": ceilings,
                 "ceiling_nats": min(ceilings.values()),
-                "saturated": value >= min(ceilings.values()) - margin_nats and not constant,
+                "saturated": saturated(value, min(ceilings.values()), constant=constant, margin_nats=margin_nats),
                 "constant": constant,
             }
             row.append(MIEstimate(
                 value=c(value), stderr=c(stderr),
                 ci95=(c(max(value - 1.96 * stderr, 0.0)), c(min(value + 1.96 * stderr, problem.counting_nats))),
-                units=units, estimator="noise", diagnostics=diagnostics,
+                units=units, estimator="noise", diagnostics=with_flags(diagnostics),
             ))
         out.append(row)
     return out
 
 
 DTYPES = ("float32", "float64")
+
+
+def check_settings(sigmas, *, n_mc: int = 512, units: str = "nats", normaliser: str = "centred_std",
+                   rtol: float = 1e-4, chunk: int = 2048, dtype: str = "float32") -> np.ndarray:
+    """Raise ValueError on a bad setting of the noise estimator; returns the sigmas as a 1-D float array."""
+    if not rtol > 0:
+        raise ValueError(f"rtol must be > 0; got {rtol}")
+    return _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
 
 
 def _check_args(sigmas, n_mc, units, normaliser, chunk, dtype):
@@ -298,12 +326,23 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
         raise ValueError(f"batched x and y must have shape [P, N, d]; got {x.shape} and {y.shape}")
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same number of samples; got {x.shape[1]} and {y.shape[1]}")
+    for name, a in (("x", x), ("y", y)):
+        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
+            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
+    # float32 states go to the device once; their distinct states, scales and centred rows are computed there
+    # (other dtypes travel as they are, so float64 inputs keep their precision in the float64 steps)
+    xd, yd = (jax.device_put(a) if a.dtype == np.float32 else a for a in (x, y))
+    labels_x, labels_y = distinct_states_batch(xd, rtol=rtol), distinct_states_batch(yd, rtol=rtol)
+    with jax.enable_x64(True):
+        (cx, rx), (cy, ry) = jax.device_get(_scales(xd)), jax.device_get(_scales(yd))
     problems = [
-        _prepare(xp, yp, n_mc=n_mc, seed=seed, normaliser=normaliser, rtol=rtol) for xp, yp in zip(x, y)
+        _prepare(lx, ly, _normaliser(cx[p], rx[p], x.shape[2], normaliser),
+                 _normaliser(cy[p], ry[p], y.shape[2], normaliser), n_mc=n_mc, seed=seed)
+        for p, ((lx, _), (ly, _)) in enumerate(zip(labels_x, labels_y))
     ]
-    if len({(p.xs.shape[1], p.ys.shape[1]) for p in problems}) != 1:
-        raise ValueError("every problem of a batch must have the same dx and dy")
-    draws = _run(problems, sigmas, n_mc=n_mc, seed=seed, chunk=chunk, mesh=mesh, dtype=dtype)
+    draws = _run(problems, xd, yd, sigmas, n_mc=n_mc, seed=seed, chunk=chunk, mesh=mesh, dtype=dtype)
     return _estimates(
         problems, draws, sigmas, units=units, normaliser=normaliser, n_mc=n_mc, seed=seed, rtol=rtol,
         margin_nats=margin_nats, dtype=dtype,
@@ -312,7 +351,7 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
 
 def noise_mi(
     x, y, *, sigma: float, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
-    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = 0.1, dtype: str = "float32",
+    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
 ) -> MIEstimate:
     """I(x + sigma s_x Z; y + sigma s_y Z') over the sample's empirical law, by Monte Carlo.
 
@@ -340,7 +379,7 @@ def noise_mi(
 
 def noise_mi_batch(
     x, y, *, sigma: float, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
-    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = 0.1, dtype: str = "float32",
+    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
 ) -> MIEstimates:
     """`noise_mi` for P problems at once: x [P, N, dx], y [P, N, dy] (e.g. layers x tokens).
 
@@ -364,7 +403,7 @@ def noise_mi_curve(x, y, sigmas, **kwargs) -> list[MIEstimate]:
 
 def noise_mi_curve_batch(
     x, y, sigmas, *, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
-    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = 0.1, dtype: str = "float32",
+    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
 ) -> list[MIEstimates]:
     """IE(sigma)-style curves for P problems: x [P, N, dx], y [P, N, dy]; one MIEstimates per sigma."""
     rows = _batch(

@@ -16,21 +16,52 @@ import numpy as np
 NATS_PER_BIT = math.log(2.0)
 UNITS = ("nats", "bits")
 
+# An estimate within this of its smallest ceiling is a lower bound only ("saturated").
+SATURATION_MARGIN_NATS = 0.1
+
 # Neural-estimate flags that make the value a lower bound for a reason other than saturation at the ceiling:
 # more samples (sample_limited) or another critic (critic_limited, overfit, no_fit, heldout_negative) would raise it.
 LOWER_BOUND_FLAGS = ("sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative")
+# Diagnostics that make an estimate a lower bound only rather than a measurement (`reliable` is False).
+FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
+# The flag vocabulary of every estimator, in the order `flags` lists them: FLAG_KEYS, then a non-finite
+# training step (nan_step), then the two that are not lower-bound reasons: a constant side (MI exactly 0)
+# and a value above what the sample supports (an estimator artefact).
+FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling")
 
 # Keys estimators fill where they apply; absent keys mean "not computed".
 DIAGNOSTIC_KEYS = {
     "ceiling_nats": "smallest cap or data ceiling that applies (estimator cap, ln N, data entropy)",
     "ceilings": "dict name -> value in nats of every cap/ceiling that was computed",
-    "saturated": "True if the estimate is within `saturation_margin_nats` of a ceiling: a lower bound only",
+    "saturated": "True if the estimate is within SATURATION_MARGIN_NATS of a ceiling: a lower bound only",
     "constant": "True if x or y is constant (MI is exactly 0)",
     "still_increasing": "neural critics: the bound was still rising at the end of training",
     "nan_step": "neural critics: first step with a non-finite loss, or None",
     "train_test_gap": "neural critics: train bound minus held-out bound (nats)",
     "n_samples": "number of samples used",
+    "flags": "the names of FLAGS that hold, in that order",
+    "reliable": "False if a flag makes the value a lower bound only (FLAG_KEYS) or training hit a non-finite step",
 }
+
+
+def saturated(value_nats: float, ceiling_nats: float, *, constant: bool = False,
+              margin_nats: float = SATURATION_MARGIN_NATS) -> bool:
+    """The one saturation rule: a non-constant estimate within `margin_nats` of (or above) its ceiling."""
+    return bool(not constant and value_nats >= ceiling_nats - margin_nats)
+
+
+def flags(diagnostics: dict) -> list[str]:
+    """The names in FLAGS that hold for these diagnostics (nan_step: a step index, not None)."""
+    held = lambda k: diagnostics.get(k) is not None if k == "nan_step" else bool(diagnostics.get(k))
+    return [k for k in FLAGS if held(k)]
+
+
+def with_flags(diagnostics: dict) -> dict:
+    """`diagnostics` plus `flags` (see FLAGS) and `reliable` (no flag of FLAG_KEYS or nan_step holds).
+
+    Every estimator and `ie_jax.mi.ceilings.annotate` end with this, so flags follow the final diagnostics."""
+    names = flags(diagnostics)
+    return {**diagnostics, "flags": names, "reliable": not [k for k in names if k in (*FLAG_KEYS, "nan_step")]}
 
 
 def check_units(units: str) -> str:

@@ -1,0 +1,221 @@
+"""The IE sweep end to end, as a user runs it: `ie-jax measure` on random-weight GPT-2 shapes, N = 20,000.
+
+Each run is a fresh process (`ie_jax.measure(..., progress=True)`, what `ie-jax measure` calls) with a cold
+compilation cache, timed from the start of the process to its end; while it runs `nvidia-smi` samples the GPU's
+utilisation (the device busy fraction). The per-phase seconds (capture, prepare, compile, train, readout,
+write) come from the result's metadata; `progress` holds the per-chunk lines (problems done, seconds). A run
+that passes its time limit is recorded with the problems it finished and the elapsed time.
+
+Runs (--runs, comma-separated NAME:MODEL:DATA:ESTIMATOR):
+  fast-gaussian:gpt2:gaussian:neural      fast protocol with its checks, Gaussian inputs (192 problems)
+  fast-tokens:gpt2:tokens:neural          the same on random token ids (uniform over the vocabulary)
+  noise-gaussian:gpt2:gaussian:noise      the noise estimator, sigmas 0.3 and 1, 512 draws
+  fast-gaussian:gpt2-medium:gaussian:neural   (24 layers x 16 = 384 problems, d = 1024)
+--baseline DIR: also time one chunk through the previous path, the package as it was at commit 97b21cf
+  (`git archive 97b21cf ie_jax | tar -x -C DIR`), in its own process: the chunk `ie-jax measure` formed there
+  (4 problems of GPT-2 small at N = 20,000), first call (with compilation) and second call.
+Writes --out (a JSON list of runs: model, n_samples, total_s, phase seconds, device busy fraction, gpu, jax).
+Try it on CPU with tiny sizes: --samples 700 --layers 0 --runs fast-gaussian:gpt2:gaussian:neural
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+DEFAULT_RUNS = ("fast-gaussian:gpt2:gaussian:neural,noise-gaussian:gpt2:gaussian:noise,"
+                "fast-tokens:gpt2:tokens:neural,fast-gaussian:gpt2-medium:gaussian:neural")
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _worker(spec: dict) -> None:
+    """One sweep in this process (the path of `ie-jax measure`); prints the result's metadata as JSON."""
+    import numpy as np
+
+    from ie_jax import data as data_lib
+    from ie_jax.cli import load_model_spec
+    from ie_jax.sweep import enable_compilation_cache, measure
+
+    enable_compilation_cache()
+    t0 = time.perf_counter()
+    lm = load_model_spec(f"random:{spec['model']}")
+    load_s = time.perf_counter() - t0
+    if spec["data"] == "tokens":
+        ids = np.random.default_rng(0).integers(0, lm.config.vocab_size, (spec["samples"], 8)).astype(np.int32)
+        dataset = data_lib.TokenData(ids, "random tokens", "text", "tokens:random")
+    else:
+        dataset = spec["data"]
+    kwargs = dict(sigma=[0.3, 1.0], n_mc=512) if spec["estimator"] == "noise" else {}
+    result = measure(lm, dataset, n_samples=spec["samples"], estimator=None if spec["estimator"] == "neural"
+                     else spec["estimator"], layers=spec.get("layers"), out=spec["out"], progress=True, **kwargs)
+    print("RESULT " + json.dumps({"load_model_s": load_s, "timing_s": result.metadata["timing_s"],
+                                  "chunks": result.metadata["chunks"], "devices": result.metadata["devices"],
+                                  "ie": np.asarray(result.ie).tolist()}), flush=True)
+
+
+def _baseline_worker(spec: dict) -> None:
+    """One chunk through the package at 97b21cf (imported from PYTHONPATH): its Estimator and annotate."""
+    import numpy as np
+
+    from ie_jax import sweep
+    from ie_jax.cli import load_model_spec
+    from ie_jax.data import load_data
+
+    lm = load_model_spec("random:gpt2")
+    dataset = load_data("gaussian", n_samples=spec["samples"])
+    t0 = time.perf_counter()
+    variables = sweep.variables_lib.extract(lm, dataset, layers=[0], batch_size=64)
+    capture_1_layer_s = time.perf_counter() - t0
+    est = sweep.Estimator("fast", None, None, (0,), False, {})
+    problems = sweep.problems_for(variables)
+    size = sweep._chunks(12 * len(problems), spec["samples"], lm.config.hidden_size, None, est)
+    pairs = [sweep.problem_pair(variables, p) for p in problems[:size]]
+    xs, ys = np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs])
+    calls = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        rows = est(xs, ys)
+        t1 = time.perf_counter()
+        [[sweep._annotate(e, a, b, None) for e, (a, b) in zip(row, pairs)] for row in rows]
+        calls.append({"estimate_s": t1 - t0, "annotate_s": time.perf_counter() - t1})
+    print("RESULT " + json.dumps({"chunk_problems": size, "capture_1_layer_s": capture_1_layer_s, "calls": calls}),
+          flush=True)
+
+
+class _GpuSampler:
+    """nvidia-smi utilisation samples (percent of time a kernel ran) every 200 ms while it runs."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+        try:
+            self.proc = subprocess.Popen(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits",
+                                          "-lms", "200"], stdout=subprocess.PIPE, text=True)
+        except OSError:
+            self.proc = None
+            return
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.samples.append(float(line.strip().split(",")[0]))
+            except ValueError:
+                pass
+
+    def stop(self) -> float | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        return sum(self.samples) / len(self.samples) / 100 if self.samples else None
+
+
+def _run_process(args: list[str], env: dict, timeout_s: float) -> tuple[dict, float]:
+    """Run a worker; returns (its RESULT JSON plus its progress lines and log tail, busy fraction)."""
+    sampler = _GpuSampler()
+    t0 = time.perf_counter()
+    lines: list[str] = []
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            print("   |", line.rstrip(), flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=timeout_s)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        timed_out = True
+    reader.join(timeout=5)
+    total_s = time.perf_counter() - t0
+    busy = sampler.stop()
+    record = {"total_s": total_s, "timed_out": timed_out, "returncode": proc.returncode,
+              "progress": [l for l in lines if l.startswith(("chunk ", "seconds", "==")) or "MI problems" in l]}
+    results = [l for l in lines if l.startswith("RESULT ")]
+    if results:
+        record.update(json.loads(results[-1][len("RESULT "):]))
+    elif not timed_out:
+        record["log_tail"] = lines[-30:]
+    return record, busy
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs", default=DEFAULT_RUNS)
+    p.add_argument("--samples", type=int, default=20_000)
+    p.add_argument("--layers", default=None, help="e.g. 0,1 (default all): a smaller sweep")
+    p.add_argument("--baseline", default=None, help="directory holding the package at 97b21cf (ie_jax/)")
+    p.add_argument("--run-timeout-s", type=float, default=300.0)
+    p.add_argument("--budget-s", type=float, default=1e9, help="skip runs that would start after this many seconds")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--baseline-worker", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        return _worker(json.loads(args.worker))
+    if args.baseline_worker:
+        return _baseline_worker(json.loads(args.baseline_worker))
+
+    import jax
+
+    gpu = _gpu_name()
+    start = time.perf_counter()
+    records = []
+    out = pathlib.Path(args.out)
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="sweep_e2e_"))
+    layers = [int(l) for l in args.layers.split(",")] if args.layers else None
+    common = {"gpu": gpu, "jax": jax.__version__, "host": os.uname().nodename}
+
+    def save():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(records, indent=1))
+
+    if args.baseline:
+        env = {**os.environ, "PYTHONPATH": str(pathlib.Path(args.baseline).resolve()), "IE_JAX_COMPILATION_CACHE": "off"}
+        print(f"== baseline: one chunk through the package at 97b21cf ({args.baseline})", flush=True)
+        record, busy = _run_process([sys.executable, __file__, "--out", args.out, "--baseline-worker",
+                                     json.dumps({"samples": args.samples})], env, args.run_timeout_s)
+        records.append({"run": "baseline-97b21cf-one-chunk", "model": "gpt2", "n_samples": args.samples,
+                        "data": "gaussian", "estimator": "neural fast", "device_busy_fraction": busy, **common,
+                        **record})
+        save()
+    for run in args.runs.split(","):
+        name, model, data, estimator = run.split(":")
+        if time.perf_counter() - start > args.budget_s:
+            records.append({"run": name, "model": model, "skipped": "time budget spent", **common})
+            continue
+        spec = {"model": model, "data": data, "estimator": estimator, "samples": args.samples, "layers": layers,
+                "out": str(scratch / f"{name}_{model}")}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "IE_JAX_COMPILATION_CACHE": str(scratch / f"cache_{name}_{model}")}
+        print(f"== {name} on {model}: {data} inputs, {estimator}, N = {args.samples}", flush=True)
+        record, busy = _run_process([sys.executable, __file__, "--out", args.out, "--worker", json.dumps(spec)], env,
+                                    args.run_timeout_s)
+        records.append({"run": name, "model": model, "n_samples": args.samples, "data": data, "estimator": estimator,
+                        "layers": layers, "device_busy_fraction": busy, **common, **record})
+        save()
+    save()
+    print(json.dumps([{k: r.get(k) for k in ("run", "model", "total_s", "timed_out", "timing_s",
+                                              "device_busy_fraction")} for r in records], indent=1))
+
+
+def _gpu_name() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20).stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "none (CPU)"
+
+
+if __name__ == "__main__":
+    main()
