@@ -48,7 +48,8 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def load_model_spec(spec: str):
-    """'default' | 'minilm' | PATH (HF dir, .gguf) | 'random:SHAPE' (named shape or an HF config.json path)."""
+    """'default' | 'minilm' | PATH (HF dir, .gguf) | ORG/NAME (HF hub id) | 'random:SHAPE' (named shape or an HF
+    config.json path)."""
     from ie_jax.models import load_model, random_model
 
     if spec.startswith("random:"):
@@ -67,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("measure", help="measure per-layer IE of a model on data; results into --out")
-    m.add_argument("--model", default="default", help="default | minilm | PATH (HF dir or .gguf) | random:SHAPE")
+    m.add_argument("--model", default="default",
+                   help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
+                        "cache, or downloaded) | random:SHAPE")
     m.add_argument("--data", action="append", default=None,
                    help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")

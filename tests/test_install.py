@@ -44,7 +44,7 @@ def test_runtime_dependencies_are_what_ie_jax_imports():
     imported = {m: {_name(d) for d in providers.get(m, [])} for m in _third_party_imports()}
     undeclared = {m: dists for m, dists in imported.items() if not dists & runtime}
     assert not undeclared, f"ie_jax imports modules no runtime dependency provides: {undeclared}"
-    unused = runtime - set().union(*imported.values()) - {"huggingface-hub"}  # imported lazily by models/hub.py
+    unused = runtime - set().union(*imported.values())
     assert not unused, f"runtime dependencies ie_jax never imports: {unused}"
     assert not runtime & set(TEST_ONLY)
     assert set(TEST_ONLY) <= {_name(r) for r in _project()["optional-dependencies"]["test"]}

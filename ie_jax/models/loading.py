@@ -1,4 +1,4 @@
-"""load_model: a named model, a local HF checkpoint directory, or a GGUF file -> LoadedModel.
+"""load_model: a named model, a local HF checkpoint directory, a GGUF file or a hub id -> LoadedModel.
 
 Weights are read from safetensors or GGUF only, never from pickles. The model is built abstractly with
 nnx.eval_shape and filled from the checkpoint (no random init of weights that are about to be overwritten).
@@ -12,7 +12,7 @@ from pathlib import Path
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models import registry
+from ie_jax.models import hub, registry
 from ie_jax.models.tokenizer import Tokenizer
 from ie_jax.models.weights import fill_params
 from ie_jax.packages import data_path
@@ -56,7 +56,8 @@ NAMED_MODELS = ("default", "minilm")
 
 
 def load_model(path_or_name: str | Path, dtype=jnp.float32) -> LoadedModel:
-    """Loads "default" (SmolLM2-135M-Instruct GGUF), "minilm" (all-MiniLM-L6-v2), a .gguf file or an HF dir.
+    """Loads "default" (SmolLM2-135M-Instruct GGUF), "minilm" (all-MiniLM-L6-v2), a .gguf file, an HF dir, or a
+    Hugging Face model id ("gpt2", "org/name") from the local HF cache, downloaded there if allowed (models/hub.py).
 
     dtype: parameter and compute dtype, jnp.float32 or jnp.bfloat16.
     """
@@ -64,8 +65,11 @@ def load_model(path_or_name: str | Path, dtype=jnp.float32) -> LoadedModel:
         raise ValueError(f"dtype must be float32 or bfloat16, got {dtype}.")
     name = str(path_or_name)
     path = _named_path(name) if name in NAMED_MODELS else Path(path_or_name)
+    if not path.exists() and hub.looks_like_hub_id(name):
+        path = hub.hub_snapshot(name)
     if not path.exists():
-        raise FileNotFoundError(f"No model at {path}; give a named model {NAMED_MODELS}, an HF dir or a .gguf file.")
+        raise FileNotFoundError(f"No model at {path}; give a named model {NAMED_MODELS}, an HF dir, a .gguf file "
+                                "or a Hugging Face model id (org/name).")
     if path.is_file() and path.suffix == ".gguf":
         lm = load_gguf(path, dtype)
     elif path.is_dir():
