@@ -16,9 +16,10 @@ CPU_DEFAULTS = {"estimator": "noise", "samples": 1000}
 ACCELERATOR_DEFAULTS = {"estimator": "neural", "samples": 2048}
 
 # Seconds per critic step of one MI problem, fast protocol as a whole (512 pairs a step, d = 576, its critic
-# check included), on 2 CPU cores: the slope between 100 and 300 steps of estimate_batch on 2 problems of
-# 2,048 x 576 (issue 18; the cores were shared with other jobs, so this errs slow).
-CPU_FAST_STEP_S = 0.05
+# check included): 0.0276 s of CPU time, the slope between 100 and 300 steps of estimate_batch on 2 problems of
+# 2,048 x 576 (jax 0.10.2, 2026-12-02, early stopping off). Counted as wall time, i.e. one core's worth: the
+# shared 2-core machine it was measured on gave no clean figure for how well XLA spreads a step over cores.
+CPU_FAST_STEP_S = 0.0276
 FAST_PAIRS_PER_STEP, FAST_HIDDEN = 512, 576
 # Warn when the estimate exceeds this.
 SLOW_S = 30 * 60
@@ -57,7 +58,7 @@ def slow_warning(estimator: str | None, protocol: str, overrides: dict, *, n_pro
     if seconds < SLOW_S:
         return None
     return (f"the neural {protocol} protocol on {n_problems} MI problems ({n_seeds} seed(s), {n_samples} samples, "
-            f"width {hidden_size}) needs about {_duration(seconds)} on a CPU. Faster: --estimator noise (minutes "
+            f"width {hidden_size}) needs up to about {_duration(seconds)} on a CPU. Faster: --estimator noise (minutes "
             f"here), fewer --layers, --no-token-curve, or a GPU (README: On a GPU / TPU).")
 
 
