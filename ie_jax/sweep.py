@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from ie_jax import data as data_lib
+from ie_jax import validation
 from ie_jax import variables as variables_lib
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
@@ -182,8 +183,13 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     check_units(units)
     if micro not in variables_lib.MICRO_MODES:
         raise ValueError(f"micro must be one of {variables_lib.MICRO_MODES}, got {micro!r}")
+    validation.check_measure_arguments(
+        data=data, protocol=protocol, estimator=estimator, micro=micro, n_samples=n_samples, seq_len=seq_len,
+        seeds=seeds, layers=layers, sigma=sigma, units=units, chunk_size=chunk_size, data_seed=data_seed,
+        capture_batch=capture_batch, overrides=overrides, out=out)
     t_start = time.perf_counter()
     lm = _resolve_model(model)
+    validation.check_model(lm, layers)
     dataset = _resolve_data(data, lm, n_samples, seq_len, data_seed)
     variables_lib.check_context(lm, dataset.seq_len)
     est = Estimator(protocol, estimator, sigma, seeds, isinstance(dataset, data_lib.TokenData), overrides)
@@ -234,7 +240,8 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
         return data
     if not isinstance(data, str):
         raise TypeError(f"data must be a spec string or TokenData/GaussianData, got {type(data).__name__}")
-    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples or DEFAULT_SAMPLES, seq_len=seq_len, seed=seed)
+    n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples  # 0 is refused, never replaced
+    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
 
 
 def _chunks(n_problems: int, n_samples: int, hidden: int, chunk_size: int | None, est: Estimator) -> int:
