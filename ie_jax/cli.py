@@ -143,8 +143,12 @@ def _measure(args) -> int:
 def _report(args) -> int:
     from ie_jax.report import write_report
 
+    from ie_jax.store import unfinished_runs
+
     page = write_report(args.dir)
     print(f"report: {page.resolve()}")
+    for run in unfinished_runs(args.dir):
+        print(f"unfinished run (no result.json; rerun its ie-jax measure command to resume): {run}")
     return 0
 
 

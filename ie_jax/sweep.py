@@ -200,6 +200,10 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     store = None
     if out is not None:
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
+        finished = store.finished_result()  # a finished run reruns from its result, without a capture
+        if finished is not None and (not save_states or (store.dir / "states").is_dir()):
+            store.close()
+            return finished
 
     t0 = time.perf_counter()
     variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
@@ -222,6 +226,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if store is not None:
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
+        store.close()
     return result
 
 
@@ -258,6 +263,8 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
 
     x0, _ = problem_pair(variables, problems[0])
     size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est)
+    if store is not None:  # a started run keeps its chunk size: the chunk size is not part of its identity
+        size = store.held_chunk_size() or size
     n_chunks = math.ceil(len(problems) / size)
     done = store.finished_chunks() if store is not None else set()
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
@@ -265,11 +272,11 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
     for c in range(n_chunks):
         chunk = problems[c * size : (c + 1) * size]
         if c in done:
-            payload = store.load_chunk(c)
+            payload = store.load_chunk(c, MIEstimate.from_dict)
             if payload["problems"] != [p.key() for p in chunk]:
                 raise ValueError(f"{store.chunk_path(c)} holds other problems than this run asks: delete "
                                  f"{store.dir} to start over")
-            rows = [[MIEstimate.from_dict(e) for e in row] for row in payload["estimates"]]
+            rows = payload["estimates"]
         else:
             pairs = [problem_pair(variables, p) for p in chunk]
             pad = size - len(chunk)  # repeat the last problem: one compiled shape for every chunk
@@ -278,7 +285,7 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
             rows = [[_annotate(e, a, b, generating_entropy) for e, (a, b) in zip(row[: len(chunk)], pairs)]
                     for row in est(xs, ys)]
             if store is not None:
-                store.save_chunk(c, {"problems": [p.key() for p in chunk],
+                store.save_chunk(c, {"problems": [p.key() for p in chunk], "chunk_size": size,
                                      "estimates": [[e.to_dict() for e in row] for row in rows]})
         for s, row in enumerate(rows):
             results[s][c * size : c * size + len(chunk)] = row
