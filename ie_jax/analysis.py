@@ -530,20 +530,3 @@ def notebook_dirs(name: str) -> tuple[str, pathlib.Path, pathlib.Path]:
     fig.mkdir(parents=True, exist_ok=True)
     res.mkdir(parents=True, exist_ok=True)
     return scale, fig, res
-
-
-def to_jsonable(obj):
-    """numpy arrays/scalars inside dicts/lists/tuples -> lists/floats (NaN kept as NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj

@@ -16,7 +16,8 @@ import pathlib
 
 import numpy as np
 
-from ie_jax.results import INDEPENDENCE_NOTE, IEResult
+from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE
+from ie_jax.results import IEResult
 
 HOW_TO_READ = """
 <p><b>What IE is.</b> Information Emergence of block <i>l</i> compares how much information the block passes
