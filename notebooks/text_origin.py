@@ -46,7 +46,7 @@ t_start = time.perf_counter()
 lm = ie_jax.load_model("default")
 sources = {
     "kjv": data_lib.read_documents(data_lib.kjv_path()),
-    "shakespeare": analysis.read_jsonl_gz(here / "data" / "shakespeare_speeches.jsonl.gz"),
+    "shakespeare": data_lib.read_documents(here / "data" / "shakespeare_speeches.jsonl.gz"),
 }
 runs = {}
 for temp in CONFIG["temperatures"]:
