@@ -74,8 +74,7 @@ def batch_bound(bound: str, score_matrix) -> float:
     marginal samples (nats)."""
     if bound == "infonce":
         return float(_bounds.infonce_bound(score_matrix))
-    off_diagonal = ~np.eye(score_matrix.shape[0], dtype=bool)
-    return float(_bounds.dv_bound(jnp.diagonal(score_matrix), score_matrix[off_diagonal]))
+    return float(_bounds.dv_bound(*_bounds.split_scores(jnp.asarray(score_matrix))))
 
 
 def heldout_bounds(bound: str, x_train, y_train, x_test, y_test, eval_batch: int) -> dict:
