@@ -20,11 +20,15 @@ import os
 import pathlib
 import platform
 import re
+import sys
 import time
+import warnings
 
 import numpy as np
 
 from ie_jax import data as data_lib
+from ie_jax import plan
+from ie_jax import validation
 from ie_jax import variables as variables_lib
 from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
@@ -116,12 +120,15 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     check_units(units)
     if micro not in variables_lib.MICRO_MODES:
         raise ValueError(f"micro must be one of {variables_lib.MICRO_MODES}, got {micro!r}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    validation.check_measure_arguments(
+        data=data, protocol=protocol, estimator=estimator, micro=micro, n_samples=n_samples, seq_len=seq_len,
+        seeds=seeds, layers=layers, sigma=sigma, units=units, chunk_size=chunk_size, data_seed=data_seed,
+        capture_batch=capture_batch, overrides=overrides, out=out)
     budget = None if memory_budget is None else parse_bytes(memory_budget)
     enable_compilation_cache()
     t_start = time.perf_counter()
     lm = _resolve_model(model)
+    validation.check_model(lm, layers)
     dataset = _resolve_data(data, lm, n_samples, seq_len, data_seed)
     variables_lib.check_context(lm, dataset.seq_len)
     est = make_estimator(protocol, estimator, sigma, seeds, isinstance(dataset, data_lib.TokenData), overrides)
@@ -133,6 +140,10 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     store = None
     if out is not None:
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
+        finished = store.finished_result()  # a finished run reruns from its result, without a capture
+        if finished is not None and (not save_states or (store.dir / "states").is_dir()):
+            store.close()
+            return finished
     report = (lambda line: print(line, flush=True)) if progress else (lambda line: None)
 
     timings = dict.fromkeys(("capture", "prepare", "compile", "train", "readout", "write"), 0.0)
@@ -150,7 +161,13 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         timings["write"] += time.perf_counter() - t0
 
     problems = problems_for(variables)
+    slow = plan.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
+                             n_samples=dataset.n_samples, hidden_size=hidden)
+    if slow is not None:
+        _warn(slow, progress)
     size = chunk_size or chunk_size_for(est, len(problems), dataset.n_samples, hidden, hidden, budget)
+    if store is not None:  # a started run keeps its chunk size (its compiled programs too); no identity
+        size = store.held_chunk_size() or size
     size = min(size, len(problems))
     estimates = _estimate_all(variables, problems, est, store, size, report, on_chunk,
                               getattr(dataset, "generating_entropy_nats", None), timings)
@@ -163,7 +180,16 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if store is not None:
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
+        store.close()
     return result
+
+
+def _warn(message: str, progress: bool) -> None:
+    # With a progress display (the CLI) a plain line on stderr; from Python, a warning the caller can filter.
+    if progress:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 def _resolve_model(model):
@@ -181,7 +207,8 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
         return data
     if not isinstance(data, str):
         raise TypeError(f"data must be a spec string or TokenData/GaussianData, got {type(data).__name__}")
-    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples or DEFAULT_SAMPLES, seq_len=seq_len, seed=seed)
+    n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples  # 0 is refused, never replaced
+    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
 
 
 def chunk_size_for(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int,
@@ -253,8 +280,9 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
                      for e, (cx, cy) in zip(list(row)[: len(todo)], counts)] for row in rows]
             t3 = time.perf_counter()
             if store is not None:
-                store.save_chunk(max(store.finished_chunks(), default=-1) + 1, {"problems": [p.key() for p in todo],
-                                                            "estimates": [[e.to_dict() for e in r] for r in rows]})
+                store.save_chunk(max(store.finished_chunks(), default=-1) + 1, {
+                    "problems": [p.key() for p in todo], "chunk_size": size,
+                    "estimates": [[e.to_dict() for e in r] for r in rows]})
             for k, p in enumerate(todo):
                 finished[p] = [row[k] for row in rows]
             timings["prepare"] += t1 - t0
@@ -290,12 +318,12 @@ def _finished_estimates(store, n_settings: int) -> dict[Problem, list[MIEstimate
     """Every problem finished by an earlier run into `store` -> its [S] estimates (any chunk size)."""
     out = {}
     for c in sorted(store.finished_chunks()):
-        payload = store.load_chunk(c)
+        payload = store.load_chunk(c, MIEstimate.from_dict)
         if len(payload["estimates"]) != n_settings:
             raise ValueError(f"{store.chunk_path(c)} holds {len(payload['estimates'])} settings, this run "
                              f"{n_settings}: delete {store.dir} to start over")
         for k, key in enumerate(payload["problems"]):
-            out[Problem(*key)] = [MIEstimate.from_dict(row[k]) for row in payload["estimates"]]
+            out[Problem(*key)] = [row[k] for row in payload["estimates"]]
     return out
 
 

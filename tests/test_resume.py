@@ -105,7 +105,7 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     np.testing.assert_array_equal(np.load(store.atomic_save_npy(tmp_path / "s.npy", arr)), arr)
 
 
-def test_resumed_with_another_chunk_size_gives_the_same_numbers(lm, toy, tmp_path):
+def test_resumed_with_another_chunk_size_keeps_the_runs_own(lm, toy, tmp_path):
     full = _run(lm, toy, tmp_path / "full")
 
     def kill_after_two(index, n_chunks):
@@ -117,11 +117,8 @@ def test_resumed_with_another_chunk_size_gives_the_same_numbers(lm, toy, tmp_pat
         _run(lm, toy, out, on_chunk=kill_after_two)  # 6 of 12 problems done, in chunks of 3
     seen = []
     resumed = _run(lm, toy, out, chunk_size=5, on_chunk=lambda i, n: seen.append((i, n)))
-    assert seen == [(0, 3), (1, 3), (2, 3)]
-    assert sorted(os.listdir(out / "chunks")) == ["00000.json", "00001.json", "00002.json", "00003.json"]
-    # the noise estimator's mixture sums are blocked by the chunk's largest state count: rounding only
-    np.testing.assert_allclose(resumed.ie, full.ie, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(resumed.mi_micro, full.mi_micro, rtol=1e-6, atol=1e-9)
+    assert seen == [(0, 4), (1, 4), (2, 4), (3, 4)]  # a started run keeps its chunk size (and its programs)
+    assert _numbers(resumed) == _numbers(full)
 
 
 _COUNT_COMPILES = """

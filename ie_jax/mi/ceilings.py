@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ie_jax.mi.discrete import _as_states, distinct_states, distinct_states_batch, plugin_entropy
+from ie_jax.mi.discrete import as_state_pair, distinct_states, distinct_states_batch, plugin_entropy
 from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, saturated, with_flags
 
 
@@ -106,9 +106,7 @@ def annotate(
       saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
       constant, n_samples, margin_nats, null_nats (if given).
     """
-    x, y = _as_states(x, "x"), _as_states(y, "y")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"x and y must have the same number of samples; got {x.shape[0]} and {y.shape[0]}")
+    x, y = as_state_pair(x, y)
     counts = [StateCounts.of(*distinct_states(a, rtol=rtol)) for a in (x, y)]
     return annotate_counts(estimate, *counts, estimator_cap_nats=estimator_cap_nats, data_entropy_nats=data_entropy_nats,
                            generating_entropy_nats=generating_entropy_nats, null_estimate=null_estimate,

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi.discrete import _CONSTANT_RELATIVE_SCALE, distinct_states_batch, joint_labels, plugin_entropy
+from ie_jax.mi.discrete import _CONSTANT_RELATIVE_SCALE, as_state_pair, distinct_states_batch, joint_labels, plugin_entropy
 from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert, saturated, with_flags
 
 NORMALISERS = ("centred_std", "none")
@@ -89,15 +89,17 @@ def _normaliser(centred_norm: float, raw_norm: float, d: int, normaliser: str) -
     return centred_norm / math.sqrt(d)
 
 
-def _prepare(lx, ly, scale_x: float, scale_y: float, *, n_mc: int, seed: int) -> _Problem:
-    """One problem from the labels of its distinct x and y states [N] and its normalisers."""
+def _prepare(lx, ly, scale_x: float, scale_y: float, *, n_mc: int, seed: int, anchor_samples=None) -> _Problem:
+    """One problem from the labels of its distinct x and y states [N] and its normalisers.
+
+    anchor_samples: [n_mc] the sample each draw starts from; default a seeded permutation, cycled."""
     n = len(lx)
     lxy, _ = joint_labels(lx, ly)
     first = lambda lab: np.unique(lab, return_index=True)[1]  # one sample per state, in label order
     cx, cy, cxy = np.bincount(lx), np.bincount(ly), np.bincount(lxy)
     fxy = first(lxy)
-    perm = np.random.default_rng(seed).permutation(n)
-    anchor_samples = perm[np.arange(n_mc) % n]
+    if anchor_samples is None:
+        anchor_samples = np.random.default_rng(seed).permutation(n)[np.arange(n_mc) % n]
     counting = float(np.mean(np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])))
     return _Problem(
         ix=first(lx), iy=first(ly),
@@ -231,15 +233,16 @@ def _run(
 
 
 def _shard(arrays, zx, zy, mesh):
-    """Split the problem axis over every device of `mesh` (padded with copies of problem 0)."""
+    """Split the problem axis over every device of `mesh` (padded with copies of the last problem)."""
+    from ie_jax.sharding import pad_problems
+
     from jax.sharding import NamedSharding, PartitionSpec
 
     p = arrays[0].shape[0]
     padded = _round_up(p, mesh.size)
     spread = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
     replicated = NamedSharding(mesh, PartitionSpec())
-    pad = lambda a: np.concatenate([a, np.repeat(a[:1], padded - p, axis=0)]) if padded > p else a
-    arrays = [jax.device_put(pad(a), spread) for a in arrays]
+    arrays = [jax.device_put(pad_problems(np.asarray(a), padded), spread) for a in arrays]
     return arrays, jax.device_put(zx, replicated), jax.device_put(zy, replicated)
 
 
@@ -319,13 +322,8 @@ def _check_args(sigmas, n_mc, units, normaliser, chunk, dtype):
     return sigmas
 
 
-def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype):
-    sigmas = _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 3 or y.ndim != 3:
-        raise ValueError(f"batched x and y must have shape [P, N, d]; got {x.shape} and {y.shape}")
-    if len(x) != len(y):
-        raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
+def _prepare_batch(x, y, *, n_mc, seed, normaliser, rtol, anchor_samples=None):
+    """(problems, x, y on the device) for states x [P, N, dx], y [P, N, dy] (numpy)."""
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of samples; got {x.shape[1]} and {y.shape[1]}")
     for name, a in (("x", x), ("y", y)):
@@ -339,9 +337,21 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
         (cx, rx), (cy, ry) = jax.device_get(_scales(xd)), jax.device_get(_scales(yd))
     problems = [
         _prepare(lx, ly, _normaliser(cx[p], rx[p], x.shape[2], normaliser),
-                 _normaliser(cy[p], ry[p], y.shape[2], normaliser), n_mc=n_mc, seed=seed)
+                 _normaliser(cy[p], ry[p], y.shape[2], normaliser), n_mc=n_mc, seed=seed,
+                 anchor_samples=anchor_samples)
         for p, ((lx, _), (ly, _)) in enumerate(zip(labels_x, labels_y))
     ]
+    return problems, xd, yd
+
+
+def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype):
+    sigmas = _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 3 or y.ndim != 3:
+        raise ValueError(f"batched x and y must have shape [P, N, d]; got {x.shape} and {y.shape}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
+    problems, xd, yd = _prepare_batch(x, y, n_mc=n_mc, seed=seed, normaliser=normaliser, rtol=rtol)
     draws = _run(problems, xd, yd, sigmas, n_mc=n_mc, seed=seed, chunk=chunk, mesh=mesh, dtype=dtype)
     return _estimates(
         problems, draws, sigmas, units=units, normaliser=normaliser, n_mc=n_mc, seed=seed, rtol=rtol,
@@ -411,3 +421,26 @@ def noise_mi_curve_batch(
         mesh=mesh, margin_nats=margin_nats, dtype=dtype,
     )
     return [MIEstimates.stack([row[s] for row in rows]) for s in range(len(rows[0]))]
+
+
+def pointwise_noise_mi(
+    x, y, *, sigma: float, n_draws: int = 4, seed: int = 0, normaliser: str = "centred_std", rtol: float = 1e-4,
+    chunk: int = 2048, dtype: str = "float32",
+) -> np.ndarray:
+    """Per-sample noise-regularised MI [n_draws, N] (nats) of x [N, dx], y [N, dy].
+
+    Draw k of sample n is LSE(a + b) - LSE(a) - LSE(b) + ln N (the `noise_mi` integrand) anchored at sample n,
+    so the mean over samples and draws estimates `noise_mi(x, y, sigma=sigma)`. A constant side gives 0.
+    """
+    x, y = as_state_pair(x, y)
+    _check_args(sigma, max(n_draws, 2), "nats", normaliser, chunk, dtype)
+    if np.ndim(sigma) != 0:
+        raise ValueError("pointwise_noise_mi takes one sigma")
+    n = x.shape[0]
+    (problem,), xd, yd = _prepare_batch(x[None], y[None], n_mc=n_draws * n, seed=seed, normaliser=normaliser,
+                                        rtol=rtol, anchor_samples=np.tile(np.arange(n), n_draws))
+    if problem.scale_x == 0.0 or problem.scale_y == 0.0:
+        return np.zeros((n_draws, n))
+    draws = _run([problem], xd, yd, np.array([float(sigma)]), n_mc=n_draws * n, seed=seed, chunk=chunk, mesh=None,
+                 dtype=dtype)
+    return draws[0, 0].reshape(n_draws, n)  # the log-weights ln(n_k / N) already carry the + ln N
