@@ -157,9 +157,10 @@ class NoiseEstimator(Estimator):
                 for s in self.sigmas]
 
     def bytes_per_problem(self, n: int, dx: int, dy: int) -> int:
-        # the mixture's logits: one [draws, components] block per noise level, three (x, y, joint) at a time
+        # the states and their centred rows (float32), the float64 centring of one side at a time, and the
+        # mixture's logits: one [draws, components] block per noise level, three (x, y, joint) at a time
         draws, components = self.options.get("n_mc", 512), min(n, self.options.get("chunk", 2048))
-        return 4 * n * (dx + dy) + 3 * 4 * len(self.sigmas) * draws * components
+        return 2 * 4 * n * (dx + dy) + 2 * 8 * n * max(dx, dy) + 3 * 4 * len(self.sigmas) * draws * components
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.noise import noise_mi_curve_batch
