@@ -167,7 +167,8 @@ def _models(_args) -> int:
     from ie_jax.models.registry import NAMED_SHAPES
 
     print("architectures: " + ", ".join(list_architectures()))
-    print("named models (--model NAME): " + ", ".join(NAMED_MODELS))
+    print("named models (--model NAME): " + ", ".join(NAMED_MODELS)
+          + "; or a Hugging Face id (--model org/name: the local HF cache, downloaded if allowed)")
     print("named random shapes (--model random:SHAPE): " + ", ".join(sorted(NAMED_SHAPES)))
     return 0
 
