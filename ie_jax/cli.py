@@ -66,8 +66,11 @@ def load_model_spec(spec: str):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ie-jax", description="Information Emergence in language models (JAX).")
     sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
-    m = sub.add_parser("measure", help="measure per-layer IE of a model on data; results into --out")
+    m = sub.add_parser("measure", parents=[common],
+                       help="measure per-layer IE of a model on data; results into --out")
     m.add_argument("--model", default="default",
                    help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
                         "cache, or downloaded) | random:SHAPE")
@@ -94,10 +97,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--save-states", action="store_true", help="also save the hidden states under OUT/states")
     m.add_argument("--out", required=True, help="run directory (a rerun with the same arguments resumes)")
 
-    r = sub.add_parser("report", help="PNG figures and one self-contained HTML page for the runs under DIR")
+    r = sub.add_parser("report", parents=[common], help="PNG figures and one self-contained HTML page for the runs under DIR")
     r.add_argument("dir")
 
-    sub.add_parser("models", help="list architectures, named models and named random shapes")
+    sub.add_parser("models", parents=[common], help="list architectures, named models and named random shapes")
     return p
 
 
@@ -112,8 +115,16 @@ def _run_dir(out: str, spec: str, several: bool) -> pathlib.Path:
 def _measure(args) -> int:
     from ie_jax.sweep import measure
 
+    from ie_jax.validation import check_measure_arguments
+
     specs = args.data or ["icl:country"]
     estimator, samples = _estimator_and_samples(args)
+    for spec in specs:  # every argument checked before the model is loaded or a file written
+        check_measure_arguments(
+            data=spec, protocol=args.protocol or "fast", estimator=estimator, micro=args.micro, n_samples=samples,
+            seq_len=args.seq_len, seeds=args.seeds, layers=args.layers, sigma=args.sigma, units=args.units,
+            chunk_size=args.chunk_size, data_seed=args.data_seed, overrides=dict(args.set),
+            out=_run_dir(args.out, spec, len(specs) > 1))
     lm = load_model_spec(args.model)
     for spec in specs:
         out = _run_dir(args.out, spec, len(specs) > 1)
@@ -156,8 +167,12 @@ def _estimator_and_samples(args) -> tuple[str, int]:
 def _report(args) -> int:
     from ie_jax.report import write_report
 
+    from ie_jax.store import unfinished_runs
+
     page = write_report(args.dir)
     print(f"report: {page.resolve()}")
+    for run in unfinished_runs(args.dir):
+        print(f"unfinished run (no result.json; rerun its ie-jax measure command to resume): {run}")
     return 0
 
 
@@ -174,12 +189,16 @@ def _models(_args) -> int:
 
 
 def main(argv=None) -> int:
+    from ie_jax.errors import exit_status, one_line
+
     args = _parser().parse_args(argv)
     try:
         return {"measure": _measure, "report": _report, "models": _models}[args.command](args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"ie-jax {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # a user's mistake is one line (the traceback with --debug)
+        if args.debug:
+            raise
+        print(f"ie-jax {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return exit_status(e)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ class GaussianData:
     kind: str = "gaussian"
 
     def __post_init__(self):
-        if self.variance <= 0:
-            raise ValueError(f"Gaussian variance must be > 0, got {self.variance}")
+        if not (math.isfinite(self.variance) and self.variance > 0):
+            raise ValueError(f"Gaussian variance must be > 0 and finite, got {self.variance}")
         if self.n_samples < 1 or self.seq_len < 1:
             raise ValueError(f"Gaussian data needs n_samples >= 1 and seq_len >= 1, got {self.n_samples}, {self.seq_len}")
 
@@ -218,7 +218,11 @@ def read_documents(path, *, text_key: str = "text") -> list[str]:
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): give a UTF-8 .txt or .jsonl "
+                         "file") from e
     if path.suffix in (".jsonl", ".json"):
         docs = []
         for n, line in enumerate(raw.splitlines(), 1):
@@ -295,8 +299,9 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
     if kind == "icl":
         shots = None
         if seq_len is not None:
-            if seq_len % 2:
-                raise ValueError(f"ICL lists have 2 tokens per shot (entity, comma): --seq-len must be even, got {seq_len}")
+            if seq_len < 2 or seq_len % 2:
+                raise ValueError(f"ICL lists have 2 tokens per shot (entity, comma): --seq-len must be even and "
+                                 f">= 2, got {seq_len}")
             shots = seq_len // 2
         return icl_lists(tokenizer, arg or "country", n_samples=n_samples, shots=shots, seed=seed)
     if kind == "text":
@@ -308,7 +313,13 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
                             spec=f"text:{arg}")
     if kind == "gaussian":
         if arg:
-            variance = float(arg)
+            try:
+                variance = float(arg)
+            except ValueError:
+                variance = math.nan
+            if not math.isfinite(variance) or variance <= 0:
+                raise ValueError(f"gaussian:VARIANCE: the variance must be > 0 and finite, got {arg!r}: e.g. "
+                                 "gaussian:0.81")
         return GaussianData(n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, variance=variance, seed=seed,
                             spec=spec)
     raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(ENTITIES)}), text:kjv, "
