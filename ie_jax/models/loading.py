@@ -86,9 +86,8 @@ def build_model(arch: str, config, tensors: Mapping, dtype, *, source: str):
     """The architecture's module built abstractly and filled from `tensors` (checkpoint key -> array)."""
     module = registry.get_architecture(arch)
     abstract = nnx.eval_shape(lambda: module.MODEL_CLASS(config, dtype=dtype, rngs=nnx.Rngs(0)))
-    ignore = module.ignored_keys(config) if hasattr(module, "ignored_keys") else ()
-    return fill_params(abstract, tensors, module.WEIGHT_MAP, transforms=getattr(module, "TRANSFORMS", None),
-                       ignore=ignore, source=source)
+    return fill_params(abstract, tensors, module.WEIGHT_MAP, transforms=module.TRANSFORMS,
+                       ignore=module.ignored_keys(config), source=source)
 
 
 def load_gguf(path: Path, dtype) -> LoadedModel:
