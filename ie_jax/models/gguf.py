@@ -184,7 +184,8 @@ class GGUFFile:
         # The 27B models scale queries by (hidden / heads)**-0.5, the others by head_dim**-0.5.
         big = layers == {"gemma2": 46, "gemma3": 62}[a]
         extra = {
-            "query_pre_attn_scalar": config["hidden_size"] // config["num_attention_heads"] if big else config["head_dim"],
+            "query_pre_attn_scalar": (config["hidden_size"] // config["num_attention_heads"] if big
+                                      else config["head_dim"]),
             "layer_types": ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(layers)],
             "attn_logit_softcapping": _decimal(meta.get(f"{a}.attn_logit_softcapping")),
             "final_logit_softcapping": _decimal(meta.get(f"{a}.final_logit_softcapping")),

@@ -216,7 +216,8 @@ def check_architecture(module) -> None:
     missing = [member for member in _ARCHITECTURE_MEMBERS if member not in vars(module)]
     model_class = vars(module).get("MODEL_CLASS")
     if model_class is not None:
-        missing += [f"MODEL_CLASS.{method}" for method in _MODEL_METHODS if not callable(getattr(model_class, method, None))]
+        missing += [f"MODEL_CLASS.{method}" for method in _MODEL_METHODS
+                    if not callable(getattr(model_class, method, None))]
     if missing:
         raise TypeError(f"Architecture module {module.__name__} lacks {missing} (see registry.Architecture).")
 
