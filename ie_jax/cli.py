@@ -179,9 +179,10 @@ def _report(args) -> int:
 def _models(_args) -> int:
     from ie_jax.models import list_architectures
     from ie_jax.models.loading import NAMED_MODELS
-    from ie_jax.models.registry import NAMED_SHAPES
+    from ie_jax.models.registry import MODEL_TYPES, NAMED_SHAPES
 
     print("architectures: " + ", ".join(list_architectures()))
+    print("HF model_type values loaded: " + ", ".join(sorted(MODEL_TYPES)))
     print("named models (--model NAME): " + ", ".join(NAMED_MODELS)
           + "; or a Hugging Face id (--model org/name: the local HF cache, downloaded if allowed)")
     print("named random shapes (--model random:SHAPE): " + ", ".join(sorted(NAMED_SHAPES)))
