@@ -270,3 +270,85 @@ def test_report_lists_unfinished_runs(finished, tmp_path, capsys):
     (parent / "done" / "result.json").unlink()
     assert main(["report", str(parent)]) == 2
     assert "2 unfinished" in capsys.readouterr().err
+
+
+# ---- numbers: huge and tiny scales give the right answer or a clear error ----
+
+FAST_ONE_CRITIC = dict(steps=150, batch_size=256, convergence_check=False, critic_check=None, gaussian_check=False)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 2))
+    return x, x + 0.5 * rng.standard_normal((1000, 2))  # I = 2 x 0.5 ln(1 + 4) = 1.61 nats
+
+
+def test_neural_estimate_is_scale_safe(pair):
+    from ie_jax import mi
+
+    x, y = pair
+    # zscore: the float32 std of 1e18 overflowed (MI 0, "reliable"); 1e-30 underflows; x + 1e9 loses x in
+    # float32; rank: a float64 1e40 became inf in the cast
+    for standardize, scales in (("zscore", (1e18, 1e-30)), ("rank", (1e40,))):
+        ref = mi.estimate(x, y, standardize=standardize, **FAST_ONE_CRITIC)
+        assert 0.5 < ref.value < 1.8  # the true 1.61 nats, as far as 150 steps get
+        for scale in scales:
+            est = mi.estimate(x * scale, y * scale, standardize=standardize, **FAST_ONE_CRITIC)
+            assert est.value == pytest.approx(ref.value, abs=1e-5), (standardize, scale)
+    shifted = mi.estimate(x + 1e9, y, standardize="zscore", **FAST_ONE_CRITIC)
+    assert shifted.value == pytest.approx(ref.value, abs=0.1)
+    for scale, words in ((1e30, "holds values up to 3.9e+30: their squares overflow"),
+                         (1e40, "beyond float32's range (3.4e+38)"), (1e-30, "underflow")):
+        with pytest.raises(ValueError, match=rf"x column 0 .*{re_escape(words)}.*standardize='zscore' or 'rank'"):
+            mi.estimate(x * scale, y, standardize="none", **FAST_ONE_CRITIC)
+    with pytest.raises(ValueError, match=r"y has no columns \(shape \(1000, 0\)\)"):
+        mi.estimate(x, y[:, :0], **FAST_ONE_CRITIC)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        mi.estimate(np.where(x > 3, np.inf, x), y, **FAST_ONE_CRITIC)
+
+
+def re_escape(text):
+    import re
+
+    return re.escape(text)
+
+
+def test_noise_gaussian_and_discrete_estimates_are_scale_safe(pair):
+    from ie_jax.mi.discrete import exact_discrete_mi
+    from ie_jax.mi.gaussian import gaussian_mi
+    from ie_jax.mi.noise import noise_mi
+
+    x, y = pair
+    ref = noise_mi(x, y, sigma=0.3, n_mc=64)
+    for sx, sy in ((1e30, 1e30), (1e-30, 1.0), (1e40, 1e-40)):
+        est = noise_mi(x * sx, y * sy, sigma=0.3, n_mc=64)
+        assert np.isfinite(est.value) and est.value == pytest.approx(ref.value, abs=1e-4), (sx, sy)
+    with pytest.raises(ValueError, match="x column 0 holds values up to .*normaliser='centred_std'"):
+        noise_mi(x * 1e30, y, sigma=0.3, n_mc=64, normaliser="none")
+    exact = gaussian_mi(x, y)
+    assert gaussian_mi(x * 1e200, y * 1e-200) == pytest.approx(exact, rel=1e-9)
+    for fn in (lambda a, b: noise_mi(a, b, sigma=0.3), gaussian_mi, exact_discrete_mi):
+        with pytest.raises(ValueError, match=r"x has no columns"):
+            fn(x[:, :0], y)
+    labels = np.repeat(np.arange(4.0), 25)[:, None]
+    assert exact_discrete_mi(labels * 1e40, labels).value == pytest.approx(np.log(4))
+
+
+def test_prepare_leaves_ordinary_data_untouched_and_rescales_exactly():
+    from ie_jax.mi import inputs
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 50, 4)).astype(np.float32) * 100
+    assert inputs.prepare(a, "x", rank=3, invariance="affine") is a
+    big = a.astype(np.float64) * 2.0**70
+    out = inputs.prepare(big, "x", rank=3, invariance="affine")
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    # per column: an increasing affine map of the input (ranks and correlations kept)
+    for p in range(3):
+        for j in range(4):
+            assert (np.argsort(out[p, :, j], kind="stable") == np.argsort(a[p, :, j], kind="stable")).all()
+            assert np.corrcoef(out[p, :, j], a[p, :, j])[0, 1] > 1 - 1e-6
+    scaled = inputs.prepare(big, "x", rank=3, invariance="scale", dtype=np.float64)
+    ratios = (scaled - scaled.mean(axis=1, keepdims=True)) / (a - a.mean(axis=1, keepdims=True))
+    assert np.allclose(ratios, ratios[:, :1, :1], rtol=1e-5)  # one scale per problem, all columns

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from ie_jax.mi import gaussian_critic
+from ie_jax.mi import gaussian_critic, inputs
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, MIEstimates, check_units, convert
 from ie_jax.mi.train import TrainConfig, train_batch
@@ -48,7 +48,7 @@ def estimate(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: 
     units: "nats" or "bits"; overrides: any protocol setting (bound=, critic=, steps=, batch_size=,
     lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...).
     """
-    x, y = _as_problem_arrays(x, y, rank=2)
+    x, y = _as_problem_arrays(x, y, rank=2, standardize=resolve(protocol, overrides)[1]["standardize"])
     return estimate_batch(x[None], y[None], protocol=protocol, seed=seed, seeds=seeds, units=units, mesh=mesh,
                           **overrides)[0]
 
@@ -63,7 +63,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     """
     check_units(units)
     cfg, options = resolve(protocol, overrides)
-    x, y = _as_problem_arrays(x, y, rank=3)
+    x, y = _as_problem_arrays(x, y, rank=3, standardize=options["standardize"])
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed,)))
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
@@ -120,30 +120,15 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     )
 
 
-def _as_problem_arrays(x, y, *, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    shape_doc = "[N, d]" if rank == 2 else "[P, N, d]"
-    arrays = []
-    for name, a in (("x", x), ("y", y)):
-        a = np.asarray(a)
-        if a.ndim != rank:
-            fix = " (reshape a 1-D array with .reshape(-1, 1))" if a.ndim == rank - 1 else ""
-            raise ValueError(f"{name} must have rank {rank} {shape_doc}, got shape {a.shape}{fix}")
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-        arrays.append(a.astype(np.float32))
-    x, y = arrays
+def _as_problem_arrays(x, y, *, rank: int, standardize) -> tuple[np.ndarray, np.ndarray]:
+    # Checked and made float32-safe as the standardisation allows (ie_jax.mi.inputs).
+    invariance = inputs.invariance_of(standardize)
+    x, y = (inputs.prepare(a, name, rank=rank, invariance=invariance) for name, a in (("x", x), ("y", y)))
     if x.shape[:-1] != y.shape[:-1]:
         what = "N (samples)" if rank == 2 or x.shape[0] == y.shape[0] else "P (problems)"
         raise ValueError(f"{what} differs between x {x.shape} and y {y.shape}: pass paired samples")
     if x.shape[-2] < 2:
         raise ValueError(f"need at least 2 samples, got N={x.shape[-2]}")
-    for name, a in (("x", x), ("y", y)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            where = np.argwhere(bad)[0]
-            problem = f" in problem {where[0]}" if rank == 3 else ""
-            raise ValueError(f"{name} contains NaN or inf{problem} ({int(bad.sum())} entries, first at index "
-                             f"{tuple(int(i) for i in where)}): drop or impute those samples")
     return x, y
 
 
