@@ -48,7 +48,8 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def load_model_spec(spec: str):
-    """'default' | 'minilm' | PATH (HF dir, .gguf) | 'random:SHAPE' (named shape or an HF config.json path)."""
+    """'default' | 'minilm' | PATH (HF dir, .gguf) | ORG/NAME (HF hub id) | 'random:SHAPE' (named shape or an HF
+    config.json path)."""
     from ie_jax.models import load_model, random_model
 
     if spec.startswith("random:"):
@@ -70,14 +71,19 @@ def _parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("measure", parents=[common],
                        help="measure per-layer IE of a model on data; results into --out")
-    m.add_argument("--model", default="default", help="default | minilm | PATH (HF dir or .gguf) | random:SHAPE")
+    m.add_argument("--model", default="default",
+                   help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
+                        "cache, or downloaded) | random:SHAPE")
     m.add_argument("--data", action="append", default=None,
                    help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
-    m.add_argument("--samples", type=int, default=2048, help="number of sequences N")
+    m.add_argument("--samples", type=int, default=None,
+                   help="number of sequences N (default 2048 with an accelerator, 1000 on a CPU)")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
-    m.add_argument("--protocol", default="fast", choices=["fast", "paper"], help="neural MI protocol")
-    m.add_argument("--estimator", default="neural", choices=["neural", "exact_discrete", "noise", "gaussian"])
+    m.add_argument("--protocol", default=None, choices=["fast", "paper"], help="neural MI protocol (default fast)")
+    m.add_argument("--estimator", default=None, choices=["neural", "exact_discrete", "noise", "gaussian"],
+                   help="default: neural with an accelerator or --protocol, noise with --sigma or on a CPU "
+                        "(the neural protocols take hours there)")
     m.add_argument("--sigma", type=_floats, default=None, help="noise levels for --estimator noise, e.g. 0.1,0.3,1")
     m.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="estimator setting, e.g. --set steps=300 --set batch_size=256 (repeatable)")
@@ -112,9 +118,10 @@ def _measure(args) -> int:
     from ie_jax.validation import check_measure_arguments
 
     specs = args.data or ["icl:country"]
+    estimator, samples = _estimator_and_samples(args)
     for spec in specs:  # every argument checked before the model is loaded or a file written
         check_measure_arguments(
-            data=spec, protocol=args.protocol, estimator=args.estimator, micro=args.micro, n_samples=args.samples,
+            data=spec, protocol=args.protocol or "fast", estimator=estimator, micro=args.micro, n_samples=samples,
             seq_len=args.seq_len, seeds=args.seeds, layers=args.layers, sigma=args.sigma, units=args.units,
             chunk_size=args.chunk_size, data_seed=args.data_seed, overrides=dict(args.set),
             out=_run_dir(args.out, spec, len(specs) > 1))
@@ -123,8 +130,8 @@ def _measure(args) -> int:
         out = _run_dir(args.out, spec, len(specs) > 1)
         print(f"== {lm.name} on {spec} -> {out}")
         result = measure(
-            lm, spec, protocol=args.protocol, estimator=None if args.estimator == "neural" else args.estimator,
-            micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
+            lm, spec, protocol=args.protocol or "fast", estimator=None if estimator == "neural" else estimator,
+            micro=args.micro, n_samples=samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
             layers=args.layers, out=out, sigma=args.sigma, units=args.units,
             token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
             save_states=args.save_states, progress=True, **dict(args.set),
@@ -138,6 +145,23 @@ def _measure(args) -> int:
         print(f"results: {out / 'result.json'} and result.csv")
     print(f"figures and HTML: ie-jax report {args.out}")
     return 0
+
+
+def _estimator_and_samples(args) -> tuple[str, int]:
+    """The user's choices, else the defaults for this machine (ie_jax.plan), said aloud on a CPU."""
+    from ie_jax import plan
+
+    defaults = plan.measure_defaults()
+    if args.protocol is not None:  # a neural protocol was asked for
+        defaults["estimator"] = "neural"
+    elif args.sigma is not None:  # noise levels were given
+        defaults["estimator"] = "noise"
+    estimator = args.estimator or defaults["estimator"]
+    samples = defaults["samples"] if args.samples is None else args.samples
+    if args.estimator is None and estimator != "neural":
+        print(f"No accelerator (JAX backend: cpu), so the CPU defaults: --estimator {estimator} --samples {samples}, "
+              "minutes here; the neural fast protocol (--estimator neural) would take hours on a CPU.")
+    return estimator, samples
 
 
 def _report(args) -> int:

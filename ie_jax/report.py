@@ -16,7 +16,8 @@ import pathlib
 
 import numpy as np
 
-from ie_jax.results import INDEPENDENCE_NOTE, IEResult
+from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE
+from ie_jax.results import IEResult
 from ie_jax.store import load_result, unfinished_runs
 
 HOW_TO_READ = """

@@ -82,6 +82,7 @@ class RunStore:
         self._lock = _acquire_lock(self.dir)
         try:
             self._claim()
+            self._remove_dead_temp_files()
         except BaseException:
             self.close()
             raise
@@ -98,6 +99,12 @@ class RunStore:
         else:
             self._refuse_foreign_directory()
             _exclusive_write_json(run_file, self.identity)
+
+    def _remove_dead_temp_files(self) -> None:
+        # Half-written files of a killed writer: with the lock held no live writer owns them.
+        for d in (self.dir, self.dir / "chunks"):
+            for p in d.glob(".*.tmp") if d.is_dir() else ():
+                p.unlink(missing_ok=True)
 
     def _refuse_foreign_directory(self) -> None:
         if (self.dir / RUN_FILE).exists():

@@ -17,11 +17,14 @@ import hashlib
 import math
 import pathlib
 import platform
+import sys
 import time
+import warnings
 
 import numpy as np
 
 from ie_jax import data as data_lib
+from ie_jax import plan
 from ie_jax import validation
 from ie_jax import variables as variables_lib
 from ie_jax.mi.result import MIEstimate, check_units
@@ -215,6 +218,10 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
                 store.save_states(name, getattr(variables, name))
 
     problems = problems_for(variables)
+    slow = plan.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
+                             n_samples=dataset.n_samples, hidden_size=lm.config.hidden_size)
+    if slow is not None:
+        _warn(slow, progress)
     t0 = time.perf_counter()
     estimates = _estimate_all(variables, problems, est, store, chunk_size, progress, on_chunk,
                               getattr(dataset, "generating_entropy_nats", None))
@@ -228,6 +235,14 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         result.to_csv(store.dir / "result.csv")
         store.close()
     return result
+
+
+def _warn(message: str, progress: bool) -> None:
+    # With a progress display (the CLI) a plain line on stderr; from Python, a warning the caller can filter.
+    if progress:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 def _resolve_model(model):
