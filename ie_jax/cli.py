@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
     m.add_argument("--samples", type=int, default=None,
-                   help="number of sequences N (default 2048 with an accelerator, 1000 on a CPU)")
+                   help="number of sequences N (default 8192 with an accelerator, 1000 on a CPU)")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
     m.add_argument("--protocol", default=None, choices=["fast", "paper"], help="neural MI protocol (default fast)")
     m.add_argument("--estimator", default=None, choices=["neural", "exact_discrete", "noise", "gaussian"],

@@ -73,7 +73,7 @@ def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str
     if name == "noise":
         check_sigmas(sigma)
     elif sigma is not None:
-        raise ValueError(f"--sigma applies to --estimator noise only (the estimator is {name})")
+        raise ValueError(f"sigma applies to estimator='noise' only (--estimator noise); the estimator is {name!r}")
     if isinstance(data, str):
         check_data_spec(data, seq_len)
     check_settings(name, protocol, dict(overrides or {}))
@@ -223,6 +223,15 @@ def check_model(lm, layers=None) -> None:
             name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
             raise ValueError(f"model {lm.name} has NaN or inf weights in {name} ({int((~np.isfinite(arr)).sum())} "
                              f"entries): the checkpoint is damaged; load another copy")
+
+
+def check_capture(lm, dataset, layers, micro: str, token_curve: bool) -> None:
+    """The captured states fit in memory (ie_jax.variables' own check, run before the run directory is claimed)."""
+    from ie_jax.variables import _check_memory
+
+    positions = dataset.seq_len if token_curve or micro == "in_context" else 1
+    n_layers = lm.config.num_layers if layers is None else len(layers)
+    _check_memory(n_layers, dataset.n_samples, positions, lm.config.hidden_size)
 
 
 def check_output_dir(out) -> None:

@@ -352,3 +352,32 @@ def test_prepare_leaves_ordinary_data_untouched_and_rescales_exactly():
     scaled = inputs.prepare(big, "x", rank=3, invariance="scale", dtype=np.float64)
     ratios = (scaled - scaled.mean(axis=1, keepdims=True)) / (a - a.mean(axis=1, keepdims=True))
     assert np.allclose(ratios, ratios[:, :1, :1], rtol=1e-5)  # one scale per problem, all columns
+
+
+# ---- no interval, no word ----
+
+
+def test_missing_interval_is_a_flag_with_a_note_naming_the_n_that_gives_one(pair):
+    from ie_jax import mi
+    from ie_jax.ie_flags import layer_flags
+    from ie_jax.mi.estimate import _interval_note
+    from ie_jax.mi.protocols import resolve
+    from ie_jax.plan import ACCELERATOR_DEFAULTS
+
+    x, y = pair
+    small = dict(steps=30, batch_size=16, eval_every=10, convergence_check=False, critic_check=None)
+    one = mi.estimate(x[:100], y[:100], **small)  # 20 held-out pairs: one batch of 16, one value
+    d = one.diagnostics
+    assert np.isnan(one.stderr) and d["no_interval"] and "no confidence interval" in d["note"]
+    need = int(d["note"].split("use N >= ")[1].split()[0])
+    assert need == 238  # round(0.2 x 238) = 48 held-out pairs: 3 batches of 16, the first validates: 2 values
+    enough = mi.estimate(x[:need], y[:need], **small)
+    assert np.isfinite(enough.stderr) and not enough.diagnostics["no_interval"]
+    assert np.isnan(mi.estimate(x[: need - 1], y[: need - 1], **small).stderr)  # the smallest such N
+    assert "no_interval" in layer_flags(d, [enough.diagnostics], 0.0, "nats")["flags"]
+    assert "no_interval" not in layer_flags(enough.diagnostics, [enough.diagnostics], 0.0, "nats")["flags"]
+    # The CLI default on an accelerator gives the fast protocol a CI with one seed.
+    cfg, options = resolve("fast", {})
+    n = ACCELERATOR_DEFAULTS["samples"]
+    note = _interval_note(cfg, "heldout", 2048, 410, 1, options["test_fraction"])
+    assert int(note.split("use N >= ")[1].split()[0]) <= n
