@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import re
 import sys
@@ -58,7 +57,9 @@ def load_model_spec(spec: str):
         if path.suffix == ".json":
             if not path.is_file():
                 raise FileNotFoundError(f"no config file {path}")
-            return random_model(json.loads(path.read_text()))
+            from ie_jax.store import read_json
+
+            return random_model(read_json(path, fix="give a Hugging Face config.json"))
         return random_model(shape)
     return load_model(spec)
 
