@@ -58,13 +58,13 @@ def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str
     if chunk_size is not None:
         _integer("--chunk-size", chunk_size, low=1, fix="give MI problems per compiled call, or leave it out "
                                                          "for the default")
-    seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else [seeds]
+    seeds = _as_list(seeds)
     if not seeds:
         raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0")
     for s in seeds:
         _integer("--seeds", s, low=0)
     if layers is not None:
-        layers = list(layers) if isinstance(layers, (list, tuple, range)) else [layers]
+        layers = _as_list(layers)
         if not layers:
             raise ValueError("--layers is empty: give block indices such as 0-5,10 or leave it out for all")
         for layer in layers:
@@ -85,12 +85,12 @@ def check_sigmas(sigma) -> None:
     """Noise levels: None (the defaults) or positive finite numbers."""
     if sigma is None:
         return
-    values = list(sigma) if isinstance(sigma, (list, tuple)) or hasattr(sigma, "__len__") else [sigma]
+    values = _as_list(sigma)
     if not values:
         raise ValueError("--sigma is empty: give noise levels such as --sigma 0.1,0.3,1")
     for v in values:
         if not _is_real(v) or not math.isfinite(float(v)) or float(v) <= 0:
-            raise ValueError(f"--sigma must hold positive finite numbers, got {v!r}: e.g. --sigma 0.1,0.3,1")
+            raise ValueError(f"--sigma must hold positive finite numbers, got {_show(v)}: e.g. --sigma 0.1,0.3,1")
 
 
 def check_data_spec(spec: str, seq_len=None) -> None:
@@ -254,9 +254,19 @@ def check_output_dir(out) -> None:
                          f"you can write to") from e
 
 
+def _as_list(values) -> list:
+    """A list of the values of a sequence (list, tuple, range, numpy array), or [values] for a single one."""
+    return list(values) if hasattr(values, "__iter__") and not isinstance(values, (str, bytes)) else [values]
+
+
 def _integer(name: str, value, *, low: int, fix: str = "") -> None:
     if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}" + (f": {fix}" if fix else ""))
+        raise ValueError(f"{name} must be a whole number >= {low}, got {_show(value)}" + (f": {fix}" if fix else ""))
+
+
+def _show(v) -> str:
+    """A number as it is written (numpy scalars included), anything else as its repr."""
+    return str(v) if _is_real(v) else repr(v)
 
 
 def _is_int(v) -> bool:
