@@ -127,6 +127,8 @@ class Estimator:
             cfg, options = resolve(self.protocol, self.overrides)
             return _min_neural_samples(cfg.batch_size or 2, options["test_fraction"], options["readout"])
         if self.name == "gaussian":
+            if self.overrides.get("ridge", 1.0) == 0:  # no ridge: the joint covariance needs N > dx + dy
+                return 2 * hidden_size + 1
             return hidden_size + 2  # sample covariances of d-dim states need more than d samples
         return 2
 

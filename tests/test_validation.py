@@ -50,6 +50,7 @@ BAD = [
     (["--data", "icl:planets"], ["unknown ICL category", "planets"]),
     (["--data", "text:/no/such/file.txt"], ["text file not found", "/no/such/file.txt"]),
     (["--layers", "7"], ["--layers [7] out of range", "0..1"]),
+    (["--estimator", "gaussian", "--set", "ridge=0"], ["20 samples are too few for gaussian", "at least 33"]),
 ]
 
 
