@@ -208,7 +208,7 @@ def _check_setting(estimator: str, key: str, value, default) -> None:
 def check_model(lm, layers=None) -> None:
     """Finite weights and block indices within the model (both would otherwise fail after capture)."""
     import jax
-    import numpy as np
+    import jax.numpy as jnp
     from flax import nnx
 
     num_layers = lm.config.num_layers
@@ -218,11 +218,14 @@ def check_model(lm, layers=None) -> None:
             raise ValueError(f"--layers {bad} out of range: {lm.name} has blocks 0..{num_layers - 1}")
     state = nnx.state(lm.module, nnx.Param)
     for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        arr = np.asarray(getattr(leaf, "value", leaf))
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        arr = getattr(leaf, "value", leaf)
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            continue
+        n_bad = int(jnp.sum(~jnp.isfinite(arr)))  # counted where the weights are: one number comes back
+        if n_bad:
             name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-            raise ValueError(f"model {lm.name} has NaN or inf weights in {name} ({int((~np.isfinite(arr)).sum())} "
-                             f"entries): the checkpoint is damaged; load another copy")
+            raise ValueError(f"model {lm.name} has NaN or inf weights in {name} ({n_bad} entries): the checkpoint "
+                             f"is damaged; load another copy")
 
 
 def check_capture(lm, dataset, layers, micro: str, token_curve: bool) -> None:
