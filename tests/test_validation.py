@@ -85,6 +85,7 @@ def test_samples_zero_is_refused_by_the_api_too(tmp_path):
 
 def test_nan_weights_refused_before_run_json(tmp_path):
     lm = random_model(TINY)
+    validation.check_model(lm)  # finite: remembered, and checked again once a weight array is replaced
     params = nnx.state(lm.module, nnx.Param)
     leaf = next(p for p in jax_leaves(params) if p[...].ndim == 2)
     leaf[...] = leaf[...].at[0, 0].set(jnp.nan)
