@@ -358,6 +358,24 @@ def test_prepare_leaves_ordinary_data_untouched_and_rescales_exactly():
     assert np.allclose(ratios, ratios[:, :1, :1], rtol=1e-5)  # one scale per problem, all columns
 
 
+def test_prepare_keeps_a_safe_device_array_on_the_device_and_checks_an_unsafe_one():
+    import jax
+    import jax.numpy as jnp
+
+    from ie_jax.mi import inputs
+
+    a = np.random.default_rng(2).standard_normal((2, 40, 3)).astype(np.float32)
+    on_device = jnp.asarray(a)
+    out = inputs.prepare(on_device, "x", rank=3, invariance="affine")
+    assert isinstance(out, jax.Array) and out is on_device  # no trip to the host
+    bad = on_device.at[1, 5, 2].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"x contains NaN or inf in problem 1"):
+        inputs.prepare(bad, "x", rank=3, invariance="affine")
+    big = on_device * 2.0**70  # float32 holds it, its squares do not: rescaled as on the host path
+    np.testing.assert_array_equal(inputs.prepare(big, "x", rank=3, invariance="affine"),
+                                  inputs.prepare(np.asarray(big), "x", rank=3, invariance="affine"))
+
+
 # ---- no interval, no word ----
 
 

@@ -43,6 +43,9 @@ def prepare(a, name: str, *, rank: int, invariance: str, dtype=np.float32) -> np
     """
     if invariance not in INVARIANCES:
         raise ValueError(f"unknown invariance {invariance!r}: use one of {INVARIANCES}")
+    on_device = _safe_on_device(a, rank=rank, dtype=dtype)
+    if on_device is not None:
+        return on_device
     a = check(a, name, rank=rank)
     hi = a.max(axis=-2).astype(np.float64)  # [..., d]; no copy of the data
     lo = a.min(axis=-2).astype(np.float64)
@@ -66,6 +69,39 @@ def prepare(a, name: str, *, rank: int, invariance: str, dtype=np.float32) -> np
     out -= centre[..., None, :]
     out /= np.broadcast_to(scale, centre.shape)[..., None, :]
     return out.astype(dtype, copy=False)
+
+
+def _safe_on_device(a, *, rank: int, dtype):
+    """A float32 jax array that needs nothing, checked by a few device reductions and returned as it is (the
+    estimators keep states on the device); None sends it down the host path, which names any problem."""
+    import jax
+
+    if not isinstance(a, jax.Array) or a.ndim != rank or a.dtype != np.float32 or np.dtype(dtype) != np.float32:
+        return None
+    if a.shape[-1] == 0 or a.shape[-2] == 0:
+        return None
+    finite, hi, lo = _device_stats(a)
+    hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)  # [..., d]: small
+    spread = hi - lo
+    magnitude = np.maximum(np.abs(hi), np.abs(lo))
+    tiny = (spread > 0) & (spread < SAFE_SPREAD)
+    far = (spread > 0) & (np.sign(hi) == np.sign(lo)) & (np.minimum(np.abs(hi), np.abs(lo)) > SAFE_OFFSET * spread)
+    if not bool(finite) or ((magnitude > SAFE_MAGNITUDE) | tiny | far).any():
+        return None
+    return a
+
+
+def _device_stats(a):
+    import jax
+    import jax.numpy as jnp
+
+    global _DEVICE_STATS
+    if _DEVICE_STATS is None:
+        _DEVICE_STATS = jax.jit(lambda a: (jnp.isfinite(a).all(), a.max(axis=-2), a.min(axis=-2)))
+    return _DEVICE_STATS(a)
+
+
+_DEVICE_STATS = None
 
 
 def check(a, name: str, *, rank: int) -> np.ndarray:
