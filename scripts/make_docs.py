@@ -159,8 +159,118 @@ def _es_layer0_negative():
     return f"all {len(ie)} settings" if (ie < 0).all() else f"{int((ie < 0).sum())} of {len(ie)} settings"
 
 
+def _curve_mean(block):
+    return np.asarray(block["token_curve"]).mean(axis=0)
+
+
+def _rising(block):
+    return f"{np.mean(np.diff(_curve_mean(block)) > 0):.0%}"
+
+
+def _tvr(model, weights, data):
+    return _nb("trained_vs_random")["models"][model][weights][data]
+
+
+def _tvr_mean(model, weights, data):
+    return _f(np.mean(_tvr(model, weights, data)["ie"]))
+
+
+def _tvr_saturated(model):
+    by_w = {w: _nb("trained_vs_random")["models"][model][w] for w in ("trained", "random")}
+    flags = [f for by in by_w.values() for k in ("data", "shuffled") for f in by[k]["macro_saturated"]]
+    return f"{sum(flags)} of {len(flags)}"
+
+
+def _to_run(temperature):
+    return _nb("text_origin")["runs"][str(float(temperature))]
+
+
+def _to_sum(temperature, source, group):
+    return _to_run(temperature)["sources"][source][group]["ie_sum"]
+
+
+def _to_ratios():
+    cfg = _nb("text_origin")["config"]
+    ratios = [_to_sum(t, s, "model") / _to_sum(t, s, "human") for t in cfg["temperatures"] for s in ("kjv", "shakespeare")]
+    return _range(ratios, 2, "-")
+
+
+def _hs_corr(key):
+    r, lo, hi = _nb("hallucination_signal")[key]
+    return f"r = {_f(r, 3)} (95% bootstrap CI [{_f(lo, 3)}, {_f(hi, 3)}])" if key == "corr_ie" else \
+        f"r = {_f(r, 3)} [{_f(lo, 3)}, {_f(hi, 3)}]"
+
+
+def _es():
+    return _nb("estimator_sensitivity")
+
+
+def _es_neural_macro():
+    values = [v for name, st in _es()["settings"].items() if name.startswith(("fast", "paper"))
+              for v in st["mi_macro"][1:]]
+    return _range(values, 2)
+
+
+def _es_gaussian_macro():
+    return _range(_es()["settings"]["gaussian"]["mi_macro"][1:], 0, "-")
+
+
+def _es_layer_spread():
+    names = [n for n in _es()["names"] if n != "gaussian"]
+    ie = np.asarray([_es()["settings"][n]["ie"] for n in names])
+    return _range(ie.max(axis=0) - ie.min(axis=0), 1, "-")
+
+
+def _es_in_context_shift():
+    st = _es()["settings"]
+    return _f(np.mean(np.abs(np.asarray(st["noise sigma=1, in-context micro"]["ie"]) - st["noise sigma=1"]["ie"])))
+
+
 NOTEBOOKS = {
     "es.layer0_negative": _es_layer0_negative,
+    "ia.n": lambda: _int(_nb("icl_ascent")["config"]["n_samples"]),
+    "ia.shots": lambda: str(_nb("icl_ascent")["categories"]["country"]["shots"]),
+    "ia.layers": lambda: str(len(_nb("icl_ascent")["categories"]["country"]["layers"])),
+    "ia.ceiling": lambda: _f(_nb("icl_ascent")["categories"]["country"]["mi_macro_ceiling"][-1]),
+    "ia.ceiling_shots": lambda: _range(_nb("icl_ascent")["ceiling_shot"].values(), 0, " or "),
+    "tvi.n": lambda: _int(_nb("text_vs_icl")["config"]["n_samples"]),
+    "tvi.seq_len": lambda: str(_nb("text_vs_icl")["config"]["seq_len"]),
+    "tvi.text_end": lambda: _f(_curve_mean(_nb("text_vs_icl")["text"])[-1]),
+    "tvi.icl_end": lambda: _f(_curve_mean(_nb("text_vs_icl")["icl"])[-1]),
+    "tvi.text_rising": lambda: _rising(_nb("text_vs_icl")["text"]),
+    "tvi.icl_rising": lambda: _rising(_nb("text_vs_icl")["icl"]),
+    "tvr.n": lambda: _int(_nb("trained_vs_random")["config"]["n_samples"]),
+    "tvr.smollm2_trained": lambda: _tvr_mean("smollm2", "trained", "data"),
+    "tvr.smollm2_random": lambda: _tvr_mean("smollm2", "random", "data"),
+    "tvr.minilm_trained": lambda: _tvr_mean("minilm", "trained", "data"),
+    "tvr.minilm_random": lambda: _tvr_mean("minilm", "random", "data"),
+    "tvr.smollm2_shuffled_trained": lambda: _tvr_mean("smollm2", "trained", "shuffled"),
+    "tvr.smollm2_shuffled_random": lambda: _tvr_mean("smollm2", "random", "shuffled"),
+    "tvr.smollm2_saturated": lambda: _tvr_saturated("smollm2"),
+    "tvr.minilm_saturated": lambda: _tvr_saturated("minilm"),
+    "hs.n": lambda: _int(_nb("hallucination_signal")["n"]),
+    "hs.accuracy": lambda: f"{_nb('hallucination_signal')['accuracy']:.0%}",
+    "hs.corr_ie": lambda: _hs_corr("corr_ie"),
+    "hs.corr_spread": lambda: _hs_corr("corr_spread"),
+    "to.n_prompts": lambda: str(_nb("text_origin")["config"]["n_prompts"]),
+    "to.lengths": lambda: f"{_nb('text_origin')['config']['prompt_len']} + {_nb('text_origin')['config']['continuation_len']}",
+    "to.n_layers": lambda: str(len(_nb("text_origin")["config"]["layers"])),
+    "to.kjv_greedy": lambda: f"{_f(_to_sum(0, 'kjv', 'human'), 1)} (human) against {_f(_to_sum(0, 'kjv', 'model'), 1)}",
+    "to.shakespeare_greedy": lambda: f"{_f(_to_sum(0, 'shakespeare', 'human'), 1)} against "
+                                     f"{_f(_to_sum(0, 'shakespeare', 'model'), 1)}",
+    "to.ratios": _to_ratios,
+    "to.auc": lambda: f"{_f(_to_run(0)['classifier']['auc'])} (greedy) and {_f(_to_run(1)['classifier']['auc'])}",
+    "to.auc_logprob": lambda: f"{_f(_to_run(0)['classifier']['auc_logprob'])} and "
+                              f"{_f(_to_run(1)['classifier']['auc_logprob'])}",
+    "es.n": lambda: _int(_es()["config"]["n_samples"]),
+    "es.n_layers": lambda: str(len(_es()["layers"])),
+    "es.counting_macro": lambda: _f(_es()["settings"]["exact counting"]["mi_macro"][1]),
+    "es.neural_macro": _es_neural_macro,
+    "es.gaussian_macro": _es_gaussian_macro,
+    "es.layer_spread": _es_layer_spread,
+    "es.in_context_shift": _es_in_context_shift,
+    "es.paper_steps": lambda: f"{_int(_es()['config']['paper_steps'])} of 10,000",
+    "es.fast_steps": lambda: f"{_int(_es()['config']['fast_steps'])} of 1,500",
 }
 
 
