@@ -107,6 +107,9 @@ WIM = {
     "wim.counting_ie_layer0": lambda: _f(_wim()["counting"]["ie_nats"][0]),
     "wim.growth": lambda: ", ".join(
         f"{_f(g['ie_layer1_nats'])} at N = {_int(n)}" for n, g in _wim()["counting_growth"].items()),
+    "wim.growth_1000_distinct": lambda: _int(_wim()["counting_growth"]["1000"]["n_distinct_sequences"]),
+    "wim.growth_1000_macro": lambda: _f(_wim()["counting_growth"]["1000"]["macro_layer1_nats"]),
+    "wim.growth_1000_ie": lambda: _f(_wim()["counting_growth"]["1000"]["ie_layer1_nats"]),
     "wim.generating_entropy": lambda: _f(_wim()["data"]["generating_entropy_nats"]),
     "wim.generating_lists": lambda: _int(_wim_gen_lists()),
     "wim.ln_n": lambda: _f(_wim()["data"]["ln_n_nats"]),
@@ -293,7 +296,76 @@ BENCH = {
     "bench.faithful_steps_timed": lambda: str(_bench("critic_gpu")["faithful_fp32_1gpu"]["steps_timed"]),
 }
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH}
+# -- benchmarks/results/mi_accuracy_*.json ------------------------------------------------------------------------
+def _acc(tag):
+    return _bench(f"mi_accuracy_{tag}")
+
+
+def _acc_rows(tag, **match):
+    return [r for r in _acc(tag)["rows"] if all(r[k] in v if isinstance(v, tuple) else r[k] == v
+                                                for k, v in match.items())]
+
+
+def _acc_counts(tag):
+    rows = _acc_rows(tag)
+    unflagged = [r for r in rows if not r["flags"]]
+    bar = lambda r: max(0.1, 0.1 * r["true_mi_nats"])
+    above = sum(r["value_nats"] > r["true_mi_nats"] + bar(r) for r in rows)
+    return {"rows": str(len(rows)), "passed": f"{sum(r['passes'] for r in rows)}/{len(rows)}",
+            "within": f"{sum(r['within_bar'] for r in rows)}/{len(rows)}",
+            "flagged": str(sum(bool(r["flags"]) and not r["within_bar"] for r in rows)),
+            "unflagged": f"{sum(r['within_bar'] for r in unflagged)}/{len(unflagged)}",
+            "unflagged_n": str(len(unflagged)),
+            "copula": f"{sum(r['copula_within_bar'] for r in rows)}/{len(rows)}",
+            "above": "none" if above == 0 else str(above)}
+
+
+def _acc_group_seconds(tag):
+    return {(r["family"], r["d"]): r["group_seconds"] for r in _acc_rows(tag)}
+
+
+def _acc_cpu_table():
+    """The CPU accuracy table and its summary line, as benchmarks/mi_accuracy.py writes them."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from mi_accuracy import markdown
+    finally:
+        sys.path.pop(0)
+    lines = markdown(_acc("cpu_reduced")["rows"], _acc("cpu_reduced")["meta"]).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task"))
+    return "\n" + "\n".join(lines[start:]).rstrip() + "\n"
+
+
+def _acc_range(tag, key, digits=1, sep="-", **match):
+    return _range([r[key] for r in _acc_rows(tag, **match)], digits, sep)
+
+
+GAUSSIAN_COPULA = ("gaussian", "rotated", "sparse", "cubic")
+ACCURACY = {
+    **{f"acc.gpu.{k}": (lambda k=k: _acc_counts("gpu_h200")[k]) for k in _acc_counts("gpu_h200")},
+    **{f"acc.cpu.{k}": (lambda k=k: _acc_counts("cpu_reduced")[k]) for k in _acc_counts("cpu_reduced")},
+    "acc.gpu.jax": lambda: _acc("gpu_h200")["meta"]["jax"],
+    "acc.gpu.n": lambda: _int(_acc("gpu_h200")["meta"]["n"]),
+    "acc.gpu.families": lambda: str(len(_acc("gpu_h200")["meta"]["families"])),
+    "acc.gpu.dims": lambda: "/".join(map(str, _acc("gpu_h200")["meta"]["dims"])),
+    "acc.gpu.seconds": lambda: _f(sum(_acc_group_seconds("gpu_h200").values()), 0),
+    "acc.gpu.mixture_error": lambda: _f(max(abs(r["value_nats"] - r["true_mi_nats"])
+                                            for r in _acc_rows("gpu_h200", family="mixture", d=(32, 128)))),
+    "acc.gpu.gaussian_128_at_10": lambda: _f(_acc_rows("gpu_h200", family="gaussian", d=128, true_mi_nats=10.0)[0]
+                                             ["value_nats"], 1),
+    "acc.gpu.d768_range": lambda: _acc_range("gpu_h200", "value_nats", 1, " to ", family=GAUSSIAN_COPULA, d=768),
+    "acc.gpu.ceiling": lambda: _range([r["ceiling_nats"] for r in _acc_rows("gpu_h200")], 1),
+    "acc.gpu.copula_mixture": lambda: _acc_range("gpu_h200", "copula_corrected_nats", 1, family="mixture"),
+    "acc.gpu.mixture_truth": lambda: _acc_range("gpu_h200", "true_mi_nats", 1, family="mixture"),
+    "acc.gpu.copula_spiral_2": lambda: _f(_acc_rows("gpu_h200", family="spiral", d=32, true_mi_nats=2.0)[0]
+                                          ["copula_corrected_nats"], 1),
+    "acc.gpu.copula_rows": lambda: str(len(_acc_rows("gpu_h200", family=GAUSSIAN_COPULA))),
+    "acc.cpu.jax": lambda: _acc("cpu_reduced")["meta"]["jax"],
+    "acc.cpu.group_seconds": lambda: _range(_acc_group_seconds("cpu_reduced").values(), 0, "-"),
+    "acc.cpu.table": _acc_cpu_table,
+}
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------
