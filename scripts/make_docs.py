@@ -231,6 +231,7 @@ def _es_in_context_shift():
 
 NOTEBOOKS = {
     "es.layer0_negative": _es_layer0_negative,
+    "hs.corr_ie_short": lambda: "r = {}, 95% CI [{}, {}]".format(*(_f(v) for v in _nb("hallucination_signal")["corr_ie"])),
     "ia.n": lambda: _int(_nb("icl_ascent")["config"]["n_samples"]),
     "ia.shots": lambda: str(_nb("icl_ascent")["categories"]["country"]["shots"]),
     "ia.layers": lambda: str(len(_nb("icl_ascent")["categories"]["country"]["layers"])),
@@ -365,7 +366,58 @@ ACCURACY = {
     "acc.cpu.table": _acc_cpu_table,
 }
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY}
+# -- benchmarks/results: speed ------------------------------------------------------------------------------------
+def _hours(seconds):
+    return _f(seconds / 3600, 1)
+
+
+def _paper_sweep_s(run):
+    return _bench("critic_gpu")[run]["P108"]["extrapolated_10k_steps_s"]
+
+
+def _reference_sweep_s():
+    return _bench("reference_torch_gpu")["fp32"]["extrapolated_sweep_108_s"]
+
+
+def _variant_sweep_s():
+    """108 problems at the bf16-activations-and-data variant's per-problem step time (P = 12), 10,000 steps."""
+    return 108 * _bench("variants_bf16_gpu")["variants_P12"]["bf16_act_data"]["step_s_per_problem"] * 10_000
+
+
+def _peak_bf16_tflops():
+    return 2 * 8192**3 / _bench("critic_gpu")["peak"]["bf16"]["seconds_median"] / 1e12
+
+
+def _capture_bf16():
+    """Per bf16 shape: (block parameters, ie_jax / best HF tokens per second, % of the bf16 peak)."""
+    jax_models, hf_models = _bench("capture_jax_gpu")["models"], _bench("capture_hf_gpu")["models"]
+    out = []
+    for key, m in jax_models.items():
+        if not key.endswith("/bfloat16"):
+            continue
+        tokens = m["batch"] * m["tokens"]
+        rate = tokens / m["seconds_median"]
+        best_hf = max(tokens / hf_models[f"{key}/{a}"]["seconds_median"] for a in ("eager", "sdpa"))
+        tflops = tokens * (2 * m["block_params"] + m["attention_flops_per_token"]) / m["seconds_median"] / 1e12
+        out.append((m["block_params"], rate / best_hf, 100 * tflops / _peak_bf16_tflops()))
+    return out
+
+
+SPEED = {
+    "speed.paper_1gpu_h": lambda: _hours(_paper_sweep_s("paper_bfloat16_1gpu")),
+    "speed.reference_h": lambda: _hours(_reference_sweep_s()),
+    "speed.speedup": lambda: _f(_reference_sweep_s() / _paper_sweep_s("paper_bfloat16_1gpu"), 1),
+    "speed.paper_2gpu_h": lambda: _hours(_paper_sweep_s("paper_bfloat16_2gpu")),
+    "speed.variant_h": lambda: _hours(_variant_sweep_s()),
+    "speed.capture_vs_hf": lambda: _range([r for _, r, _ in _capture_bf16()], 2, "-"),
+    "speed.capture_peak_large": lambda: _range([p for n, _, p in _capture_bf16() if n >= 1.4e9], 0, "-"),
+    "speed.cpu_load_s": lambda: _f(_bench("capture_cpu")["seconds"]["load_ie_jax"], 1),
+    "speed.cpu_capture_s": lambda: _f(_bench("capture_cpu")["seconds"]["capture_ie_jax"], 1),
+    "speed.cpu_torch_s": lambda: _f(_bench("capture_cpu")["seconds"]["forward_hidden_states_torch"], 1),
+    "speed.cpu_load_average": lambda: _f(_bench("capture_cpu")["machine"]["load_average_1min"], 1),
+}
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------
