@@ -403,7 +403,31 @@ def _capture_bf16():
     return out
 
 
+def _sig(x) -> str:
+    """Three significant figures, thousands separated (1,563; 642; 84.9; 7.3)."""
+    return _f(x, max(0, 2 - int(math.floor(math.log10(abs(x))))) if x else 0)
+
+
+def _capture_table() -> str:
+    """The capture table of benchmarks/README.md, one row per shape and dtype, from capture_{jax,hf}_gpu.json."""
+    jax_models, hf_models = _bench("capture_jax_gpu")["models"], _bench("capture_hf_gpu")["models"]
+    rows = ["| shape | dtype | block params | ie_jax k tok/s | ie_jax TFLOP/s (% peak) | HF eager k tok/s | "
+            "HF sdpa k tok/s | ie_jax / best HF | compile s |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in jax_models.items():
+        shape, dtype = key.split("/")
+        rate = m["tokens_per_s"]
+        hf = {a: hf_models[f"{key}/{a}"]["tokens_per_s"] for a in ("eager", "sdpa")}
+        bf16 = dtype == "bfloat16"
+        tflops = _f(m["tflops"], 0) + (f" ({100 * m['tflops'] / _peak_bf16_tflops():.0f}%)" if bf16 else "")
+        ratio = f"{rate / max(hf.values()):.2f}x" + ("" if bf16 else "*")
+        rows.append(f"| {shape} | {'bf16' if bf16 else 'fp32'} | {m['block_params'] / 1e6:.0f} M | {_sig(rate / 1e3)} | "
+                    f"{tflops} | {_sig(hf['eager'] / 1e3)} | {_sig(hf['sdpa'] / 1e3)} | {ratio} | "
+                    f"{m['first_call_incl_compile_s']:.1f} |")
+    return "\n" + "\n".join(rows) + "\n"
+
+
 SPEED = {
+    "speed.capture_table": _capture_table,
     "speed.paper_1gpu_h": lambda: _hours(_paper_sweep_s("paper_bfloat16_1gpu")),
     "speed.reference_h": lambda: _hours(_reference_sweep_s()),
     "speed.speedup": lambda: _f(_reference_sweep_s() / _paper_sweep_s("paper_bfloat16_1gpu"), 1),
