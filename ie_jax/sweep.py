@@ -137,6 +137,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if dataset.n_samples < need:
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
+    validation.check_capture(lm, dataset, layers, micro, token_curve)
     store = None
     if out is not None:
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))

@@ -207,6 +207,8 @@ class GaussianEstimator(Estimator):
         self.options = options
 
     def min_samples(self, dx: int, dy: int) -> int:
+        if self.options.get("ridge", 1e-6) == 0:  # no ridge: the joint covariance needs N > dx + dy
+            return dx + dy + 1
         return max(dx, dy) + 2  # sample covariances of d-dim states need more than d samples
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ie_jax.mi import inputs
 from ie_jax.mi.discrete import _CONSTANT_RELATIVE_SCALE, as_state_pair, distinct_states_batch, joint_labels, plugin_entropy
 from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert, saturated, with_flags
 
@@ -346,9 +347,11 @@ def _prepare_batch(x, y, *, n_mc, seed, normaliser, rtol, anchor_samples=None):
 
 def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype):
     sigmas = _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 3 or y.ndim != 3:
-        raise ValueError(f"batched x and y must have shape [P, N, d]; got {x.shape} and {y.shape}")
+    if np.ndim(x) != 3 or np.ndim(y) != 3:
+        raise ValueError(f"batched x and y must have shape [P, N, d]; got {np.shape(x)} and {np.shape(y)}")
+    # Centred-std noise is invariant to one scale per variable: huge or tiny states are rescaled exactly.
+    invariance = "scale" if normaliser == "centred_std" else "none"
+    x, y = (inputs.prepare(a, n, rank=3, invariance=invariance, dtype=np.float64) for n, a in (("x", x), ("y", y)))
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
     problems, xd, yd = _prepare_batch(x, y, n_mc=n_mc, seed=seed, normaliser=normaliser, rtol=rtol)
