@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 import warnings
 
 import jax
@@ -64,7 +65,7 @@ def estimate(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: 
 
 
 def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: str = "nats", mesh=None,
-                   pad_problems_to: int | None = None, **overrides) -> MIEstimates:
+                   pad_problems_to: int | None = None, timings: dict | None = None, **overrides) -> MIEstimates:
     """Estimate P independent MI problems x [P, N, dx], y [P, N, dy] in one compiled program per chunk.
 
     x, y: numpy arrays, or jax arrays (sharded or not: they are never copied to the host). Problem p's
@@ -72,8 +73,12 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     `ie_jax.sharding.make_mesh` to shard the problem axis over (default: all devices, at most P).
     `pad_problems_to`: plan chunks as if there were this many problems (padding repeats the last one), so
     that calls with fewer problems, such as a sweep's last chunk, reuse the same compiled programs.
+    `timings`: a dict to receive the seconds of each phase (setup_s, prepare_s, train_s, gaussian_s,
+    readout_s, transfer_s, format_s, summed over chunks); each phase then waits for the device, which
+    costs the overlap of host and device work, so pass it for profiling only.
     Returns `MIEstimates` with values [P], stderrs [P], ci95s [P, 2] in `units` and per-problem diagnostics.
     """
+    clock = _PhaseClock(timings)
     check_units(units)
     cfg, options = resolve(protocol, overrides)
     how = prepare.marginal_normalization(options["standardize"])
@@ -115,8 +120,11 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     outputs = []
     for start in range(0, slots, chunk):
         xc, yc = (_chunk_on_mesh(a, start, chunk, mesh) for a in (x, y))
-        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, xc, yc, **fixed))
+        clock.lap("setup_s", (xc, yc))
+        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, xc, yc, clock=clock,
+                                       **fixed))
     outputs = jax.device_get(outputs)  # the one transfer back: [P] statistics and flags, no data
+    clock.lap("transfer_s")
     stats = {k: np.concatenate([o[k] for o in outputs])[:n_problems] for k in outputs[0]}
 
     ceilings = _ceilings(cfg, readout, n_train, n_test)
@@ -129,18 +137,21 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     values_nats = np.array([r[0] for r in results])
     stderrs_nats = np.array([r[1] for r in results])
     ci95s_nats = np.stack([values_nats - Z95 * stderrs_nats, values_nats + Z95 * stderrs_nats], axis=1)
-    return MIEstimates(
+    estimates = MIEstimates(
         values=convert(values_nats, "nats", units), stderrs=convert(stderrs_nats, "nats", units),
         ci95s=convert(ci95s_nats, "nats", units), units=units, estimator=estimator,
         diagnostics=[{**r[2], "protocol": protocol} for r in results],
     )
+    clock.lap("format_s")
+    return estimates
 
 
 def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, x, y, *, keys, train_idx, test_idx,
-                    half, table) -> dict:
+                    half, table, clock) -> dict:
     """One chunk of problems, all on the device: prepare, train the critics and checks, readout statistics.
-    Returns device arrays with leading axis = chunk size (nothing is waited for)."""
+    Returns device arrays with leading axis = chunk size (nothing is waited for unless `clock` times phases)."""
     data = prepare.prepare(x, y, train_idx, test_idx, table, how=how)
+    clock.lap("prepare_s", data)
     heldout = (data["x_test"], data["y_test"])
     train = functools.partial(train_critics, keys=keys, eval_batch=eval_batch)
     main = train(cfg, data["x_train"], data["y_train"], *heldout)
@@ -149,13 +160,32 @@ def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, x, y
         half_rec = train(cfg, data["x_train"][:, half], data["y_train"][:, half], *heldout)
     if alt_cfg is not None:
         alt_rec = train(alt_cfg, data["x_train"], data["y_train"], *heldout)
+    clock.lap("train_s", (main, half_rec, alt_rec))
     if gaussian_bound is not None:
         gauss = gaussian_critic.heldout_bounds_batch(gaussian_bound, data["x_train"], data["y_train"], *heldout,
                                                      eval_batch)
+    clock.lap("gaussian_s", gauss)
     stats = _readout_stats(cfg, readout, main, half_rec, alt_rec, None if gauss is None else gauss["heldout_batches"])
     if gauss is not None:
         stats["gaussian_critic_shrinkage_index"] = gauss["shrinkage_index"]
+    clock.lap("readout_s", stats)
     return {**stats, "constant_x": data["constant_x"], "constant_y": data["constant_y"]}
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous lap to timings[phase], after waiting for that phase's arrays;
+    does nothing (and waits for nothing) when timings is None."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, phase: str, arrays=None):
+        if self.timings is None:
+            return
+        jax.block_until_ready(arrays)
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
+        self.last = now
 
 
 def _chunk_on_mesh(a, start: int, size: int, mesh) -> jax.Array:
