@@ -96,8 +96,7 @@ def batch_bound(bound: str, score_matrix):
     marginal samples (nats, a float32 scalar)."""
     if bound == "infonce":
         return _bounds.infonce_bound(score_matrix)
-    off_diagonal = np.nonzero(~np.eye(score_matrix.shape[0], dtype=bool))  # static indices
-    return _bounds.dv_bound(jnp.diagonal(score_matrix), score_matrix[off_diagonal])
+    return _bounds.dv_bound(*_bounds.split_scores(score_matrix))
 
 
 def _heldout_one(bound: str, eval_batch: int, x_train, y_train, x_test, y_test) -> dict:
