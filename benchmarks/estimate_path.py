@@ -138,7 +138,8 @@ def write_report(args, runs):
 
     device = jax.devices()[0]
     report = {"gpu": getattr(device, "device_kind", str(device)), "jax": jax.__version__,
-              "python": platform.python_version(), "n_samples": args.n, "d": args.d, "steps": args.steps,
+              "python": platform.python_version(), "cpu_count": os.cpu_count(), "load_average_1min": os.getloadavg()[0],
+              "n_samples": args.n, "d": args.d, "steps": args.steps,
               "protocol": "fast (half-N, concat and Gaussian checks)", "runs": runs}
     old = [r for r in runs if r.get("path", "").startswith("previous") and "values_nats" in r]
     same_data = [r for r in runs if r["input"] == "numpy" and r["path"] == "device-resident"]
