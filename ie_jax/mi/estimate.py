@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax import sharding
-from ie_jax.mi import gaussian_critic, prepare
+from ie_jax.mi import gaussian_critic, inputs, prepare
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, MIEstimates, check_units, convert
 from ie_jax.mi.train import TrainConfig, plan_chunks, seed_keys, train_critics
@@ -51,17 +51,18 @@ MARGINAL_NORMALIZATIONS = prepare.MARGINAL_NORMALIZATIONS
 
 
 def estimate(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: str = "nats", mesh=None,
-             **overrides) -> MIEstimate:
+             timings: dict | None = None, **overrides) -> MIEstimate:
     """Estimate I(x; y) from paired samples x [N, dx], y [N, dy] (numpy or jax arrays).
 
     protocol: "fast" (default) or "paper" (see `ie_jax.mi.protocols`); seed: the data split and the
     critic's seed; seeds: several critic seeds trained together (their spread enters stderr/CI);
     units: "nats" or "bits"; overrides: any protocol setting (bound=, critic=, steps=, batch_size=,
-    lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...).
+    lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...); timings: as
+    `estimate_batch`.
     """
-    x, y = _as_problem_arrays(x, y, rank=2)
+    x, y = _as_problem_arrays(x, y, rank=2, standardize=resolve(protocol, overrides)[1]["standardize"])
     return estimate_batch(x[None], y[None], protocol=protocol, seed=seed, seeds=seeds, units=units, mesh=mesh,
-                          **overrides)[0]
+                          timings=timings, **overrides)[0]
 
 
 def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: str = "nats", mesh=None,
@@ -83,7 +84,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     cfg, options = resolve(protocol, overrides)
     how = prepare.marginal_normalization(options["standardize"])
     readout = options["readout"]
-    x, y = _as_problem_arrays(x, y, rank=3)
+    x, y = _as_problem_arrays(x, y, rank=3, standardize=options["standardize"])
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed,)))
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
@@ -132,7 +133,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     for p in range(n_problems):
         constant = _warn_constant(stats["constant_x"][p], stats["constant_y"][p], p)
         results.append(_diagnose(cfg, readout, {k: v[p] for k, v in stats.items()}, n, n_train, n_test, constant,
-                                 ceilings))
+                                 ceilings, options["test_fraction"]))
     estimator = f"{cfg.bound}/{cfg.critic}/{readout}"
     values_nats = np.array([r[0] for r in results])
     stderrs_nats = np.array([r[1] for r in results])
@@ -197,36 +198,16 @@ def _chunk_on_mesh(a, start: int, size: int, mesh) -> jax.Array:
     return sharding.shard_problems(sharding.pad_problems(part, size), mesh)
 
 
-def _as_problem_arrays(x, y, *, rank: int):
-    """Checked float32 arrays; jax arrays stay on their devices (the NaN check runs there)."""
-    shape_doc = "[N, d]" if rank == 2 else "[P, N, d]"
-    arrays = []
-    for name, a in (("x", x), ("y", y)):
-        if not isinstance(a, jax.Array):
-            a = np.asarray(a)
-        if a.ndim != rank:
-            fix = " (reshape a 1-D array with .reshape(-1, 1))" if a.ndim == rank - 1 else ""
-            raise ValueError(f"{name} must have rank {rank} {shape_doc}, got shape {a.shape}{fix}")
-        if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
-            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-        arrays.append(a.astype(np.float32) if a.dtype != np.float32 else a)
-    x, y = arrays
+def _as_problem_arrays(x, y, *, rank: int, standardize):
+    """Checked float32 arrays, made float32-safe as the standardisation allows (`ie_jax.mi.inputs`); a safe
+    float32 jax array stays on its devices (checked by device reductions)."""
+    invariance = inputs.invariance_of(standardize)
+    x, y = (inputs.prepare(a, name, rank=rank, invariance=invariance) for name, a in (("x", x), ("y", y)))
     if x.shape[:-1] != y.shape[:-1]:
         what = "N (samples)" if rank == 2 or x.shape[0] == y.shape[0] else "P (problems)"
         raise ValueError(f"{what} differs between x {x.shape} and y {y.shape}: pass paired samples")
     if x.shape[-2] < 2:
         raise ValueError(f"need at least 2 samples, got N={x.shape[-2]}")
-    for name, a in (("x", x), ("y", y)):
-        if isinstance(a, np.ndarray):
-            bad = ~np.isfinite(a)
-            count, first = int(bad.sum()), int(np.argmax(bad)) if bad.any() else 0
-        else:
-            count, first = (int(v) for v in jax.device_get(prepare.nonfinite_summary(a)))
-        if count:
-            where = np.unravel_index(first, a.shape)
-            problem = f" in problem {where[0]}" if rank == 3 else ""
-            raise ValueError(f"{name} contains NaN or inf{problem} ({count} entries, first at index "
-                             f"{tuple(int(i) for i in where)}): drop or impute those samples")
     return x, y
 
 
@@ -391,7 +372,8 @@ def _readout_stats(cfg: TrainConfig, readout: str, records, half_records=None, a
 
 
 def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_test: int, constant: bool,
-             half_rec: dict | None = None, alt_rec: dict | None = None, gauss_rec: dict | None = None):
+             half_rec: dict | None = None, alt_rec: dict | None = None, gauss_rec: dict | None = None,
+             test_fraction: float | None = None):
     """One problem's (value_nats, stderr_nats, diagnostics) from its training records [S, ...] (host arrays).
 
     half_rec: the records of the same critics trained on half the training pairs (sample-size check);
@@ -407,7 +389,8 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
     stats = {k: v[0] for k, v in stats.items()}
     if gauss_rec is not None:
         stats["gaussian_critic_shrinkage_index"] = gaussian_critic.SHRINKAGE.index(gauss_rec["shrinkage"])
-    return _diagnose(cfg, readout, stats, n, n_train, n_test, constant, _ceilings(cfg, readout, n_train, n_test))
+    return _diagnose(cfg, readout, stats, n, n_train, n_test, constant, _ceilings(cfg, readout, n_train, n_test),
+                     test_fraction)
 
 
 CHECK_KEYS = ("value_half_n_nats", "gain_from_doubling_n_nats", "gain_stderr_nats", "sample_limited",
@@ -417,7 +400,7 @@ CHECK_KEYS = ("value_half_n_nats", "gain_from_doubling_n_nats", "gain_stderr_nat
 
 
 def _diagnose(cfg: TrainConfig, readout: str, stats: dict, n: int, n_train: int, n_test: int, constant: bool,
-              ceilings: dict[str, float]):
+              ceilings: dict[str, float], test_fraction: float | None = None):
     """(value_nats, stderr_nats, diagnostics) of one problem from its readout statistics (host scalars):
     flags, ceilings and the note that explains the most important flag."""
     value, stderr = float(stats["value"]), float(stats["stderr"])
@@ -489,4 +472,35 @@ def _diagnose(cfg: TrainConfig, readout: str, stats: dict, n: int, n_train: int,
     if saturated:
         diagnostics["note"] = (f"within {SATURATION_MARGIN_NATS} nat of the {ceiling:.2f}-nat ceiling this sample "
                                "size and bound allow: a lower bound on the MI, not a measurement")
+    diagnostics["no_interval"] = not math.isfinite(stderr)
+    if diagnostics["no_interval"]:  # a value without a spread to give it a CI: say why and what would
+        note = _interval_note(cfg, readout, n, n_test, int(stats["seeds"]), n_test / n if test_fraction is None else test_fraction)
+        diagnostics["note"] = f"{diagnostics['note']}; {note}" if diagnostics.get("note") else note
     return value, stderr, diagnostics
+
+
+def _interval_note(cfg: TrainConfig, readout: str, n: int, n_test: int, n_seeds: int, fraction: float) -> str:
+    """Why an estimate has no CI (one held-out value: one batch of one seed) and the N or seeds that give one."""
+    if readout == "paper":
+        return ("no confidence interval: the paper readout's spread is over critic seeds and there is one: pass "
+                "several seeds (--seeds 0,1,2)")
+
+    def readout_batches(n_test: int) -> tuple[int, int, bool]:
+        batch = min(int(cfg.batch_size or n_test), n_test)
+        k = n_test // batch if batch else 0
+        validation = bool(cfg.early_stopping and cfg.eval_every and k > 1)  # batch 0 picks the checkpoint
+        return k - validation, batch, validation
+
+    count, batch, validation = readout_batches(n_test)
+    enough = lambda m: readout_batches(int(round(m * fraction)))[0] * n_seeds >= 2
+    low, high = n, 2 * n  # the smallest N that is enough: doubling, then bisection (enough grows with N)
+    while not enough(high) and high < 1 << 40:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    need = high
+    return (f"no confidence interval: {n_test} held-out pairs make {count + validation} batch(es) of {batch}"
+            + (" (the first one validates the checkpoint)" if validation else "")
+            + f", so {n_seeds} seed(s) give {count * n_seeds} held-out value(s) and no spread: use N >= {need} "
+            "samples (--samples) or several seeds (--seeds 0,1,2)")

@@ -110,10 +110,3 @@ def prepare(x, y, train_idx, test_idx, table, *, how: str):
     y_train, y_test, constant_y = one(y, train_idx, test_idx, table)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
             "constant_x": constant_x, "constant_y": constant_y}
-
-
-@jax.jit
-def nonfinite_summary(a):
-    """(number of NaN/inf entries, flat index of the first) of an array, for the input check."""
-    bad = ~jnp.isfinite(a).reshape(-1)
-    return bad.sum(), jnp.argmax(bad)
