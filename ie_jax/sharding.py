@@ -13,6 +13,7 @@ the mesh; `make_mesh()` then spans all global devices and the same code runs on 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -39,14 +40,17 @@ def problem_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(PROBLEM_AXIS))
 
 
-def pad_problems(a: np.ndarray, size: int) -> np.ndarray:
-    """Pad the leading axis to `size` by repeating the last problem (real data: no NaN/degenerate padding)."""
+def pad_problems(a, size: int):
+    """Pad the leading axis to `size` by repeating the last problem (real data: no NaN/degenerate padding).
+
+    Works where the array lives: a jax array is padded on its device, a numpy array on the host."""
     missing = size - a.shape[0]
     if missing < 0:
         raise ValueError(f"cannot pad {a.shape[0]} problems down to {size}")
     if missing == 0:
         return a
-    return np.concatenate([a, np.repeat(a[-1:], missing, axis=0)], axis=0)
+    xp = jnp if isinstance(a, jax.Array) else np
+    return xp.concatenate([a, xp.repeat(a[-1:], missing, axis=0)], axis=0)
 
 
 def shard_problems(a, mesh: Mesh) -> jax.Array:

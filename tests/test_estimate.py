@@ -38,7 +38,10 @@ def test_estimate_batch_equals_loop_of_estimate():
 def test_units_seeds_and_diagnostics():
     x, y, true_mi = _gaussian(0)
     nats = mi.estimate(x, y, seeds=(0, 1), **QUICK)
-    bits = mi.estimate(x, y, seeds=(0, 1), units="bits", **QUICK)
+    timings = {}
+    bits = mi.estimate(x, y, seeds=(0, 1), units="bits", timings=timings, **QUICK)
+    phases = {"setup_s", "prepare_s", "train_s", "gaussian_s", "readout_s", "transfer_s", "format_s"}
+    assert set(timings) == phases and all(t >= 0 for t in timings.values()) and timings["train_s"] > 0
     assert nats.units == "nats" and bits.units == "bits"
     assert bits.value == pytest.approx(nats.value / math.log(2), rel=1e-6)
     lo, hi = nats.ci95

@@ -74,12 +74,7 @@ def test_split_is_a_partition_fixed_by_the_seed():
     assert len(prepare.split_indices(50, 0, seed=3)[1]) == 0
 
 
-def test_nonfinite_summary_and_bad_settings():
-    a = np.zeros((2, 3, 4), np.float32)
-    a[1, 2, 0] = np.nan
-    a[1, 2, 3] = np.inf
-    count, first = prepare.nonfinite_summary(jnp.asarray(a))
-    assert int(count) == 2 and np.unravel_index(int(first), a.shape) == (1, 2, 0)
+def test_bad_settings():
     assert prepare.marginal_normalization(True) == "zscore" and prepare.marginal_normalization(None) == "none"
     with pytest.raises(ValueError, match="standardize"):
         prepare.marginal_normalization("minmax")

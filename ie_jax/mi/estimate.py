@@ -1,8 +1,11 @@
 """Public neural MI estimation: `estimate(x, y)` for one problem, `estimate_batch(x, y)` for P at once.
 
-Python here only validates and prepares arrays and formats results; all training runs in the one
-compiled program of `ie_jax.mi.train`. Problem p of `estimate_batch` gets exactly the computation
-`estimate(x[p], y[p])` would (same split, same seeds, same keys), so batching never changes a number.
+The data stay on the device from input to readout: preparation (`ie_jax.mi.prepare`: split, rank
+normalisation), critic training (`ie_jax.mi.train`), the checks (half-N critics, another critic family, the
+Gaussian critic) and the readout statistics are jitted programs over a chunk of problems, sharded over the
+device mesh; the host only plans chunks, formats results and issues warnings after the one transfer back.
+Problem p of `estimate_batch` gets exactly the computation `estimate(x[p], y[p])` would (same split, same
+seeds, same keys), so batching, chunking and the device count never change a number.
 
 Readouts (nats inside, converted to `units` at the end):
   "heldout" (default): the final critic's bound on held-out batches; stderr over held-out batches
@@ -15,17 +18,21 @@ Readouts (nats inside, converted to `units` at the end):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import time
 import warnings
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi import gaussian_critic, inputs
+from ie_jax import sharding
+from ie_jax.mi import gaussian_critic, inputs, prepare
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert,
-                              saturated as is_saturated, with_flags)
-from ie_jax.mi.train import TrainConfig, train_batch
+from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
+                              convert, saturated as is_saturated, with_flags)
+from ie_jax.mi.train import TrainConfig, plan_chunks, seed_keys, train_critics
 
 # The sample-size and critic checks flag a gain above half the accuracy bar max(0.1 nat, 10%).
 CHECK_NATS = 0.05
@@ -36,95 +43,162 @@ OVERFIT_FRACTION = 0.1
 CRITIC_CHECKS = {"concat": dict(critic="concat", hidden=(256, 256), skip=False),
                  "separable": dict(critic="separable", hidden=(256,), embed_dim=64, skip=True)}
 Z95 = 1.959963984540054
+# Raw input, its prepared copy and the half-N subset share the device during a chunk (`plan_chunks`).
+DATA_COPIES = 3
+MARGINAL_NORMALIZATIONS = prepare.MARGINAL_NORMALIZATIONS
 
 
 def estimate(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: str = "nats", mesh=None,
-             **overrides) -> MIEstimate:
+             timings: dict | None = None, **overrides) -> MIEstimate:
     """Estimate I(x; y) from paired samples x [N, dx], y [N, dy] (numpy or jax arrays).
 
     protocol: "fast" (default) or "paper" (see `ie_jax.mi.protocols`); seed: the data split and the
     critic's seed; seeds: several critic seeds trained together (their spread enters stderr/CI);
     units: "nats" or "bits"; overrides: any protocol setting (bound=, critic=, steps=, batch_size=,
-    lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...).
+    lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...); timings: as
+    `estimate_batch`.
     """
     x, y = _as_problem_arrays(x, y, rank=2, standardize=resolve(protocol, overrides)[1]["standardize"])
     return estimate_batch(x[None], y[None], protocol=protocol, seed=seed, seeds=seeds, units=units, mesh=mesh,
-                          **overrides)[0]
+                          timings=timings, **overrides)[0]
 
 
 def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: str = "nats", mesh=None,
-                   **overrides) -> MIEstimates:
-    """Estimate P independent MI problems x [P, N, dx], y [P, N, dy] in one compiled program.
+                   pad_problems_to: int | None = None, timings: dict | None = None, **overrides) -> MIEstimates:
+    """Estimate P independent MI problems x [P, N, dx], y [P, N, dy] in one compiled program per chunk.
 
-    Problem p's result equals `estimate(x[p], y[p])` with the same arguments. `mesh`: a mesh from
-    `ie_jax.sharding.make_mesh` to shard the problem axis over (default: all devices).
+    x, y: numpy arrays, or jax arrays (sharded or not: they are never copied to the host). Problem p's
+    result equals `estimate(x[p], y[p])` with the same arguments. `mesh`: a mesh from
+    `ie_jax.sharding.make_mesh` to shard the problem axis over (default: all devices, at most P).
+    `pad_problems_to`: plan chunks as if there were this many problems (padding repeats the last one), so
+    that calls with fewer problems, such as a sweep's last chunk, reuse the same compiled programs.
+    `timings`: a dict to receive the seconds of each phase (setup_s, prepare_s, train_s, gaussian_s,
+    readout_s, transfer_s, format_s, summed over chunks); each phase then waits for the device, which
+    costs the overlap of host and device work, so pass it for profiling only.
     Returns `MIEstimates` with values [P], stderrs [P], ci95s [P, 2] in `units` and per-problem diagnostics.
     """
+    clock = _PhaseClock(timings)
     check_units(units)
     cfg, options = resolve(protocol, overrides)
+    how = prepare.marginal_normalization(options["standardize"])
+    readout = options["readout"]
     x, y = _as_problem_arrays(x, y, rank=3, standardize=options["standardize"])
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed,)))
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
-    n_problems, n = x.shape[:2]
+    n_problems, n, dx = x.shape
+    dy = y.shape[2]
     n_test = int(round(n * options["test_fraction"]))
     n_train = n - n_test
     if cfg.batch_size is not None and n_train < cfg.batch_size:
         raise ValueError(f"N={n} gives {n_train} training pairs, below batch_size={cfg.batch_size}: "
                          "pass more samples or a smaller batch_size")
-    if options["readout"] == "heldout" and n_test < 2:
+    if readout == "heldout" and n_test < 2:
         raise ValueError(f"N={n} with test_fraction={options['test_fraction']} leaves {n_test} held-out pairs: "
                          "need at least 2")
-    constant = [_warn_constant(x[p], y[p], p) for p in range(n_problems)]
-
-    train_idx, test_idx = _split(n, n_test, seed)
-    x_train, y_train, x_test, y_test = x[:, train_idx], y[:, train_idx], x[:, test_idx], y[:, test_idx]
-    x_train, x_test = normalize_marginals(x_train, x_test, options["standardize"])
-    y_train, y_test = normalize_marginals(y_train, y_test, options["standardize"])
-    chunking = dict(mesh=mesh, max_problems_per_chunk=options["max_problems_per_chunk"],
-                    memory_budget_bytes=options["memory_budget_bytes"])
-    records = train_batch(cfg, x_train, y_train, x_test, y_test, seeds, **chunking)
-    half_records = None
+    train_idx, test_idx = prepare.split_indices(n, n_test, seed)
+    eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
+    half = None
     if _convergence_check_applies(cfg, options, n_train):
         # The same critics trained on a random half of the training pairs, read out on the same held-out
         # batches: what doubling N added says whether the estimate is still limited by the sample size.
-        half = np.sort(np.random.default_rng([seed, 1]).permutation(n_train)[: n_train // 2])
-        half_records = train_batch(cfg, x_train[:, half], y_train[:, half], x_test, y_test, seeds, **chunking)
-    alt_records = None
+        half = np.sort(np.random.default_rng([seed, 1]).permutation(n_train)[: n_train // 2]).astype(np.int32)
+    # A critic of another family on the same pairs: all held-out bounds are lower bounds, so one that scores
+    # clearly higher shows the main critic is too weak for this dependence (e.g. a spiral).
     alt_cfg = _critic_check_config(cfg, options)
-    if alt_cfg is not None:
-        # A critic of another family on the same pairs: all held-out bounds are lower bounds, so one that
-        # scores clearly higher shows the main critic is too weak for this dependence (e.g. a spiral).
-        alt_records = train_batch(alt_cfg, x_train, y_train, x_test, y_test, seeds, **chunking)
-    gauss_records = [None] * n_problems
-    if options["gaussian_check"] and options["readout"] == "heldout" and records["heldout_batches"].shape[-1]:
+    gaussian_bound = None
+    if options["gaussian_check"] and readout == "heldout" and n_test // eval_batch >= 2:
         # The closed-form Gaussian critic, read out on the same held-out batches (ie_jax.mi.gaussian_critic).
-        eval_batch = min(int(cfg.batch_size or n_test), n_test)
-        bound = "infonce" if cfg.bound == "infonce" else "dv"
-        if n_test // eval_batch >= 2:
-            gauss = gaussian_critic.heldout_bounds_batch(bound, x_train, y_train, x_test, y_test, eval_batch)
-            gauss = jax.device_get(gauss)
-            gauss_records = [{"heldout_batches": gauss["heldout_batches"][p],
-                              "shrinkage": gaussian_critic.SHRINKAGE[int(gauss["shrinkage_index"][p])]}
-                             for p in range(n_problems)]
-    pick = lambda records, p: None if records is None else {k: v[p] for k, v in records.items()}
-    results = [_readout(cfg, options["readout"], pick(records, p), n, n_train, n_test, constant[p],
-                        pick(half_records, p), pick(alt_records, p), gauss_records[p],
-                        test_fraction=options["test_fraction"])
-               for p in range(n_problems)]
-    estimator = f"{cfg.bound}/{cfg.critic}/{options['readout']}"
+        gaussian_bound = "infonce" if cfg.bound == "infonce" else "dv"
+    slots = max(n_problems, int(pad_problems_to or 0))
+    mesh, chunk = plan_chunks(cfg, slots, n_train, n_test, dx, dy, len(seeds), mesh=mesh, data_copies=DATA_COPIES,
+                              max_problems_per_chunk=options["max_problems_per_chunk"],
+                              memory_budget_bytes=options["memory_budget_bytes"])
+    fixed = dict(keys=seed_keys(seeds, mesh), train_idx=train_idx, test_idx=test_idx, half=half,
+                 table=prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32))
+    outputs = []
+    for start in range(0, slots, chunk):
+        xc, yc = (_chunk_on_mesh(a, start, chunk, mesh) for a in (x, y))
+        clock.lap("setup_s", (xc, yc))
+        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, xc, yc, clock=clock,
+                                       **fixed))
+    outputs = jax.device_get(outputs)  # the one transfer back: [P] statistics and flags, no data
+    clock.lap("transfer_s")
+    stats = {k: np.concatenate([o[k] for o in outputs])[:n_problems] for k in outputs[0]}
+
+    ceilings = _ceilings(cfg, readout, n_train, n_test)
+    results = []
+    for p in range(n_problems):
+        constant = _warn_constant(stats["constant_x"][p], stats["constant_y"][p], p)
+        results.append(_diagnose(cfg, readout, {k: v[p] for k, v in stats.items()}, n, n_train, n_test, constant,
+                                 ceilings, options["test_fraction"]))
+    estimator = f"{cfg.bound}/{cfg.critic}/{readout}"
     values_nats = np.array([r[0] for r in results])
     stderrs_nats = np.array([r[1] for r in results])
     ci95s_nats = np.stack([values_nats - Z95 * stderrs_nats, values_nats + Z95 * stderrs_nats], axis=1)
-    return MIEstimates(
+    estimates = MIEstimates(
         values=convert(values_nats, "nats", units), stderrs=convert(stderrs_nats, "nats", units),
         ci95s=convert(ci95s_nats, "nats", units), units=units, estimator=estimator,
         diagnostics=[{**r[2], "protocol": protocol} for r in results],
     )
+    clock.lap("format_s")
+    return estimates
 
 
-def _as_problem_arrays(x, y, *, rank: int, standardize) -> tuple[np.ndarray, np.ndarray]:
-    # Checked and made float32-safe as the standardisation allows (ie_jax.mi.inputs).
+def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, x, y, *, keys, train_idx, test_idx,
+                    half, table, clock) -> dict:
+    """One chunk of problems, all on the device: prepare, train the critics and checks, readout statistics.
+    Returns device arrays with leading axis = chunk size (nothing is waited for unless `clock` times phases)."""
+    data = prepare.prepare(x, y, train_idx, test_idx, table, how=how)
+    clock.lap("prepare_s", data)
+    heldout = (data["x_test"], data["y_test"])
+    train = functools.partial(train_critics, keys=keys, eval_batch=eval_batch)
+    main = train(cfg, data["x_train"], data["y_train"], *heldout)
+    half_rec = alt_rec = gauss = None
+    if half is not None:
+        half_rec = train(cfg, data["x_train"][:, half], data["y_train"][:, half], *heldout)
+    if alt_cfg is not None:
+        alt_rec = train(alt_cfg, data["x_train"], data["y_train"], *heldout)
+    clock.lap("train_s", (main, half_rec, alt_rec))
+    if gaussian_bound is not None:
+        gauss = gaussian_critic.heldout_bounds_batch(gaussian_bound, data["x_train"], data["y_train"], *heldout,
+                                                     eval_batch)
+    clock.lap("gaussian_s", gauss)
+    stats = _readout_stats(cfg, readout, main, half_rec, alt_rec, None if gauss is None else gauss["heldout_batches"])
+    if gauss is not None:
+        stats["gaussian_critic_shrinkage_index"] = gauss["shrinkage_index"]
+    clock.lap("readout_s", stats)
+    return {**stats, "constant_x": data["constant_x"], "constant_y": data["constant_y"]}
+
+
+class _PhaseClock:
+    """Adds the seconds since the previous lap to timings[phase], after waiting for that phase's arrays;
+    does nothing (and waits for nothing) when timings is None."""
+
+    def __init__(self, timings: dict | None):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, phase: str, arrays=None):
+        if self.timings is None:
+            return
+        jax.block_until_ready(arrays)
+        now = time.perf_counter()
+        self.timings[phase] = self.timings.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
+def _chunk_on_mesh(a, start: int, size: int, mesh) -> jax.Array:
+    """Problems start..start + size of a [P, ...] (padded by repeating the last one) sharded over the mesh."""
+    n_problems = a.shape[0]
+    part = a[min(start, n_problems - 1): min(start + size, n_problems)]
+    if isinstance(part, np.ndarray):
+        part = jax.device_put(part)  # pad on the device: the host never copies the data
+    return sharding.shard_problems(sharding.pad_problems(part, size), mesh)
+
+
+def _as_problem_arrays(x, y, *, rank: int, standardize):
+    """Checked float32 arrays, made float32-safe as the standardisation allows (`ie_jax.mi.inputs`); a safe
+    float32 jax array stays on its devices (checked by device reductions)."""
     invariance = inputs.invariance_of(standardize)
     x, y = (inputs.prepare(a, name, rank=rank, invariance=invariance) for name, a in (("x", x), ("y", y)))
     if x.shape[:-1] != y.shape[:-1]:
@@ -135,66 +209,33 @@ def _as_problem_arrays(x, y, *, rank: int, standardize) -> tuple[np.ndarray, np.
     return x, y
 
 
-def _warn_constant(x: np.ndarray, y: np.ndarray, problem: int) -> bool:
-    """Warn about constant columns; True if x or y is entirely constant (then the MI is exactly 0)."""
+def _warn_constant(constant_x: np.ndarray, constant_y: np.ndarray, problem: int) -> bool:
+    """Warn about constant columns (masks [dx], [dy]); True if x or y is entirely constant (MI exactly 0)."""
     all_constant = False
-    for name, a in (("x", x), ("y", y)):
-        constant_cols = np.flatnonzero(np.ptp(a, axis=0) == 0)
+    for name, mask in (("x", constant_x), ("y", constant_y)):
+        constant_cols = np.flatnonzero(mask)
         if constant_cols.size:
             warnings.warn(f"problem {problem}: {name} has {constant_cols.size} constant column(s) "
                           f"(first {constant_cols[:5].tolist()}); they carry no information", stacklevel=3)
-        all_constant |= constant_cols.size == a.shape[1]
+        all_constant |= constant_cols.size == mask.size
     return bool(all_constant)
 
 
-def _split(n: int, n_test: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Held-out split from `seed` alone, so every problem and every batch-mate gets the same one."""
-    if n_test == 0:
-        return np.arange(n), np.arange(0)
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_test:]), order[:n_test]
-
-
-MARGINAL_NORMALIZATIONS = ("rank", "zscore", "none")
-
-
-def normalize_marginals(train: np.ndarray, test: np.ndarray, how) -> tuple[np.ndarray, np.ndarray]:
+def normalize_marginals(train, test, how):
     """Map every column of [P, N, d] train/test arrays by a monotone function; MI is invariant to it.
 
     how: "rank" (normal scores of the pooled ranks: the copula transform, which removes any element-wise
     monotone distortion such as a cube, and tames heavy tails and massive activations), "zscore" (training
-    mean and std), "none" (False) or True (= "zscore", the older spelling).
+    mean and std), "none" (False) or True (= "zscore", the older spelling). Runs `ie_jax.mi.prepare` on the
+    device; returns jax arrays (numpy in, the same numbers as the host path had).
     """
-    how = {True: "zscore", False: "none", None: "none"}.get(how, how)
-    if how not in MARGINAL_NORMALIZATIONS:
-        raise ValueError(f"unknown standardize={how!r}: use one of {MARGINAL_NORMALIZATIONS}")
-    if how == "none":
-        return train, test
-    if how == "rank":
-        return _gaussianize(train, test)
-    return _standardize(train, test)
-
-
-def _gaussianize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normal scores Phi^-1((rank - 1/2) / N) of each column, ranked over train and test together.
-
-    Only the marginals of x (or of y) enter the ranks, never the pairing, so pooling the held-out rows
-    leaks nothing about the dependence. Ties share their average rank: equal states stay equal.
-    """
-    from scipy import special, stats
-
-    pooled = np.concatenate([train, test], axis=1)
-    ranks = stats.rankdata(pooled, method="average", axis=1)
-    scores = special.ndtri((ranks - 0.5) / pooled.shape[1]).astype(np.float32)
-    return scores[:, : train.shape[1]], scores[:, train.shape[1]:]
-
-
-def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Z-score every column with training statistics (MI is invariant to it; optimisation is not)."""
-    mean = train.mean(axis=1, keepdims=True)
-    std = train.std(axis=1, keepdims=True)
-    std = np.where(std > 0, std, 1.0)
-    return (train - mean) / std, (test - mean) / std
+    how = prepare.marginal_normalization(how)
+    pooled = jnp.concatenate([jnp.asarray(train, jnp.float32), jnp.asarray(test, jnp.float32)], axis=1)
+    n, n_train = pooled.shape[1], train.shape[1]
+    table = prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32)
+    out = prepare.prepare(pooled, pooled, np.arange(n_train, dtype=np.int32), np.arange(n_train, n, dtype=np.int32),
+                          table, how=how)
+    return out["x_train"], out["x_test"]
 
 
 def _ceilings(cfg: TrainConfig, readout: str, n_train: int, n_test: int) -> dict[str, float]:
@@ -228,8 +269,24 @@ def _critic_check_config(cfg: TrainConfig, options: dict) -> TrainConfig | None:
     return dataclasses.replace(cfg, **other)
 
 
-def _sample_size_check(value: float, batches: np.ndarray, half_batches: np.ndarray, readout_steps: np.ndarray,
-                       half_readout_steps: np.ndarray) -> dict:
+# --- Readout statistics: pure jnp functions of one problem's records, vmapped over problems on the device.
+
+def _mean_and_stderr(a, *, empty_stderr=jnp.nan):
+    """Mean of all entries and its standard error (ddof 1); `empty_stderr` with fewer than 2 entries."""
+    a = a.reshape(-1)
+    stderr = a.std(ddof=1) / math.sqrt(a.size) if a.size > 1 else jnp.asarray(empty_stderr, a.dtype)
+    return a.mean(), stderr
+
+
+def _clearly_higher(a, b, value):
+    """Mean paired difference a - b over held-out batches, its stderr, and whether it exceeds
+    max(0.05 nat, 5% of value) (half the accuracy bar) by two standard errors."""
+    gain, gain_stderr = _mean_and_stderr(jnp.asarray(a) - jnp.asarray(b), empty_stderr=0.0)
+    tolerance = jnp.maximum(CHECK_NATS, CHECK_FRACTION * jnp.abs(value))
+    return gain, gain_stderr, gain > tolerance + 2.0 * gain_stderr
+
+
+def _sample_size_check(value, batches, half_batches, readout_steps, half_readout_steps) -> dict:
     """Diagnostics from the half-N critics: held-out batches [S * K] of the full- and half-N critics.
 
     The gain from N/2 to N is paired over the same held-out batches (so most held-out noise cancels). If the
@@ -240,101 +297,144 @@ def _sample_size_check(value: float, batches: np.ndarray, half_batches: np.ndarr
     gain, gain_stderr, clear = _clearly_higher(batches, half_batches, value)
     # At N/2 the untrained critic won (nothing generalised) but at N a trained one did: detection itself
     # still depends on N, so the estimate is at the edge of what this sample size resolves.
-    emerged = bool(np.all(half_readout_steps == 0) and np.any(readout_steps > 0))
-    return {"value_half_n_nats": float(half_batches.mean()), "gain_from_doubling_n_nats": gain,
-            "gain_stderr_nats": gain_stderr, "sample_limited": clear or emerged}
+    emerged = jnp.all(jnp.asarray(half_readout_steps) == 0) & jnp.any(jnp.asarray(readout_steps) > 0)
+    return {"value_half_n_nats": jnp.mean(half_batches), "gain_from_doubling_n_nats": gain,
+            "gain_stderr_nats": gain_stderr, "sample_limited": clear | emerged}
 
 
-def _critic_check(value: float, batches: np.ndarray, alt_batches: np.ndarray) -> dict:
+def _critic_check(value, batches, alt_batches) -> dict:
     """Diagnostics from the other critic family, read out on the same held-out batches [S * K]."""
     gain, gain_stderr, clear = _clearly_higher(alt_batches, batches, value)
-    return {"value_other_critic_nats": float(alt_batches.mean()), "other_critic_gain_nats": gain,
+    return {"value_other_critic_nats": jnp.mean(alt_batches), "other_critic_gain_nats": gain,
             "other_critic_gain_stderr_nats": gain_stderr, "critic_limited": clear}
 
 
-def _gaussian_check(value: float, heldout_batches: np.ndarray, gauss: dict) -> dict:
-    """Diagnostics from the Gaussian critic: neural held-out batches [S, K'] against its batches 1..K-1.
+def _gaussian_check(value, heldout_batches, gaussian_batches) -> dict:
+    """Diagnostics from the Gaussian critic: neural held-out batches [S, K'] against its batches 1..K-1 [K - 1].
 
     Without early stopping the neural critics were read out on batch 0 too: that batch is dropped here so
     the two are paired batch by batch."""
-    g = gauss["heldout_batches"]
-    neural = heldout_batches[:, -g.size:]
-    gain, gain_stderr, clear = _clearly_higher(np.tile(g, neural.shape[0]), neural.reshape(-1), value)
-    return {"value_gaussian_critic_nats": float(g.mean()), "gaussian_critic_gain_nats": gain,
-            "gaussian_critic_gain_stderr_nats": gain_stderr, "gaussian_critic_shrinkage": gauss["shrinkage"],
-            "gaussian_critic_limited": clear}
+    g = jnp.asarray(gaussian_batches)
+    neural = jnp.asarray(heldout_batches)[:, -g.size:]
+    gain, gain_stderr, clear = _clearly_higher(jnp.tile(g, neural.shape[0]), neural.reshape(-1), value)
+    return {"value_gaussian_critic_nats": g.mean(), "gaussian_critic_gain_nats": gain,
+            "gaussian_critic_gain_stderr_nats": gain_stderr, "gaussian_critic_limited": clear}
 
 
-def _clearly_higher(a: np.ndarray, b: np.ndarray, value: float) -> tuple[float, float, bool]:
-    """Mean paired difference a - b over held-out batches, its stderr, and whether it exceeds
-    max(0.05 nat, 5% of value) (half the accuracy bar) by two standard errors."""
-    diff = a - b
-    gain = float(diff.mean())
-    gain_stderr = float(diff.std(ddof=1) / math.sqrt(diff.size)) if diff.size > 1 else 0.0
-    tolerance = max(CHECK_NATS, CHECK_FRACTION * abs(value))
-    return gain, gain_stderr, bool(gain > tolerance + 2.0 * gain_stderr)
+def _problem_stats(cfg: TrainConfig, readout: str, rec: dict, half_rec, alt_rec, gaussian_batches) -> dict:
+    """One problem's readout statistics (nats) from its records [S, ...]: value, stderr, the learning-curve
+    and train/test numbers and the checks. Flags and notes are set from them on the host (`_diagnose`)."""
+    train_values = rec["train_values"]  # [S, steps], NaN after a stop
+    n_seeds, steps = train_values.shape
+    finite = jnp.isfinite(train_values)
+    if readout == "paper":
+        per_seed = jnp.where(finite.any(axis=1), jnp.maximum(0.0, jnp.nanmax(train_values, axis=1)), 0.0)
+        value, stderr = _mean_and_stderr(per_seed)
+    else:
+        batches = rec["heldout_batches"].reshape(-1)  # [S * K]
+        value, stderr = _mean_and_stderr(batches)
+    window = max(1, steps // 10)
+    last, previous = train_values[:, -window:], train_values[:, -2 * window:-window]
+    rise = jnp.float32(0.0)
+    if previous.size:
+        rise = jnp.where(jnp.isfinite(previous).any(), jnp.nanmean(last) - jnp.nanmean(previous), 0.0)
+    noise = jnp.where(jnp.isfinite(last).any(), jnp.nanstd(last) / math.sqrt(window), 0.0)
+    # Training-set bound of the critic that is read out: the steps just before its checkpoint.
+    width = cfg.eval_every or max(1, steps // 20)
+    readout_steps = rec["readout_step"]
+    t = jnp.arange(steps)[None, :]
+    in_window = (t >= readout_steps[:, None] - width) & (t < readout_steps[:, None]) & finite
+    count = in_window.sum()
+    final_train = jnp.where(count > 0, jnp.where(in_window, train_values, 0.0).sum() / jnp.maximum(count, 1), jnp.nan)
+    nan_steps = rec["nan_step"]
+    stats = {"value": value, "stderr": stderr, "rise": rise, "noise": noise, "final_train": final_train,
+             "nan_step": jnp.where((nan_steps >= 0).any(), jnp.min(jnp.where(nan_steps >= 0, nan_steps, steps)), -1),
+             "readout_step_min": readout_steps.min(), "readout_step_max": readout_steps.max(),
+             "seeds": jnp.int32(n_seeds)}
+    if half_rec is not None:
+        stats.update(_sample_size_check(value, batches, half_rec["heldout_batches"].reshape(-1), readout_steps,
+                                        half_rec["readout_step"]))
+    if alt_rec is not None:
+        stats.update(_critic_check(value, batches, alt_rec["heldout_batches"].reshape(-1)))
+    if gaussian_batches is not None:
+        stats.update(_gaussian_check(value, rec["heldout_batches"], gaussian_batches))
+    return stats
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "readout"))
+def _readout_stats(cfg: TrainConfig, readout: str, records, half_records=None, alt_records=None,
+                   gaussian_batches=None) -> dict:
+    """`_problem_stats` for every problem of a chunk: records [P, S, ...] -> dict of [P] arrays."""
+    one = functools.partial(_problem_stats, cfg, readout)
+    return jax.vmap(one)(records, half_records, alt_records, gaussian_batches)
 
 
 def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_test: int, constant: bool,
              half_rec: dict | None = None, alt_rec: dict | None = None, gauss_rec: dict | None = None,
              test_fraction: float | None = None):
-    """One problem's (value_nats, stderr_nats, diagnostics) from its training records [S, ...].
+    """One problem's (value_nats, stderr_nats, diagnostics) from its training records [S, ...] (host arrays).
 
     half_rec: the records of the same critics trained on half the training pairs (sample-size check);
-    alt_rec: a critic of another family (critic check); gauss_rec: the Gaussian critic's held-out bounds."""
-    train_values = rec["train_values"]  # [S, steps], NaN after a stop
-    n_seeds, steps = train_values.shape
-    nan_steps = [int(s) for s in rec["nan_step"] if s >= 0]
-    if readout == "paper":
-        per_seed = np.array([max(0.0, float(np.nanmax(v))) if np.isfinite(v).any() else 0.0 for v in train_values])
-        value = float(per_seed.mean())
-        stderr = float(per_seed.std(ddof=1) / math.sqrt(n_seeds)) if n_seeds > 1 else math.nan
-    else:
-        batches = rec["heldout_batches"].reshape(-1)  # [S * K]
-        value = float(batches.mean())
-        stderr = float(batches.std(ddof=1) / math.sqrt(batches.size)) if batches.size > 1 else math.nan
-    window = max(1, steps // 10)
-    last, previous = train_values[:, -window:], train_values[:, -2 * window:-window]
-    rise = float(np.nanmean(last) - np.nanmean(previous)) if previous.size and np.isfinite(previous).any() else 0.0
-    noise = float(np.nanstd(last) / math.sqrt(window)) if np.isfinite(last).any() else 0.0
-    # Training-set bound of the critic that is read out: the steps just before its checkpoint.
-    width = cfg.eval_every or max(1, steps // 20)
-    readout_steps = rec.get("readout_step", np.full(n_seeds, steps))
-    windows = [train_values[s, max(0, int(r) - width):int(r)] for s, r in enumerate(readout_steps)]
-    windows = np.concatenate([w for w in windows if w.size]) if any(w.size for w in windows) else np.array([np.nan])
-    final_train = float(np.nanmean(windows)) if np.isfinite(windows).any() else math.nan
-    ceilings = _ceilings(cfg, readout, n_train, n_test)
+    alt_rec: a critic of another family (critic check); gauss_rec: the Gaussian critic's held-out bounds
+    ({"heldout_batches": [K - 1], "shrinkage": float})."""
+    steps = rec["train_values"].shape[1]
+    with_step = lambda r: None if r is None else {"readout_step": np.full(r["train_values"].shape[0], steps),
+                                                  **{k: np.asarray(v) for k, v in r.items()}}
+    batch = lambda r: None if r is None else jax.tree.map(lambda a: np.asarray(a)[None], r)
+    gaussian_batches = None if gauss_rec is None else np.asarray(gauss_rec["heldout_batches"])[None]
+    stats = jax.device_get(_readout_stats(cfg, readout, batch(with_step(rec)), batch(with_step(half_rec)),
+                                          batch(with_step(alt_rec)), gaussian_batches))
+    stats = {k: v[0] for k, v in stats.items()}
+    if gauss_rec is not None:
+        stats["gaussian_critic_shrinkage_index"] = gaussian_critic.SHRINKAGE.index(gauss_rec["shrinkage"])
+    return _diagnose(cfg, readout, stats, n, n_train, n_test, constant, _ceilings(cfg, readout, n_train, n_test),
+                     test_fraction)
+
+
+CHECK_KEYS = ("value_half_n_nats", "gain_from_doubling_n_nats", "gain_stderr_nats", "sample_limited",
+              "value_other_critic_nats", "other_critic_gain_nats", "other_critic_gain_stderr_nats",
+              "value_gaussian_critic_nats", "gaussian_critic_gain_nats", "gaussian_critic_gain_stderr_nats",
+              "gaussian_critic_limited")
+
+
+def _diagnose(cfg: TrainConfig, readout: str, stats: dict, n: int, n_train: int, n_test: int, constant: bool,
+              ceilings: dict[str, float], test_fraction: float | None = None):
+    """(value_nats, stderr_nats, diagnostics) of one problem from its readout statistics (host scalars):
+    flags, ceilings and the note that explains the most important flag."""
+    value, stderr = float(stats["value"]), float(stats["stderr"])
     ceiling = min(ceilings.values())
     saturated = is_saturated(value, ceiling, constant=constant)
+    rise, noise = float(stats["rise"]), float(stats["noise"])
+    nan_step = int(stats["nan_step"])
     diagnostics = {
         "ceiling_nats": ceiling,
-        "ceilings": ceilings,
+        "ceilings": dict(ceilings),
         "saturated": bool(saturated),
         "constant": constant,
         "still_increasing": bool(rise > max(0.02, 0.01 * abs(value), 3.0 * noise)),
-        "nan_step": min(nan_steps) if nan_steps else None,
-        "train_test_gap": final_train - value if readout == "heldout" else None,
-        "readout_step": int(np.min(readout_steps)),
+        "nan_step": nan_step if nan_step >= 0 else None,
+        "train_test_gap": float(stats["final_train"]) - value if readout == "heldout" else None,
+        "readout_step": int(stats["readout_step_min"]),
         "n_samples": n,
         "n_train": n_train,
         "n_test": n_test,
-        "seeds": n_seeds,
+        "seeds": int(stats["seeds"]),
         "readout": readout,
         "heldout_negative": bool(readout == "heldout" and value < 0),
     }
     gap = diagnostics["train_test_gap"]
     diagnostics["overfit"] = bool(gap is not None and np.isfinite(gap) and gap > max(OVERFIT_NATS, OVERFIT_FRACTION * abs(value)))
-    if half_rec is not None:
-        diagnostics.update(_sample_size_check(value, batches, half_rec["heldout_batches"].reshape(-1),
-                                              np.asarray(readout_steps),
-                                              np.asarray(half_rec.get("readout_step", np.full(n_seeds, steps)))))
-    if alt_rec is not None:
-        diagnostics.update(_critic_check(value, batches, alt_rec["heldout_batches"].reshape(-1)))
-    if gauss_rec is not None:
-        diagnostics.update(_gaussian_check(value, rec["heldout_batches"], gauss_rec))
-        diagnostics["critic_limited"] = bool(diagnostics.get("critic_limited") or diagnostics["gaussian_critic_limited"])
+    for key in CHECK_KEYS:
+        if key in stats:
+            v = stats[key]
+            diagnostics[key] = bool(v) if np.asarray(v).dtype == bool else float(v)
+    if "critic_limited" in stats or "gaussian_critic_limited" in stats:
+        diagnostics["critic_limited"] = bool(stats.get("critic_limited", False)
+                                             or stats.get("gaussian_critic_limited", False))
+    if "gaussian_critic_shrinkage_index" in stats:
+        diagnostics["gaussian_critic_shrinkage"] = gaussian_critic.SHRINKAGE[int(stats["gaussian_critic_shrinkage_index"])]
     # Early stopping kept the untrained critic: nothing learnt from the training pairs held up on new ones.
-    diagnostics["no_fit"] = bool(cfg.early_stopping and readout == "heldout" and int(np.max(readout_steps)) == 0
+    diagnostics["no_fit"] = bool(cfg.early_stopping and readout == "heldout" and int(stats["readout_step_max"]) == 0
                                  and not constant)
     diagnostics = with_flags(diagnostics)
     if diagnostics["overfit"]:
@@ -368,7 +468,7 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
                                "size and bound allow: a lower bound on the MI, not a measurement")
     diagnostics["no_interval"] = not math.isfinite(stderr)
     if diagnostics["no_interval"]:  # a value without a spread to give it a CI: say why and what would
-        note = _interval_note(cfg, readout, n, n_test, n_seeds, n_test / n if test_fraction is None else test_fraction)
+        note = _interval_note(cfg, readout, n, n_test, int(stats["seeds"]), n_test / n if test_fraction is None else test_fraction)
         diagnostics["note"] = f"{diagnostics['note']}; {note}" if diagnostics.get("note") else note
     return value, stderr, diagnostics
 

@@ -80,8 +80,8 @@ def _safe_on_device(a, *, rank: int, dtype):
         return None
     if a.shape[-1] == 0 or a.shape[-2] == 0:
         return None
-    finite, hi, lo = _device_stats(a)
-    hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)  # [..., d]: small
+    finite, hi, lo = jax.device_get(_device_stats(a))  # explicit: [..., d], small
+    hi, lo = np.asarray(hi, np.float64), np.asarray(lo, np.float64)
     spread = hi - lo
     magnitude = np.maximum(np.abs(hi), np.abs(lo))
     tiny = (spread > 0) & (spread < SAFE_SPREAD)

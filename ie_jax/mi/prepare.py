@@ -56,22 +56,22 @@ def normal_score_table(n: int) -> np.ndarray:
 def rank_normal_scores(a, table):
     """Normal scores of the column ranks of a [N, d] (ties averaged); table = `normal_score_table(N)`.
 
-    One sort per column; a tie group spanning sorted positions first..last gets average rank
-    (first + last) / 2 + 1, found with a forward running max of group starts and a backward running min of
-    group ends."""
-    n = a.shape[0]
-    order = jnp.argsort(a, axis=0)
-    s = jnp.take_along_axis(a, order, axis=0)
-    position = jnp.arange(n, dtype=jnp.int32)[:, None]
-    differs = s[1:] != s[:-1]  # [N - 1, d]: a new value starts at row i + 1
-    true_row = jnp.ones((1, a.shape[1]), bool)
-    starts = jnp.concatenate([true_row, differs], axis=0)
-    ends = jnp.concatenate([differs, true_row], axis=0)
-    first = jax.lax.cummax(jnp.where(starts, position, 0), axis=0)
-    last = jax.lax.cummin(jnp.where(ends, position, n - 1), axis=0, reverse=True)
-    sorted_scores = table[first + last]
-    columns = jnp.arange(a.shape[1])[None, :]
-    return jnp.zeros_like(a).at[order, columns].set(sorted_scores, unique_indices=True)
+    Each column is sorted along with its row numbers; a tie group spanning sorted positions first..last
+    gets average rank (first + last) / 2 + 1, found with a forward running max of group starts and a
+    backward running min of group ends. A second sort by row number puts the scores back in row order
+    (2x faster than a scatter on the CPU). Columns are sorted as rows of a.T: XLA sorts the minor axis."""
+    columns = a.T  # [d, N]
+    n = columns.shape[1]
+    position = jax.lax.broadcasted_iota(jnp.int32, columns.shape, 1)
+    values, rows = jax.lax.sort((columns, position), dimension=1, num_keys=1, is_stable=False)
+    differs = values[:, 1:] != values[:, :-1]  # a new value starts at sorted position i + 1
+    true_column = jnp.ones((columns.shape[0], 1), bool)
+    starts = jnp.concatenate([true_column, differs], axis=1)
+    ends = jnp.concatenate([differs, true_column], axis=1)
+    first = jax.lax.cummax(jnp.where(starts, position, 0), axis=1)
+    last = jax.lax.cummin(jnp.where(ends, position, n - 1), axis=1, reverse=True)
+    _, scores = jax.lax.sort((rows, table[first + last]), dimension=1, num_keys=1, is_stable=False)
+    return scores.T
 
 
 def zscore(train, test):
@@ -110,10 +110,3 @@ def prepare(x, y, train_idx, test_idx, table, *, how: str):
     y_train, y_test, constant_y = one(y, train_idx, test_idx, table)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
             "constant_x": constant_x, "constant_y": constant_y}
-
-
-@jax.jit
-def nonfinite_summary(a):
-    """(number of NaN/inf entries, flat index of the first) of an array, for the input check."""
-    bad = ~jnp.isfinite(a).reshape(-1)
-    return bad.sum(), jnp.argmax(bad)

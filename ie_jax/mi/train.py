@@ -11,8 +11,8 @@ permutation of y per step for the marginal pairs, Adam 1e-4 with a cubic polynom
 after 5 linear warm-up steps (HF `get_polynomial_decay_schedule_with_warmup`), training stops at the
 first non-finite bound. A stopped critic keeps its last finite parameters; later steps record NaN.
 
-`train_batch` wraps it for arbitrary P: it pads and chunks the problem axis so that one chunk fits a
-memory budget, and shards each chunk's problem axis over a device mesh (`ie_jax.sharding`).
+`plan_chunks` cuts the problem axis into equal chunks that fit a memory budget, each sharded over a device
+mesh (`ie_jax.sharding`); `train_batch` runs `train_critics` chunk by chunk for arbitrary P.
 """
 
 from __future__ import annotations
@@ -262,8 +262,10 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
     return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
 
 
-def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int) -> int:
-    """Rough device memory of one problem (all its seeds): data + activations kept for the backward pass."""
+def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int,
+                      data_copies: int = 1) -> int:
+    """Rough device memory of one problem (all its seeds): data (`data_copies` times, e.g. raw and prepared)
+    + activations kept for the backward pass."""
     batch = n_train if cfg.batch_size is None else min(int(cfg.batch_size), n_train)
     hidden = cfg.hidden or ((768, 384, 192, 96, 48, 24, 12, 6, 3) if cfg.critic == "paper" else (256, 256))
     if cfg.critic == "separable":
@@ -272,7 +274,9 @@ def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: 
         widths = 2 * batch * sum(hidden) + 2 * batch * hidden[0]  # joint + marginal, plus x/y first-layer parts
     activations = 4 * 3 * widths  # fp32 pre-activation, activation and gradient
     params = 4 * 4 * ((dx + dy) * hidden[0] + sum(a * b for a, b in zip(hidden[:-1], hidden[1:])))  # + Adam m, v, grad
-    data = jnp.dtype(DTYPES[cfg.dtype]).itemsize * (n_train + n_test) * (dx + dy)  # cast once by train_batch
+    # The training copy in cfg.dtype, plus float32 copies (raw input, prepared) where data_copies > 1.
+    itemsize = jnp.dtype(DTYPES[cfg.dtype]).itemsize + 4 * (data_copies - 1)
+    data = itemsize * (n_train + n_test) * (dx + dy)
     return int(n_seeds * (activations + params) + data + 4 * batch * (dx + dy))
 
 
@@ -297,40 +301,57 @@ def balanced_chunk(n_problems: int, max_per_chunk: int, n_devices: int) -> int:
     return math.ceil(chunk / n_devices) * n_devices  # every device gets the same number of problems
 
 
+def plan_chunks(cfg: TrainConfig, n_problems: int, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int, *,
+                mesh=None, max_problems_per_chunk: int | None = None, memory_budget_bytes: int | None = None,
+                data_copies: int = 1):
+    """(mesh, problems per chunk) for P problems: chunk = `max_problems_per_chunk`, else as many problems as
+    `memory_budget_bytes` allows (`bytes_per_problem`), balanced and a multiple of the mesh's device count
+    (`balanced_chunk`). Default mesh: all devices, but never more than there are problems (no device trains
+    only padding)."""
+    from ie_jax import sharding
+
+    mesh = mesh if mesh is not None else sharding.make_mesh(min(n_problems, len(jax.devices())))
+    n_devices = mesh.devices.size
+    if max_problems_per_chunk is None:
+        budget = memory_budget_bytes or default_memory_budget() * n_devices
+        per_problem = bytes_per_problem(cfg, n_train, n_test, dx, dy, n_seeds, data_copies)
+        max_problems_per_chunk = max(1, budget // max(1, per_problem))
+    return mesh, balanced_chunk(n_problems, int(max_problems_per_chunk), n_devices)
+
+
+def seed_keys(seeds, mesh) -> jax.Array:
+    """PRNG keys [S] for the critic seeds, replicated on every device of the mesh."""
+    from ie_jax import sharding
+
+    keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
+    return _wrap_keys(jax.device_put(keys, sharding.replicated(mesh)))
+
+
 def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max_problems_per_chunk: int | None = None,
                 memory_budget_bytes: int | None = None) -> dict[str, np.ndarray]:
     """`train_critics` for any P: chunks of the problem axis, each padded and sharded over `mesh`.
 
-    x [P, N, dx] etc. as numpy arrays; seeds: sequence of ints. Chunk size = `max_problems_per_chunk`,
-    else as many problems as `memory_budget_bytes` allows (`bytes_per_problem`), rounded to a multiple
-    of the mesh's device count, and balanced (`balanced_chunk`).
-    Padding problems repeat the last real one and are dropped. With dtype "bfloat16", x and y travel to
-    the devices as bf16 (half the memory; the matmuls read bf16 anyway).
-    Returns the dict of `train_critics` as numpy arrays with leading axis P.
+    x [P, N, dx] etc. (numpy or jax arrays); seeds: sequence of ints. Chunks as `plan_chunks`. Padding
+    problems repeat the last real one and are dropped. Returns the dict of `train_critics` as numpy arrays
+    with leading axis P (`ie_jax.mi.estimate` keeps its records on the device instead).
     """
     from ie_jax import sharding
 
     n_problems, n_train, dx = x.shape
     dy, n_test = y.shape[2], x_test.shape[1]
     eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
-    # Default: all devices, but never more than there are problems (no device trains only padding).
-    mesh = mesh if mesh is not None else sharding.make_mesh(min(n_problems, len(jax.devices())))
-    n_devices = mesh.devices.size
-    if max_problems_per_chunk is None:
-        budget = memory_budget_bytes or default_memory_budget() * n_devices
-        per_problem = bytes_per_problem(cfg, n_train, n_test, dx, dy, len(seeds))
-        max_problems_per_chunk = max(1, budget // max(1, per_problem))
-    chunk = balanced_chunk(n_problems, int(max_problems_per_chunk), n_devices)
-    if cfg.dtype != "float32":
-        x, y, x_test, y_test = (np.asarray(a, dtype=DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
-    keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
-    keys = jax.device_put(keys, sharding.replicated(mesh))
+    mesh, chunk = plan_chunks(cfg, n_problems, n_train, n_test, dx, dy, len(seeds), mesh=mesh,
+                              max_problems_per_chunk=max_problems_per_chunk, memory_budget_bytes=memory_budget_bytes)
+    if cfg.dtype != "float32":  # bf16 data travel as bf16: half the memory, and the matmuls read bf16 anyway
+        x, y, x_test, y_test = (a.astype(DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
+    keys = seed_keys(seeds, mesh)
     outputs = []
     for start in range(0, n_problems, chunk):
         stop = min(start + chunk, n_problems)
         arrays = [sharding.shard_problems(sharding.pad_problems(a[start:stop], chunk), mesh) for a in (x, y, x_test, y_test)]
-        out = train_critics(cfg, *arrays, _wrap_keys(keys), eval_batch=eval_batch)
-        outputs.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
+        out = train_critics(cfg, *arrays, keys, eval_batch=eval_batch)
+        outputs.append({k: v[: stop - start] for k, v in out.items()})
+    outputs = jax.device_get(outputs)
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
