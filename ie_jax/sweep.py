@@ -8,6 +8,9 @@
    every chunk: the last one is padded), every finished chunk written atomically to `out` so a killed run
    resumes where it stopped;
 5. add ceilings and flags to every estimate (ie_jax.mi.ceilings.annotate) and assemble the IEResult.
+
+Across hosts (ie_jax.distributed) every process runs these same steps on the global mesh; process 0 alone
+reads and writes `out` and tells the others which chunks are finished, so all form the same chunks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 import numpy as np
 
 from ie_jax import data as data_lib
+from ie_jax import distributed
 from ie_jax import variables as variables_lib
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
@@ -192,7 +196,8 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
     store = None
-    if out is not None:
+    progress = progress and distributed.is_leader()
+    if out is not None and distributed.is_leader():
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
 
     t0 = time.perf_counter()
@@ -213,7 +218,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     metadata = _metadata(lm, dataset, est, micro, variables, units)
     metadata["timing_s"] = {"capture": capture_s, "estimate": estimate_s, "total": time.perf_counter() - t_start}
     result = _assemble(variables, problems, estimates, est, units, metadata)
-    if store is not None:
+    if store is not None:  # process 0 only
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
     return result
@@ -250,14 +255,17 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
     from tqdm.auto import tqdm
 
     x0, _ = problem_pair(variables, problems[0])
-    size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est)
+    # Process 0 decides the chunks and which are finished: every process then runs the same chunks.
+    size = distributed.broadcast_json(_chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est))
     n_chunks = math.ceil(len(problems) / size)
-    done = store.finished_chunks() if store is not None else set()
+    done = set(distributed.broadcast_json(sorted(store.finished_chunks()) if store is not None else []))
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
     bar = tqdm(total=len(problems), desc=f"estimation ({est.settings[0]})", unit="MI", disable=not progress)
     for c in range(n_chunks):
         chunk = problems[c * size : (c + 1) * size]
-        if c in done:
+        if c in done and store is None:  # another process holds this finished chunk; its numbers come below
+            rows = [[None] * len(chunk) for _ in est.settings]
+        elif c in done:
             payload = store.load_chunk(c)
             if payload["problems"] != [p.key() for p in chunk]:
                 raise ValueError(f"{store.chunk_path(c)} holds other problems than this run asks: delete "
@@ -276,10 +284,14 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
         for s, row in enumerate(rows):
             results[s][c * size : c * size + len(chunk)] = row
         bar.update(len(chunk))
-        bar.set_postfix(mean_mi_nats=f"{np.mean([e.value for e in rows[0]]):.3f}")
+        if progress:
+            bar.set_postfix(mean_mi_nats=f"{np.mean([e.value for e in rows[0]]):.3f}")
         if on_chunk is not None:
             on_chunk(c, n_chunks)
     bar.close()
+    if done and distributed.process_count() > 1:  # process 0 alone read the finished chunks: send its numbers
+        payload = distributed.broadcast_json([[e and e.to_dict() for e in row] for row in results])
+        results = [[MIEstimate.from_dict(e) for e in row] for row in payload]
     return results
 
 

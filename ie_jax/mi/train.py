@@ -308,13 +308,13 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
     the devices as bf16 (half the memory; the matmuls read bf16 anyway).
     Returns the dict of `train_critics` as numpy arrays with leading axis P.
     """
-    from ie_jax import sharding
+    from ie_jax import distributed, sharding
 
     n_problems, n_train, dx = x.shape
     dy, n_test = y.shape[2], x_test.shape[1]
     eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
     # Default: all devices, but never more than there are problems (no device trains only padding).
-    mesh = mesh if mesh is not None else sharding.make_mesh(min(n_problems, len(jax.devices())))
+    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(n_problems))
     n_devices = mesh.devices.size
     if max_problems_per_chunk is None:
         budget = memory_budget_bytes or default_memory_budget() * n_devices
@@ -330,7 +330,8 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
         stop = min(start + chunk, n_problems)
         arrays = [sharding.shard_problems(sharding.pad_problems(a[start:stop], chunk), mesh) for a in (x, y, x_test, y_test)]
         out = train_critics(cfg, *arrays, _wrap_keys(keys), eval_batch=eval_batch)
-        outputs.append({k: np.asarray(v)[: stop - start] for k, v in out.items()})
+        # to_host: across hosts the chunk's results are all-gathered (the inputs stay where they are)
+        outputs.append({k: distributed.to_host(v)[: stop - start] for k, v in out.items()})
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
