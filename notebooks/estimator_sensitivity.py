@@ -23,6 +23,7 @@ import numpy as np
 
 import ie_jax
 from ie_jax import analysis
+from ie_jax.jsonio import jsonable
 from ie_jax import data as data_lib
 
 NAME = "estimator_sensitivity"
@@ -115,4 +116,4 @@ found = (
 print(found)
 numbers["found"] = found
 numbers["seconds_total"] = time.perf_counter() - t_start
-(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(analysis.to_jsonable(numbers), indent=1))
+(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(jsonable(numbers), indent=1))

@@ -26,6 +26,7 @@ import numpy as np
 
 import ie_jax
 from ie_jax import analysis
+from ie_jax.jsonio import jsonable
 from ie_jax import data as data_lib
 
 NAME = "text_origin"
@@ -45,7 +46,7 @@ t_start = time.perf_counter()
 lm = ie_jax.load_model("default")
 sources = {
     "kjv": data_lib.read_documents(data_lib.kjv_path()),
-    "shakespeare": analysis.read_jsonl_gz(here / "data" / "shakespeare_speeches.jsonl.gz"),
+    "shakespeare": data_lib.read_documents(here / "data" / "shakespeare_speeches.jsonl.gz"),
 }
 runs = {}
 for temp in CONFIG["temperatures"]:
@@ -106,4 +107,4 @@ found = (
 print(found)
 numbers["found"] = found
 numbers["seconds"] = time.perf_counter() - t_start
-(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(analysis.to_jsonable(numbers), indent=1))
+(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(jsonable(numbers), indent=1))

@@ -20,6 +20,7 @@ import numpy as np
 
 import ie_jax
 from ie_jax import analysis
+from ie_jax.jsonio import jsonable
 
 NAME = "text_vs_icl"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)
@@ -79,4 +80,4 @@ found = (
 print(found)
 numbers["found"] = found
 numbers["seconds"] = time.perf_counter() - t_start
-(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(analysis.to_jsonable(numbers), indent=1))
+(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(jsonable(numbers), indent=1))

@@ -22,6 +22,7 @@ import numpy as np
 
 import ie_jax
 from ie_jax import analysis
+from ie_jax.jsonio import jsonable
 from ie_jax import data as data_lib
 from ie_jax.models import random_model
 
@@ -91,4 +92,4 @@ found = ("What we found. " + "; ".join(parts) + ". "
 print(found)
 numbers["found"] = found
 numbers["seconds"] = time.perf_counter() - t_start
-(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(analysis.to_jsonable(numbers), indent=1))
+(RESULT_DIR / f"{NAME}.json").write_text(json.dumps(jsonable(numbers), indent=1))

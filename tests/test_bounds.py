@@ -202,3 +202,43 @@ def test_infonce_is_not_symmetric():
     assert rows == pytest.approx(_hand_infonce([[3.0, 0.0], [3.0, 0.0]]), rel=1e-6)
     assert cols == pytest.approx(_hand_infonce([[3.0, 3.0], [0.0, 0.0]]), rel=1e-6)
     assert abs(rows - cols) > 0.1
+
+
+# -- values against closed forms: the optimal critic of a Gaussian pair ------------------------------------------
+# x, y standard normal with correlation rho: I = -ln(1 - rho^2) / 2 and the optimal critic is the log density
+# ratio f*(x, y) = ln p(x, y) / (p(x) p(y)). DV(f* + c) = I for every c (a shift cancels); NWJ(f* + c) =
+# I + c - e^(c - 1), equal to I only at c = 1. A suboptimal critic gives strictly less.
+RHO, N_CLOSED = 0.5, 400_000
+MI_CLOSED = -0.5 * math.log(1 - RHO**2)
+
+
+def _log_ratio(x, y):
+    return -0.5 * math.log(1 - RHO**2) - (RHO**2 * (x**2 + y**2) - 2 * RHO * x * y) / (2 * (1 - RHO**2))
+
+
+@pytest.fixture(scope="module")
+def optimal_scores():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(N_CLOSED)
+    y = RHO * x + math.sqrt(1 - RHO**2) * rng.standard_normal(N_CLOSED)
+    y_independent = rng.standard_normal(N_CLOSED)  # draws from p(x) p(y)
+    return _log_ratio(x, y), _log_ratio(x, y_independent)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0, 2.5])
+def test_dv_of_the_optimal_critic_is_the_mi(optimal_scores, shift):
+    joint, marginal = (jnp.asarray(s + shift, jnp.float32) for s in optimal_scores)
+    assert float(dv_bound(joint, marginal)) == pytest.approx(MI_CLOSED, abs=0.01)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0, 2.0])
+def test_nwj_of_the_shifted_optimal_critic_closed_form(optimal_scores, shift):
+    joint, marginal = (jnp.asarray(s + shift, jnp.float32) for s in optimal_scores)
+    expected = MI_CLOSED + shift - math.exp(shift - 1.0)
+    assert float(nwj_bound(joint, marginal)) == pytest.approx(expected, abs=0.01)
+
+
+def test_a_suboptimal_critic_stays_below_the_mi(optimal_scores):
+    joint, marginal = (jnp.asarray(0.3 * s, jnp.float32) for s in optimal_scores)
+    assert float(dv_bound(joint, marginal)) < MI_CLOSED - 0.02
+    assert float(nwj_bound(joint + 1.0, marginal + 1.0)) < MI_CLOSED - 0.02

@@ -1,7 +1,6 @@
 """Exact counting MI: distinct states, plug-in entropies, hand-computed values, refusals."""
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -61,14 +60,13 @@ def test_distinct_states_constant_and_bad_input():
         distinct_states(np.zeros((2, 2, 2)))
 
 
-def test_distinct_states_fast_at_sweep_size():
+def test_distinct_states_at_sweep_size():
     rng = np.random.default_rng(3)
     base = rng.standard_normal((19_244, 576)).astype(np.float32)
     idx = np.concatenate([np.arange(19_244), rng.integers(0, 19_244, 756)])
-    start = time.perf_counter()
-    _, n = distinct_states(base[idx] + 1e-6)
+    labels, n = distinct_states(base[idx] + 1e-6)
     assert n == 19_244
-    assert time.perf_counter() - start < 15.0
+    np.testing.assert_array_equal(labels[19_244:], labels[idx[19_244:]])  # each repeat joins its original
 
 
 def test_plugin_entropy_by_hand():

@@ -7,7 +7,8 @@ from _helpers_models import relative_error, tiny_llama, torch_block_states
 
 import ie_jax
 from ie_jax.models import capture, logits, random_model, run_block
-from ie_jax.models.llama import LlamaConfig, rope_inv_freq
+from ie_jax.models.layers import rope_inv_freq
+from ie_jax.models.llama import LlamaConfig
 
 CONFIGS = {
     "gqa_untied": {},
@@ -67,7 +68,7 @@ def test_from_hf_reads_rope_parameters_of_transformers5():
           "vocab_size": 10, "rope_parameters": {"rope_type": "default", "rope_theta": 123.0}}
     config = LlamaConfig.from_hf(hf)
     assert config.rope_theta == 123.0 and config.rope_scaling is None and config.num_kv_heads == 2
-    np.testing.assert_allclose(rope_inv_freq(config), 123.0 ** -(np.arange(0, 4, 2) / 4), rtol=1e-6)
+    np.testing.assert_allclose(rope_inv_freq(config.head_dim, config.rope_theta), 123.0 ** -(np.arange(0, 4, 2) / 4), rtol=1e-6)
 
 
 def test_random_model_named_shape_and_scan_layout():

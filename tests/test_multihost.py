@@ -2,7 +2,7 @@
 numbers of one process with 4 devices, writes one result.json, and a killed 2-process run resumes to them.
 
 Real processes on localhost, as on several hosts: each started with the same command and its own --process-id.
-A tiny random model on Gaussian inputs keeps the test's CPU time small; the sizes give 8 MI problems in 4 chunks.
+A tiny random model on Gaussian inputs keeps the test's CPU time small; the sizes give 8 MI problems in 2 chunks.
 """
 
 import json
@@ -21,10 +21,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,
         "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 40, "max_position_embeddings": 8,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
-# 2 layers x (2 positions + 2 tokens alone) = 8 problems, 2 per chunk; the neural path with its half-N check.
-SETTINGS = ["--data", "gaussian", "--samples", "96", "--seq-len", "2", "--estimator", "neural", "--chunk-size", "2",
+# 2 layers x (2 positions + 2 tokens alone) = 8 problems, 4 per chunk (one per device); the neural path with a
+# small critic and no extra check critics (each would add a compilation per process).
+SETTINGS = ["--data", "gaussian", "--samples", "96", "--seq-len", "2", "--estimator", "neural", "--chunk-size", "4",
             "--set", "steps=30", "--set", "batch_size=32", "--set", "hidden=(32,)", "--set", "embed_dim=16",
-            "--set", "eval_every=10", "--set", "critic_check=None", "--set", "gaussian_check=False"]
+            "--set", "eval_every=10", "--set", "convergence_check=False", "--set", "critic_check=None",
+            "--set", "gaussian_check=False"]
 TIMEOUT_S = 300
 
 
@@ -91,7 +93,7 @@ def test_two_processes_match_one_process_and_write_once(model, one_process, tmp_
     logs = _run(model, out, 2, 2)
     assert "results:" in logs[0] and "results:" not in logs[1]  # process 0 alone reports
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json")) == [
-        "chunks/00000.json", "chunks/00001.json", "chunks/00002.json", "chunks/00003.json", "result.json", "run.json"]
+        "chunks/00000.json", "chunks/00001.json", "result.json", "run.json"]
     meta = json.loads((out / "result.json").read_text())["metadata"]
     assert len(meta["devices"]) == 4  # the global mesh: 2 processes x 2 devices
     two = _estimates(out)
@@ -114,7 +116,7 @@ def test_killed_two_process_run_resumes_to_the_same_numbers(model, one_process, 
     assert processes[0].returncode != 0, f"process 0 finished although its peer died:\n{log[-2000:]}"
     assert not (out / "result.json").exists()
     finished = sorted(p.name for p in (out / "chunks").glob("*.json"))
-    assert 1 <= len(finished) < 4
+    assert finished == ["00000.json"]
     written = {name: (out / "chunks" / name).read_text() for name in finished}
 
     _run(model, out, 2, 2)

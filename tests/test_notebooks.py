@@ -1,6 +1,6 @@
 """Every notebook in notebooks/ runs at small scale (IE_NB_SCALE=small) in a fresh interpreter without error, and
 its key numbers (the JSON it dumps into IE_NB_OUT) are finite and shaped as expected; plus unit tests of the
-helpers in ie_jax.analysis against closed forms and hand-computed values."""
+helpers the analyses use against closed forms and hand-computed values."""
 
 import json
 import math
@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import pytest
 
-from ie_jax import analysis
-from ie_jax.data import TokenData
-from ie_jax.mi.noise import noise_mi
+from ie_jax import stats
+from ie_jax.data import TokenData, prefix_entropy, shuffled_tokens
+from ie_jax.mi.noise import noise_mi, pointwise_noise_mi
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
@@ -108,13 +108,13 @@ def test_notebook_runs_at_small_scale(name, tmp_path):
     CHECKS[name](nb)
 
 
-# -- helpers of ie_jax.analysis ----------------------------------------------------------------------------------
+# -- helpers of the analyses (ie_jax.stats, ie_jax.data, ie_jax.mi.noise) ----------------------------------------------------------------------------------
 
 def test_pointwise_noise_mi_averages_to_noise_mi():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 3))
     y = x @ rng.normal(size=(3, 2)) + 0.5 * rng.normal(size=(200, 2))
-    pw = analysis.pointwise_noise_mi(x, y, sigma=0.7, n_draws=32, seed=1)
+    pw = pointwise_noise_mi(x, y, sigma=0.7, n_draws=32, seed=1)
     ref = noise_mi(x, y, sigma=0.7, n_mc=4096, seed=2)
     assert pw.shape == (32, 200)
     assert abs(pw.mean() - ref.value) < 0.05
@@ -123,42 +123,42 @@ def test_pointwise_noise_mi_averages_to_noise_mi():
 def test_pointwise_noise_mi_limits():
     # K well-separated points, y = x: at small sigma every sample carries ln K nats; a constant side carries 0.
     x = np.repeat(np.eye(4) * 100.0, 25, axis=0)
-    pw = analysis.pointwise_noise_mi(x, x, sigma=0.01, n_draws=2)
+    pw = pointwise_noise_mi(x, x, sigma=0.01, n_draws=2)
     np.testing.assert_allclose(pw, math.log(4), atol=1e-3)  # float32 logits
-    assert np.all(analysis.pointwise_noise_mi(x, np.ones((100, 3)), sigma=1.0) == 0)
+    assert np.all(pointwise_noise_mi(x, np.ones((100, 3)), sigma=1.0) == 0)
     with pytest.raises(ValueError, match="sigma"):
-        analysis.pointwise_noise_mi(x, x, sigma=0.0)
+        pointwise_noise_mi(x, x, sigma=0.0)
 
 
 def test_roc_auc_hand_values():
-    assert analysis.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
-    assert analysis.roc_auc([0, 1], [1.0, 1.0]) == 0.5  # a tie counts half
-    assert math.isnan(analysis.roc_auc([1, 1], [0.0, 1.0]))
+    assert stats.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75
+    assert stats.roc_auc([0, 1], [1.0, 1.0]) == 0.5  # a tie counts half
+    assert math.isnan(stats.roc_auc([1, 1], [0.0, 1.0]))
 
 
 def test_cross_validated_auc_separates_and_stays_at_chance():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 100)
     informative = rng.normal(size=(200, 3)) + 2.0 * y[:, None]
-    assert analysis.cross_validated_auc(informative, y)["auc"] > 0.9
+    assert stats.cross_validated_auc(informative, y)["auc"] > 0.9
     noise = rng.normal(size=(200, 3))
-    assert abs(analysis.cross_validated_auc(noise, y)["auc"] - 0.5) < 0.15
+    assert abs(stats.cross_validated_auc(noise, y)["auc"] - 0.5) < 0.15
     with pytest.raises(ValueError, match="two classes"):
-        analysis.cross_validated_auc(noise, np.zeros(200, int))
+        stats.cross_validated_auc(noise, np.zeros(200, int))
 
 
 def test_point_biserial_and_bootstrap():
     flag = np.repeat([0, 1], 50)
     values = flag + np.random.default_rng(0).normal(scale=0.1, size=100)
-    r, lo, hi = analysis.bootstrap_ci(analysis.point_biserial, flag, values, n_boot=200)
+    r, lo, hi = stats.bootstrap_ci(stats.point_biserial, flag, values, n_boot=200)
     assert 0.95 < r < 1 and lo <= r <= hi
-    assert math.isnan(analysis.point_biserial(np.ones(5), np.arange(5)))
+    assert math.isnan(stats.point_biserial(np.ones(5), np.arange(5)))
 
 
 def test_shuffled_tokens_and_prefix_entropy():
     ids = np.array([[1, 2, 3], [1, 2, 4], [5, 6, 7], [5, 6, 7]], np.int32)
     d = TokenData(token_ids=ids, spec="toy", kind="text", description="toy")
-    s = analysis.shuffled_tokens(d, seed=0)
+    s = shuffled_tokens(d, seed=0)
     np.testing.assert_array_equal(np.sort(s.token_ids, axis=1), np.sort(ids, axis=1))
-    np.testing.assert_allclose(analysis.prefix_entropy(ids), [math.log(2), math.log(2),
+    np.testing.assert_allclose(prefix_entropy(ids), [math.log(2), math.log(2),
                                                              -(0.25 * math.log(0.25) * 2 + 0.5 * math.log(0.5))])

@@ -151,6 +151,12 @@ def mine_loss(joint_scores, marginal_scores, ema_exp_marginal, ema_decay: float 
     return loss, jax.lax.stop_gradient(dv_value), new_ema
 
 
+def split_scores(scores) -> tuple[jax.Array, jax.Array]:
+    """A dense [B, B] score matrix -> (joint [B]: the diagonal, marginal [B(B-1)]: every off-diagonal entry)."""
+    off_diagonal = np.nonzero(~np.eye(scores.shape[0], dtype=bool))  # static indices: fine under jit
+    return jnp.diagonal(scores), scores[off_diagonal]
+
+
 def dense_scores_bound(name: str, scores, *, clip: float = 5.0) -> jax.Array:
     """Any bound from a dense [B, B] score matrix scores[i, j] = f(x_i, y_j) (e.g. a separable critic).
 
@@ -163,9 +169,7 @@ def dense_scores_bound(name: str, scores, *, clip: float = 5.0) -> jax.Array:
         raise ValueError(f"dense_scores_bound needs a square [B, B] score matrix with B >= 2, got {scores.shape}")
     if name == "infonce":
         return infonce_bound(scores)
-    batch = scores.shape[0]
-    off_diagonal = np.nonzero(~np.eye(batch, dtype=bool))  # static indices: fine under jit
-    joint, marginal = jnp.diagonal(scores), scores[off_diagonal]
+    joint, marginal = split_scores(scores)
     if name == "dv":
         return dv_bound(joint, marginal)
     if name == "nwj":

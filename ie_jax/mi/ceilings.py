@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ie_jax.mi.discrete import _as_states, distinct_states, plugin_entropy
+from ie_jax.mi.discrete import as_state_pair, distinct_states, plugin_entropy
 from ie_jax.mi.result import MIEstimate, MIEstimates
 
 
@@ -88,10 +88,8 @@ def annotate(
       saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
       constant, n_samples, margin_nats, null_nats (if given).
     """
-    x, y = _as_states(x, "x"), _as_states(y, "y")
+    x, y = as_state_pair(x, y)
     n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
     lx, nx = distinct_states(x, rtol=rtol)
     ly, ny = distinct_states(y, rtol=rtol)
     hx, hy = plugin_entropy(lx), plugin_entropy(ly)

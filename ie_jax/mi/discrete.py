@@ -40,6 +40,14 @@ def _as_states(states, name: str) -> np.ndarray:
     return a
 
 
+def as_state_pair(x, y) -> tuple[np.ndarray, np.ndarray]:
+    """x [N, dx], y [N, dy] (or [N]) checked as states of the same N samples, as float64."""
+    x, y = _as_states(x, "x"), _as_states(y, "y")
+    if y.shape[0] != x.shape[0]:
+        raise ValueError(f"x and y must have the same number of samples; got {x.shape[0]} and {y.shape[0]}")
+    return x, y
+
+
 def state_scale(states) -> float:
     """Typical distance of a state from the sample mean: sqrt(mean_i |x_i - mean|^2), same units as x.
 
@@ -180,10 +188,8 @@ def exact_discrete_mi(
       "entropy_y_sample"}, ceiling_nats, saturated, constant, n_samples, rtol.
     """
     check_units(units)
-    x, y = _as_states(x, "x"), _as_states(y, "y")
+    x, y = as_state_pair(x, y)
     n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
     if discrete is False:
         raise ValueError(
             "exact_discrete_mi needs discrete states; for continuous states (Gaussian-input mode) use "

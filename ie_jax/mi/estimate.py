@@ -18,6 +18,7 @@ import dataclasses
 import math
 import warnings
 
+import jax
 import numpy as np
 
 from ie_jax.mi import gaussian_critic
@@ -103,8 +104,11 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         eval_batch = min(int(cfg.batch_size or n_test), n_test)
         bound = "infonce" if cfg.bound == "infonce" else "dv"
         if n_test // eval_batch >= 2:
-            gauss_records = [gaussian_critic.heldout_bounds(bound, x_train[p], y_train[p], x_test[p], y_test[p],
-                                                            eval_batch) for p in range(n_problems)]
+            gauss = gaussian_critic.heldout_bounds_batch(bound, x_train, y_train, x_test, y_test, eval_batch)
+            gauss = jax.device_get(gauss)
+            gauss_records = [{"heldout_batches": gauss["heldout_batches"][p],
+                              "shrinkage": gaussian_critic.SHRINKAGE[int(gauss["shrinkage_index"][p])]}
+                             for p in range(n_problems)]
     pick = lambda records, p: None if records is None else {k: v[p] for k, v in records.items()}
     results = [_readout(cfg, options["readout"], pick(records, p), n, n_train, n_test, constant[p],
                         pick(half_records, p), pick(alt_records, p), gauss_records[p])

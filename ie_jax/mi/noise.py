@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi.discrete import _as_states, distinct_states, joint_labels, plugin_entropy, state_scale
+from ie_jax.mi.discrete import as_state_pair, distinct_states, joint_labels, plugin_entropy, state_scale
 from ie_jax.mi.result import MIEstimate, MIEstimates, check_units, convert
 
 NORMALISERS = ("centred_std", "none")
@@ -70,19 +70,18 @@ def _normaliser(states: np.ndarray, normaliser: str) -> float:
     return centred_norm / math.sqrt(states.shape[1])
 
 
-def _prepare(x, y, *, n_mc: int, seed: int, normaliser: str, rtol: float) -> _Problem:
-    x, y = _as_states(x, "x"), _as_states(y, "y")
+def _prepare(x, y, *, n_mc: int, seed: int, normaliser: str, rtol: float, anchor_samples=None) -> _Problem:
+    """anchor_samples: [n_mc] the sample each draw starts from; default a seeded permutation, cycled."""
+    x, y = as_state_pair(x, y)
     n = x.shape[0]
-    if y.shape[0] != n:
-        raise ValueError(f"x and y must have the same number of samples; got {n} and {y.shape[0]}")
     lx, _ = distinct_states(x, rtol=rtol)
     ly, _ = distinct_states(y, rtol=rtol)
     lxy, _ = joint_labels(lx, ly)
     first = lambda lab: np.unique(lab, return_index=True)[1]  # one sample per state, in label order
     cx, cy, cxy = np.bincount(lx), np.bincount(ly), np.bincount(lxy)
     fxy = first(lxy)
-    perm = np.random.default_rng(seed).permutation(n)
-    anchor_samples = perm[np.arange(n_mc) % n]
+    if anchor_samples is None:
+        anchor_samples = np.random.default_rng(seed).permutation(n)[np.arange(n_mc) % n]
     counting = float(np.mean(np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])))
     return _Problem(
         xs=(x - x.mean(axis=0))[first(lx)],
@@ -211,15 +210,16 @@ def _run(
 
 
 def _shard(arrays, zx, zy, mesh):
-    """Split the problem axis over every device of `mesh` (padded with copies of problem 0)."""
+    """Split the problem axis over every device of `mesh` (padded with copies of the last problem)."""
     from jax.sharding import NamedSharding, PartitionSpec
+
+    from ie_jax.sharding import pad_problems
 
     p = arrays[0].shape[0]
     padded = _round_up(p, mesh.size)
     spread = NamedSharding(mesh, PartitionSpec(tuple(mesh.axis_names)))
     replicated = NamedSharding(mesh, PartitionSpec())
-    pad = lambda a: np.concatenate([a, np.repeat(a[:1], padded - p, axis=0)]) if padded > p else a
-    arrays = [jax.device_put(pad(a), spread) for a in arrays]
+    arrays = [jax.device_put(pad_problems(a, padded), spread) for a in arrays]
     return arrays, jax.device_put(zx, replicated), jax.device_put(zy, replicated)
 
 
@@ -372,3 +372,26 @@ def noise_mi_curve_batch(
         mesh=mesh, margin_nats=margin_nats, dtype=dtype,
     )
     return [MIEstimates.stack([row[s] for row in rows]) for s in range(len(rows[0]))]
+
+
+def pointwise_noise_mi(
+    x, y, *, sigma: float, n_draws: int = 4, seed: int = 0, normaliser: str = "centred_std", rtol: float = 1e-4,
+    chunk: int = 2048, dtype: str = "float32",
+) -> np.ndarray:
+    """Per-sample noise-regularised MI [n_draws, N] (nats) of x [N, dx], y [N, dy].
+
+    Draw k of sample n is LSE(a + b) - LSE(a) - LSE(b) + ln N (the `noise_mi` integrand) anchored at sample n,
+    so the mean over samples and draws estimates `noise_mi(x, y, sigma=sigma)`. A constant side gives 0.
+    """
+    x, y = as_state_pair(x, y)
+    _check_args(sigma, max(n_draws, 2), "nats", normaliser, chunk, dtype)
+    if np.ndim(sigma) != 0:
+        raise ValueError("pointwise_noise_mi takes one sigma")
+    n = x.shape[0]
+    problem = _prepare(x, y, n_mc=n_draws * n, seed=seed, normaliser=normaliser, rtol=rtol,
+                       anchor_samples=np.tile(np.arange(n), n_draws))
+    if problem.scale_x == 0.0 or problem.scale_y == 0.0:
+        return np.zeros((n_draws, n))
+    draws = _run([problem], np.array([float(sigma)]), n_mc=n_draws * n, seed=seed, chunk=chunk, mesh=None,
+                 dtype=dtype)
+    return draws[0, 0].reshape(n_draws, n)  # the log-weights ln(n_k / N) already carry the + ln N

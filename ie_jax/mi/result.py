@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ie_jax.jsonio import jsonable
+
 NATS_PER_BIT = math.log(2.0)
 UNITS = ("nats", "bits")
 
@@ -76,7 +78,7 @@ class MIEstimate:
             "ci95": [float(self.ci95[0]), float(self.ci95[1])],
             "units": self.units,
             "estimator": self.estimator,
-            "diagnostics": _jsonable(self.diagnostics),
+            "diagnostics": jsonable(self.diagnostics),
         }
 
     @classmethod
@@ -127,14 +129,3 @@ class MIEstimates:
             units=units, estimator=estimates[0].estimator,
             diagnostics=[e.diagnostics for e in estimates],
         )
-
-
-def _jsonable(obj):
-    """Diagnostics may hold numpy/jax scalars and arrays; make them JSON-safe."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks
+from ie_jax.models.layers import attention
+from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
 
 # HF activation name -> whether GELU uses the tanh approximation.
 _GELU_APPROXIMATE = {"gelu": False, "gelu_new": True, "gelu_pytorch_tanh": True}
@@ -74,11 +75,7 @@ class Attention(nnx.Module):
         b, t, d = x.shape
         heads = lambda a: a.reshape(b, t, self.num_heads, self.head_dim)  # noqa: E731
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(self.head_dim**-0.5, q.dtype)
-        # finfo.min, not -inf: a row whose keys are all padding stays finite, as in HF.
-        scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        return self.output(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d))
+        return self.output(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
 class Block(nnx.Module):
@@ -110,13 +107,7 @@ class Bert(nnx.Module):
         self.token_type_embeddings = embed(config.type_vocab_size)
         self.embeddings_norm = nnx.LayerNorm(d, epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=dtype,
                                              rngs=rngs)
-
-        @nnx.split_rngs(splits=config.num_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
-        def stacked_blocks(rngs):
-            return Block(config, dtype=dtype, rngs=rngs)
-
-        self.blocks = stacked_blocks(rngs)
+        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
 
     def embed(self, token_ids, position_ids=None, token_type_ids=None):
         """token_ids [B, T], position_ids [B or 1, T] (default 0..T-1), token_type_ids [B, T] (default 0)
@@ -135,7 +126,7 @@ class Bert(nnx.Module):
         position_ids are unused (kept for the common signature); mask bool [B or 1, 1, T, T], e.g.
         masks.bidirectional_mask(T, attention_mask) for padded batches; positions: None (P = T), [P] or [B, P].
         """
-        return scan_blocks(self.blocks, h, lambda block, x: block(x, mask), positions)
+        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, mask), positions)
 
     def run_block(self, layer, h, position_ids, mask):
         """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
@@ -187,6 +178,7 @@ def ignored_keys(config: BertConfig) -> tuple[str, ...]:
     return (_P + r"embeddings\.position_ids", _P + r"pooler\..*", r"cls\..*")
 
 
+TRANSFORMS: dict = {}
 CONFIG_CLASS = BertConfig
 MODEL_CLASS = Bert
 CAUSAL = False

@@ -11,12 +11,11 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from ie_jax.models.llama import apply_rotary, rotary_cos_sin
+from ie_jax.models.layers import RMSNorm, apply_rotary, attention, rope_inv_freq, rotary_cos_sin
 from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks
+from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
 
 # Gemma's released configs say "gelu" but were trained with the tanh approximation; HF maps them to it too.
 _GELU_NAMES = ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_tanh")
@@ -65,19 +64,6 @@ class GemmaConfig:
         )
 
 
-class RMSNorm(nnx.Module):
-    """x / rms(x) * (1 + w), all in fp32 and cast back (HF: Gemma multiplies before the cast, Llama after)."""
-
-    def __init__(self, dim: int, eps: float, *, dtype):
-        self.weight = nnx.Param(jnp.zeros((dim,), dtype=dtype))
-        self.eps = eps
-
-    def __call__(self, x):
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (normed * (1.0 + self.weight[...].astype(jnp.float32))).astype(x.dtype)
-
-
 class Attention(nnx.Module):
     def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
         d, hd = config.hidden_size, config.head_dim
@@ -93,17 +79,10 @@ class Attention(nnx.Module):
     def __call__(self, x, cos, sin, mask):
         """x [B, T, d], cos/sin [B, T, hd], mask bool [B or 1, 1, T, T] -> [B, T, d]."""
         b, t, _ = x.shape
-        kv, group, hd = self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
-        q = apply_rotary(self.q_proj(x).reshape(b, t, self.num_heads, hd), cos, sin)
-        k = apply_rotary(self.k_proj(x).reshape(b, t, kv, hd), cos, sin)
-        v = self.v_proj(x).reshape(b, t, kv, hd)
-        # MQA/GQA without repeating k/v: query heads grouped [kv, group] around their shared kv head.
-        q = q.reshape(b, t, kv, group, hd)
-        scores = jnp.einsum("bqkgh,bskh->bkgqs", q, k) * jnp.asarray(hd**-0.5, q.dtype)
-        scores = jnp.where(mask[:, :, None], scores.astype(jnp.float32), -jnp.inf)
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgqs,bskh->bqkgh", weights, v).reshape(b, t, self.num_heads * hd)
-        return self.o_proj(out)
+        q = apply_rotary(self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim), cos, sin)
+        k = apply_rotary(self.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim), cos, sin)
+        v = self.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        return self.o_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
 class MLP(nnx.Module):
@@ -120,12 +99,14 @@ class MLP(nnx.Module):
 
 class Block(nnx.Module):
     def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+        norm = lambda: RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, unit_offset=True)  # noqa: E731
+        self.input_layernorm = norm()
         self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+        self.post_attention_layernorm = norm()
         self.mlp = MLP(config, dtype=dtype, rngs=rngs)
 
-    def __call__(self, h, cos, sin, mask):
+    def __call__(self, h, layer, cos, sin, mask):
+        del layer  # every Gemma v1 layer is the same
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, mask)
         return h + self.mlp(self.post_attention_layernorm(h))
 
@@ -135,18 +116,11 @@ class Gemma(nnx.Module):
 
     def __init__(self, config: GemmaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config, self.dtype = config, dtype
-        hd = config.head_dim
         # A tuple of floats: a hashable constant of the graph, not a parameter.
-        self.inv_freq = tuple(float(f) for f in 1.0 / config.rope_theta ** (np.arange(0, hd, 2) / hd))
+        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config.head_dim, config.rope_theta))
         self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-
-        @nnx.split_rngs(splits=config.num_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
-        def stacked_blocks(rngs):
-            return Block(config, dtype=dtype, rngs=rngs)
-
-        self.blocks = stacked_blocks(rngs)
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
+        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, unit_offset=True)
 
     def embed(self, token_ids, position_ids=None):
         """token_ids [B, T] -> h [B, T, d] = embedding * sqrt(d). Positions enter through RoPE, not here."""
@@ -161,12 +135,12 @@ class Gemma(nnx.Module):
         position_ids [B, T] ints; mask bool [B or 1, 1, T, T]; positions: None (P = T), [P] or [B, P] ints.
         """
         cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return scan_blocks(self.blocks, h, lambda block, x: block(x, cos, sin, mask), positions)
+        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, layer, cos, sin, mask), positions)
 
     def run_block(self, layer, h, position_ids, mask):
         """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
         cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return layer_block(self.blocks, layer)(h, cos, sin, mask)
+        return layer_block(self.blocks, layer)(h, layer, cos, sin, mask)
 
     def head(self, h):
         """Final RMSNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
@@ -207,6 +181,7 @@ def ignored_keys(config: GemmaConfig) -> tuple[str, ...]:
     return (r"lm_head\.weight", r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 
 
+TRANSFORMS: dict = {}
 CONFIG_CLASS = GemmaConfig
 MODEL_CLASS = Gemma
 CAUSAL = True

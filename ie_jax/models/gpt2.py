@@ -14,7 +14,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks
+from ie_jax.models.layers import attention
+from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
 
 _TANH_GELU = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
@@ -73,10 +74,7 @@ class Attention(nnx.Module):
         b, t, d = x.shape
         heads = lambda a: a.reshape(b, t, self.num_heads, self.head_dim)  # noqa: E731
         q, k, v = (heads(a) for a in jnp.split(self.c_attn(x), 3, axis=-1))
-        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) * jnp.asarray(self.head_dim**-0.5, q.dtype)
-        scores = jnp.where(mask, scores.astype(jnp.float32), -jnp.inf)
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        return self.c_proj(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, d))
+        return self.c_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
 class MLP(nnx.Module):
@@ -114,13 +112,7 @@ class GPT2(nnx.Module):
         self.config, self.dtype = config, dtype
         self.wte = nnx.Embed(config.vocab_size, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
         self.wpe = nnx.Embed(config.max_position_embeddings, d, dtype=dtype, param_dtype=dtype, rngs=rngs)
-
-        @nnx.split_rngs(splits=config.num_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
-        def stacked_blocks(rngs):
-            return Block(config, dtype=dtype, rngs=rngs)
-
-        self.blocks = stacked_blocks(rngs)
+        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
         self.ln_f = nnx.LayerNorm(d, epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=dtype, rngs=rngs)
 
     def embed(self, token_ids, position_ids=None):
@@ -138,7 +130,7 @@ class GPT2(nnx.Module):
         position_ids are unused (kept for the common signature); mask bool [B or 1, 1, T, T];
         positions: None (P = T), [P] or [B, P] ints.
         """
-        return scan_blocks(self.blocks, h, lambda block, x: block(x, mask), positions)
+        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, mask), positions)
 
     def run_block(self, layer, h, position_ids, mask):
         """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
@@ -187,6 +179,7 @@ def ignored_keys(config: GPT2Config) -> tuple[str, ...]:
     return (_P + r"h\.\d+\.attn\.(?:masked_)?bias", r"lm_head\.weight")
 
 
+TRANSFORMS: dict = {}
 CONFIG_CLASS = GPT2Config
 MODEL_CLASS = GPT2
 CAUSAL = True

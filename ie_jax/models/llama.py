@@ -1,30 +1,36 @@
-"""The Llama family as a flax.nnx module: Llama-2/3, OpenLlama, TinyLlama, SmolLM2.
+"""The Llama family as a flax.nnx module: Llama 2/3, SmolLM2, and as switches Qwen2/2.5, Qwen3, Mistral.
 
-RMSNorm, rotary position embeddings (the config's rope_theta, optional Llama-3 or linear scaling),
-grouped-query attention, SwiGLU MLP, tied or untied LM head. The L blocks are one module with parameters
-stacked on a leading layer axis and run under a scan (ie_jax/models/stack.py).
+RMSNorm, rotary position embeddings (rope_theta, optional Llama-3 or linear scaling), grouped-query
+attention, SwiGLU MLP, tied or untied LM head. The family members differ from Llama only in switches:
+  Qwen2/2.5: biases on q/k/v (not on o_proj);
+  Qwen3: an RMSNorm on each query and key head before the rotary embedding;
+  Mistral: sliding-window attention (each query sees the last `sliding_window` positions) in every layer;
+  Qwen2/3 with use_sliding_window: sliding window in the layers from max_window_layers on.
+The L blocks are one module with parameters stacked on a leading layer axis, run under a scan (stack.py).
 
-This file is the template for the other architectures. Each exposes:
-  CONFIG_CLASS (frozen dataclass with from_hf), MODEL_CLASS (nnx.Module), WEIGHT_MAP, CAUSAL,
-  optionally TRANSFORMS (extra named weight transforms) and ignored_keys(config).
-The model class implements embed, run_blocks, run_block, head and __call__ (see contracts).
+Like every architecture file (see registry.Architecture) this exposes CONFIG_CLASS, MODEL_CLASS,
+WEIGHT_MAP, TRANSFORMS, CAUSAL and ignored_keys(config); the model implements registry.LanguageModel.
 """
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
+from ie_jax.models.layers import (
+    RMSNorm, apply_rotary, attention, check_rope_type, hashable_rope, rope_inv_freq, rope_parameters,
+    rotary_cos_sin, sliding_layers_from_hf, sliding_window,
+)
 from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks
+from ie_jax.models.stack import layer_block, per_layer, scan_blocks, stacked_blocks
+
+FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
 
 @dataclasses.dataclass(frozen=True)
 class LlamaConfig:
-    """Shapes and constants of a Llama model (field names follow ie_jax, from_hf reads HF's config.json)."""
+    """Shapes and switches of a Llama-family model (ie_jax names; from_hf reads HF's config.json)."""
 
     num_layers: int
     hidden_size: int
@@ -36,26 +42,48 @@ class LlamaConfig:
     head_dim: int | None = None  # None: hidden_size // num_heads
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    # Hashable form of HF's rope_scaling dict, e.g. (("factor", 8.0), ("rope_type", "llama3"), ...).
+    # Hashable form of HF's rope scaling dict, e.g. (("factor", 8.0), ("rope_type", "llama3"), ...).
     rope_scaling: tuple[tuple[str, object], ...] | None = None
     tie_word_embeddings: bool = False
-    attention_bias: bool = False
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    sliding_layers: tuple[bool, ...] = ()  # per layer: uses the sliding window (empty: none does)
+    family: str = "llama"
 
     def __post_init__(self):
         if self.head_dim is None:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}.")
+        if any(self.sliding_layers) and not self.sliding_window:
+            raise ValueError("sliding_layers are set but sliding_window is not; give the window size.")
 
     @classmethod
     def from_hf(cls, hf: dict) -> "LlamaConfig":
-        # transformers 5 keeps rope_theta/rope_scaling inside rope_parameters; older configs at top level.
-        rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
-        theta = hf.get("rope_theta", rope.pop("rope_theta", 10000.0))
-        rope.pop("rope_theta", None)
-        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        """Config from an HF config.json dict of model_type llama, mistral, qwen2 or qwen3."""
+        family = hf.get("model_type") or "llama"
+        if family not in FAMILIES:
+            raise ValueError(f"LlamaConfig reads model_type {FAMILIES}, got {family!r}.")
+        activation = hf.get("hidden_act", "silu")
+        if activation != "silu":
+            raise ValueError(f"{family}: activation {activation!r} is not supported; the Llama family uses 'silu'.")
+        rope = rope_parameters(hf)
+        check_rope_type(rope, family)
+        num_layers = hf["num_hidden_layers"]
+        window = hf.get("sliding_window")
+        if family == "mistral":  # one window for every layer (null in Mistral-7B v0.2 and later)
+            sliding = (True,) * num_layers if window else ()
+        elif family in ("qwen2", "qwen3"):
+            uses_window = bool(hf.get("use_sliding_window")) and window is not None
+            first = hf.get("max_window_layers", num_layers)
+            sliding = sliding_layers_from_hf(hf, [uses_window and i >= first for i in range(num_layers)])
+        else:
+            sliding = sliding_layers_from_hf(hf, [False] * num_layers)
+        bias = bool(hf.get("attention_bias", False))
         return cls(
-            num_layers=hf["num_hidden_layers"],
+            num_layers=num_layers,
             hidden_size=hf["hidden_size"],
             intermediate_size=hf["intermediate_size"],
             num_heads=hf["num_attention_heads"],
@@ -64,97 +92,50 @@ class LlamaConfig:
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
             head_dim=hf.get("head_dim"),
             rms_norm_eps=hf.get("rms_norm_eps", 1e-5),
-            rope_theta=float(theta),
-            rope_scaling=None if rope_type == "default" else tuple(sorted(rope.items())),
+            rope_theta=float(rope["rope_theta"]),
+            rope_scaling=hashable_rope(rope),
             tie_word_embeddings=hf.get("tie_word_embeddings", False),
-            attention_bias=hf.get("attention_bias", False),
+            qkv_bias=True if family == "qwen2" else bias,
+            o_bias=False if family == "qwen2" else bias,
+            qk_norm=family == "qwen3",
+            sliding_window=window if any(sliding) else None,
+            sliding_layers=tuple(sliding) if any(sliding) else (),
+            family=family,
         )
-
-
-def rope_inv_freq(config: LlamaConfig) -> np.ndarray:
-    """[head_dim // 2] rotary inverse frequencies (radians per position), scaled as the config says.
-
-    Llama-3 scaling (Meta's reference): wavelengths longer than original_max / low_freq_factor are divided
-    by `factor`, shorter than original_max / high_freq_factor are kept, and the band between is interpolated.
-    """
-    dim = config.head_dim
-    inv_freq = 1.0 / config.rope_theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
-    scaling = dict(config.rope_scaling or ())
-    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
-    if rope_type == "default":
-        pass
-    elif rope_type == "linear":
-        inv_freq = inv_freq / scaling["factor"]
-    elif rope_type == "llama3":
-        factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
-        original = scaling["original_max_position_embeddings"]
-        wavelen = 2 * math.pi / inv_freq
-        smooth = (original / wavelen - low) / (high - low)
-        interpolated = (1 - smooth) * inv_freq / factor + smooth * inv_freq
-        inv_freq = np.where(wavelen > original / low, inv_freq / factor, inv_freq)
-        between = (wavelen <= original / low) & (wavelen >= original / high)
-        inv_freq = np.where(between, interpolated, inv_freq)
-    else:
-        raise ValueError(f"Unsupported rope scaling {rope_type!r}; supported: default, linear, llama3.")
-    return inv_freq.astype(np.float32)
-
-
-def rotary_cos_sin(inv_freq, position_ids: jnp.ndarray, dtype):
-    """cos, sin [B, T, head_dim] for position_ids [B, T] (angles computed in fp32, as HF does)."""
-    angles = position_ids.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq, dtype=jnp.float32)
-    angles = jnp.concatenate([angles, angles], axis=-1)
-    return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
-
-
-def apply_rotary(x: jnp.ndarray, cos: jnp.ndarray, sin: jnp.ndarray) -> jnp.ndarray:
-    """x [B, T, H, hd] rotated in HF's half-split layout (x1 = first half, x2 = second half)."""
-    x1, x2 = jnp.split(x, 2, axis=-1)
-    rotated = jnp.concatenate([-x2, x1], axis=-1)
-    return x * cos[:, :, None, :] + rotated * sin[:, :, None, :]
-
-
-class RMSNorm(nnx.Module):
-    def __init__(self, dim: int, eps: float, *, dtype):
-        self.weight = nnx.Param(jnp.ones((dim,), dtype=dtype))
-        self.eps = eps
-
-    def __call__(self, x):
-        # Normalise in fp32 even for bf16 weights, as HF does; the scale multiplies in the model dtype.
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return self.weight[...] * normed.astype(x.dtype)
 
 
 class Attention(nnx.Module):
     def __init__(self, config: LlamaConfig, *, dtype, rngs: nnx.Rngs):
         d, hd = config.hidden_size, config.head_dim
-        linear = lambda i, o: nnx.Linear(  # noqa: E731
-            i, o, use_bias=config.attention_bias, dtype=dtype, param_dtype=dtype, rngs=rngs
-        )
-        self.q_proj = linear(d, config.num_heads * hd)
-        self.k_proj = linear(d, config.num_kv_heads * hd)
-        self.v_proj = linear(d, config.num_kv_heads * hd)
-        self.o_proj = nnx.Linear(config.num_heads * hd, d, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+        def linear(i, o, bias):
+            return nnx.Linear(i, o, use_bias=bias, dtype=dtype, param_dtype=dtype, rngs=rngs)
+
+        self.q_proj = linear(d, config.num_heads * hd, config.qkv_bias)
+        self.k_proj = linear(d, config.num_kv_heads * hd, config.qkv_bias)
+        self.v_proj = linear(d, config.num_kv_heads * hd, config.qkv_bias)
+        self.o_proj = linear(config.num_heads * hd, d, config.o_bias)
+        if config.qk_norm:  # Qwen3: per head, before the rotary embedding
+            self.q_norm = RMSNorm(hd, config.rms_norm_eps, dtype=dtype)
+            self.k_norm = RMSNorm(hd, config.rms_norm_eps, dtype=dtype)
         self.num_heads, self.num_kv_heads, self.head_dim = config.num_heads, config.num_kv_heads, hd
+        self.qk_norm = config.qk_norm
 
     def __call__(self, x, cos, sin, mask):
         """x [B, T, d], cos/sin [B, T, hd], mask bool [B or 1, 1, T, T] -> [B, T, d]."""
         b, t, _ = x.shape
-        kv, group, hd = self.num_kv_heads, self.num_heads // self.num_kv_heads, self.head_dim
-        q = apply_rotary(self.q_proj(x).reshape(b, t, self.num_heads, hd), cos, sin)
-        k = apply_rotary(self.k_proj(x).reshape(b, t, kv, hd), cos, sin)
-        v = self.v_proj(x).reshape(b, t, kv, hd)
-        # GQA without repeating k/v: query heads are grouped [kv, group] around their shared kv head.
-        q = q.reshape(b, t, kv, group, hd)
-        # Axes: b batch, q/s query/key position, k kv head, g query head within its group, h head dim.
-        scores = jnp.einsum("bqkgh,bskh->bkgqs", q, k) * hd**-0.5
-        scores = jnp.where(mask[:, :, None], scores.astype(jnp.float32), -jnp.inf)
-        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgqs,bskh->bqkgh", weights, v).reshape(b, t, self.num_heads * hd)
-        return self.o_proj(out)
+        q = self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim)
+        k = self.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = self.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        return self.o_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
 class MLP(nnx.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x))."""
+
     def __init__(self, config: LlamaConfig, *, dtype, rngs: nnx.Rngs):
         d, f = config.hidden_size, config.intermediate_size
         linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
@@ -165,30 +146,31 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
+    """Pre-norm block: h + attn(norm(h)), then + mlp(norm(.))."""
+
     def __init__(self, config: LlamaConfig, *, dtype, rngs: nnx.Rngs):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
         self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
         self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+        self.sliding_window, self.sliding_layers = config.sliding_window, config.sliding_layers
 
-    def __call__(self, h, cos, sin, mask):
+    def __call__(self, h, layer, cos, sin, mask):
+        if self.sliding_layers:
+            mask = jnp.where(per_layer(self.sliding_layers, layer), sliding_window(mask, self.sliding_window), mask)
         h = h + self.self_attn(self.input_layernorm(h), cos, sin, mask)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
 class Llama(nnx.Module):
+    """A Llama-family language model. Token ids [B, T] -> logits [B, T, vocab]."""
+
     def __init__(self, config: LlamaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
         self.config, self.dtype = config, dtype
         # A tuple of floats: a hashable constant of the graph, not a parameter.
-        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config))
+        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling))
         self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-
-        @nnx.split_rngs(splits=config.num_layers)
-        @nnx.vmap(in_axes=(0,), out_axes=0)
-        def stacked_blocks(rngs):
-            return Block(config, dtype=dtype, rngs=rngs)
-
-        self.blocks = stacked_blocks(rngs)
+        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
         if not config.tie_word_embeddings:
             self.lm_head = nnx.Linear(
@@ -196,7 +178,7 @@ class Llama(nnx.Module):
             )
 
     def embed(self, token_ids, position_ids=None):
-        """token_ids [B, T] -> h [B, T, d]. Llama's positions enter through RoPE, not here."""
+        """token_ids [B, T] -> h [B, T, d]. Positions enter through RoPE, not here."""
         del position_ids
         return self.embed_tokens(token_ids)
 
@@ -206,12 +188,12 @@ class Llama(nnx.Module):
         position_ids [B, T] ints; mask bool [B or 1, 1, T, T]; positions: None (P = T), [P] or [B, P] ints.
         """
         cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return scan_blocks(self.blocks, h, lambda block, x: block(x, cos, sin, mask), positions)
+        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, layer, cos, sin, mask), positions)
 
     def run_block(self, layer, h, position_ids, mask):
         """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
         cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return layer_block(self.blocks, layer)(h, cos, sin, mask)
+        return layer_block(self.blocks, layer)(h, layer, cos, sin, mask)
 
     def head(self, h):
         """Final RMSNorm and LM head: h [B, T, d] -> logits [B, T, vocab]."""
@@ -233,20 +215,16 @@ _LAYER = r"model\.layers\.(\d+)\."
 WEIGHT_MAP = (
     (r"model\.embed_tokens\.weight", "embed_tokens.embedding", "identity"),
     (_LAYER + r"input_layernorm\.weight", "blocks.input_layernorm.weight", "identity"),
-    (_LAYER + r"self_attn\.q_proj\.weight", "blocks.self_attn.q_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.k_proj\.weight", "blocks.self_attn.k_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.v_proj\.weight", "blocks.self_attn.v_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.q_proj\.bias", "blocks.self_attn.q_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.k_proj\.bias", "blocks.self_attn.k_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.v_proj\.bias", "blocks.self_attn.v_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.o_proj\.weight", "blocks.self_attn.o_proj.kernel", "transpose"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.weight", f"blocks.self_attn.{p}_proj.kernel", "transpose") for p in "qkvo"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.bias", f"blocks.self_attn.{p}_proj.bias", "identity") for p in "qkvo"),
+    (_LAYER + r"self_attn\.q_norm\.weight", "blocks.self_attn.q_norm.weight", "identity"),
+    (_LAYER + r"self_attn\.k_norm\.weight", "blocks.self_attn.k_norm.weight", "identity"),
     (_LAYER + r"post_attention_layernorm\.weight", "blocks.post_attention_layernorm.weight", "identity"),
-    (_LAYER + r"mlp\.gate_proj\.weight", "blocks.mlp.gate_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.up_proj\.weight", "blocks.mlp.up_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.down_proj\.weight", "blocks.mlp.down_proj.kernel", "transpose"),
+    *((_LAYER + rf"mlp\.{p}_proj\.weight", f"blocks.mlp.{p}_proj.kernel", "transpose") for p in ("gate", "up", "down")),
     (r"model\.norm\.weight", "norm.weight", "identity"),
     (r"lm_head\.weight", "lm_head.kernel", "transpose"),
 )
+TRANSFORMS: dict = {}
 
 
 def ignored_keys(config: LlamaConfig) -> tuple[str, ...]:

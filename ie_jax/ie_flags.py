@@ -1,0 +1,58 @@
+"""Flag policy: which diagnostics of the MI estimates become ceilings and flags of an IE number.
+
+An MI estimate's flags are its true diagnostics among `ESTIMATE_FLAGS` (the vocabulary of `ie_jax.mi.result`
+plus saturation, constancy and the above-ceiling artefact). A layer's IE inherits them as `IE_FLAGS`: what the
+macro estimate's flags imply (IE may be larger) is kept apart from what the micro estimates' imply (IE may be
+smaller).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ie_jax.mi.result import LOWER_BOUND_FLAGS, convert
+
+ESTIMATE_FLAGS = ("saturated", *LOWER_BOUND_FLAGS, "constant", "above_ceiling", "still_increasing")
+IE_FLAGS = ("macro_saturated", "micro_saturated", "macro_lower_bound", "micro_lower_bound", "macro_constant",
+            "above_ceiling", "still_increasing")
+
+
+def ceiling(diagnostics: dict, units: str) -> float:
+    """The estimate's smallest ceiling (stored in nats) in `units`; NaN where none was computed."""
+    c = diagnostics.get("ceiling_nats")
+    return math.nan if c is None else float(convert(float(c), "nats", units))
+
+
+def is_lower_bound(diagnostics: dict) -> bool:
+    """A neural estimate flagged as a lower bound for a reason other than saturation (LOWER_BOUND_FLAGS)."""
+    return any(bool(diagnostics.get(k, False)) for k in LOWER_BOUND_FLAGS)
+
+
+def estimate_flags(diagnostics: dict) -> list[str]:
+    """Names of the flags an MI estimate's diagnostics raise, in `ESTIMATE_FLAGS` order."""
+    return [k for k in ESTIMATE_FLAGS if diagnostics.get(k)]
+
+
+def layer_flags(macro: dict, micro: list[dict], micro_mean: float, units: str) -> dict[str, Any]:
+    """One layer's IE ceiling (macro ceiling - mean micro) and flags from its macro and micro diagnostics.
+
+    macro_saturated: MI_macro is a lower bound only, so IE may be larger; micro_saturated: some micro MI is a
+    lower bound only, so IE may be smaller; macro_constant: a macro variable is constant (MI exactly 0);
+    above_ceiling: an MI estimate exceeds what the sample can support (an estimator artefact);
+    macro_lower_bound / micro_lower_bound: a neural estimate is flagged as a lower bound for another reason
+    (LOWER_BOUND_FLAGS: more samples or another critic would raise it), so IE may be larger / smaller.
+    """
+    both = [macro, *micro]
+    flags = {
+        "ie_ceiling": ceiling(macro, units) - micro_mean,
+        "macro_saturated": bool(macro.get("saturated", False)),
+        "micro_saturated": any(bool(d.get("saturated", False)) for d in micro),
+        "macro_lower_bound": is_lower_bound(macro),
+        "micro_lower_bound": any(is_lower_bound(d) for d in micro),
+        "macro_constant": bool(macro.get("constant", False)),
+        "above_ceiling": any(bool(d.get("above_ceiling", False)) for d in both),
+        "still_increasing": any(bool(d.get("still_increasing", False)) for d in both),
+    }
+    flags["flags"] = [k for k in IE_FLAGS if flags[k]]
+    return flags
