@@ -8,7 +8,9 @@ The sweep stays the same program everywhere; what differs is only:
 - `to_host`: an array sharded over all hosts' devices comes back whole to every process (an all-gather of the
   results, which are small: the inputs never travel to one host);
 - `broadcast_json`: process 0's value (finished chunks, the chunk size, the estimates) sent to all, so every
-  process forms the same chunks although only process 0 reads and writes the run directory (`is_leader`).
+  process forms the same chunks although only process 0 reads and writes the run directory (`is_leader`);
+- `context_problems`: states captured sharded over sequences on all hosts' devices (`capture(..., mesh=)`)
+  become the MI problems, sharded over problems, by one resharding inside `jit` (no host gathers them).
 With one process every function is the identity and costs nothing.
 """
 
@@ -130,3 +132,31 @@ def broadcast_json(value):
     buffer = np.zeros(size, np.uint8)
     buffer[: data.size] = data
     return json.loads(np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes().decode("utf-8"))
+
+
+def context_problems(block_input, block_output, mesh) -> tuple[jax.Array, jax.Array]:
+    """Captured states as MI problems, resharded on the devices: sequences-sharded in, problems-sharded out.
+
+    block_input, block_output: [L, B, P, d] (a `capture(..., mesh=)`: the B sequences split over the mesh).
+    Returns x, y [L*P padded to a multiple of the mesh's devices, B, d]: problem l*P + p is block l's input and
+    output at position p (the sweep's order of context problems); padding repeats the last problem. Every device
+    then holds all B pairs of its own problems; the all-to-all between them runs inside one jitted program.
+    """
+    from ie_jax import sharding
+
+    n_problems = block_input.shape[0] * block_input.shape[2]
+    size = -(-n_problems // mesh.devices.size) * mesh.devices.size
+    target = sharding.problem_sharding(mesh)
+    return jax.jit(_as_problems, static_argnums=2, out_shardings=(target, target))(block_input, block_output, size)
+
+
+def _as_problems(block_input, block_output, size):
+    import jax.numpy as jnp
+
+    def one(states):
+        layers, batch, positions, hidden = states.shape
+        problems = states.transpose(0, 2, 1, 3).reshape(layers * positions, batch, hidden)
+        pad = jnp.repeat(problems[-1:], size - problems.shape[0], axis=0)
+        return jnp.concatenate([problems, pad]) if size > problems.shape[0] else problems
+
+    return one(block_input), one(block_output)

@@ -1,5 +1,6 @@
 """`ie-jax measure` as 2 processes (2 fake CPU devices each, gloo collectives, one 4-device global mesh) gives the
-numbers of one process with 4 devices, writes one result.json, and a killed 2-process run resumes to them.
+numbers of one process with 4 devices, writes one result.json, and a killed 2-process run resumes to them; states
+captured sharded over sequences on both processes' devices are resharded to problems on the devices.
 
 Real processes on localhost, as on several hosts: each started with the same command and its own --process-id.
 A tiny random model on Gaussian inputs keeps the test's CPU time small; the sizes give 8 MI problems in 2 chunks.
@@ -122,3 +123,45 @@ def test_killed_two_process_run_resumes_to_the_same_numbers(model, one_process, 
     _run(model, out, 2, 2)
     assert {name: (out / "chunks" / name).read_text() for name in finished} == written  # kept, not recomputed
     np.testing.assert_allclose(_estimates(out), one_process, rtol=0, atol=1e-5)
+
+
+def test_states_captured_across_processes_reshard_to_problems(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    workers = [subprocess.Popen([sys.executable, __file__, f"127.0.0.1:{port}", str(i)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    logs = _finish(workers)
+    assert all("resharded states match" in log for log in logs), logs[0][-2000:]
+
+
+def _reshard_worker(coordinator: str, process_id: int) -> None:
+    """One of 2 processes: capture sharded over all 4 devices, reshard to problems, compare with a local capture."""
+    from ie_jax import distributed
+
+    distributed.initialize(coordinator, 2, process_id, heartbeat_timeout_s=20)
+    from ie_jax import sharding
+    from ie_jax.models import capture, random_model
+
+    lm = random_model(TINY, seed=3)
+    ids = np.random.default_rng(0).integers(0, TINY["vocab_size"], (10, 3)).astype(np.int32)  # 10: pads to 12
+    mesh = sharding.make_mesh()
+    assert mesh.devices.size == 4
+    cap = capture(lm, ids, mesh=mesh)
+    assert not cap.block_input.is_fully_addressable  # the states live on both processes' devices
+    x, y = distributed.context_problems(cap.block_input, cap.block_output, mesh)
+    local = capture(lm, ids)  # the same capture by this process alone, on one device
+    want = [np.asarray(a).transpose(0, 2, 1, 3).reshape(-1, 10, TINY["hidden_size"])
+            for a in (local.block_input, local.block_output)]
+    want = [np.concatenate([w, w[-1:].repeat(2, axis=0)]) for w in want]  # 6 problems pad to 8
+    for got, expected in zip((x, y), want):
+        assert got.shape == expected.shape and got.sharding.spec == sharding.problem_sharding(mesh).spec
+        for shard in got.addressable_shards:  # this process's devices hold whole problems: all 10 sequences
+            assert shard.data.shape[1:] == (10, TINY["hidden_size"])
+            np.testing.assert_allclose(np.asarray(shard.data), expected[shard.index], atol=1e-5)
+        np.testing.assert_allclose(distributed.to_host(got), expected, atol=1e-5)
+    print("resharded states match")
+
+
+if __name__ == "__main__":
+    _reshard_worker(sys.argv[1], int(sys.argv[2]))
