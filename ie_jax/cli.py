@@ -126,6 +126,17 @@ def _measure(args) -> int:
     # Before any JAX work: joins the other processes, if any (explicit flags or auto-detection).
     distributed.initialize(args.coordinator, args.num_processes, args.process_id,
                            heartbeat_timeout_s=args.heartbeat_timeout)
+    try:
+        return _measure_all(args)
+    except Exception as e:  # across hosts, a failed collective usually means another process died: say so
+        explained = distributed.explain_failure(e)
+        if explained is e:
+            raise
+        raise explained from e
+
+
+def _measure_all(args) -> int:
+    from ie_jax import distributed
     from ie_jax.sweep import measure
     from ie_jax.validation import check_measure_arguments
 

@@ -96,6 +96,17 @@ def _detected_process_count() -> int:
     return 1
 
 
+def explain_failure(error: BaseException) -> BaseException:
+    """A runtime error of a multi-process run (a collective cut off because another process died) as a
+    ConnectionError that says so and how to resume; any other error as it is."""
+    if jax.process_count() == 1 or type(error).__name__ not in ("JaxRuntimeError", "XlaRuntimeError"):
+        return error
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ConnectionError(f"another process of this {jax.process_count()}-process run failed or stopped ({first}): "
+                           "see its log, then start every process again with the same command to resume from the "
+                           "finished chunks")
+
+
 def process_count() -> int:
     return jax.process_count()
 

@@ -115,6 +115,7 @@ def test_killed_two_process_run_resumes_to_the_same_numbers(model, one_process, 
     log, _ = processes[0].communicate(timeout=TIMEOUT_S)
     processes[1].wait()
     assert processes[0].returncode != 0, f"process 0 finished although its peer died:\n{log[-2000:]}"
+    assert "error: another process of this 2-process run failed or stopped" in log, log[-3000:]
     assert not (out / "result.json").exists()
     finished = sorted(p.name for p in (out / "chunks").glob("*.json"))
     assert finished == ["00000.json"]
