@@ -166,3 +166,21 @@ def _reshard_worker(coordinator: str, process_id: int) -> None:
 
 if __name__ == "__main__":
     _reshard_worker(sys.argv[1], int(sys.argv[2]))
+
+
+def test_start_up_arguments_are_checked_before_any_connection(tmp_path, capsys):
+    from ie_jax import distributed
+    from ie_jax.cli import main
+
+    with pytest.raises(ValueError, match="together"):
+        distributed.initialize("127.0.0.1:1234", None, 0)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        distributed.initialize("no-port", 2, 0)
+    with pytest.raises(ValueError, match=r"0\.\.1"):
+        distributed.initialize("127.0.0.1:1234", 2, 2)
+    assert distributed.initialize() == 1  # no cluster here: one process, nothing joined
+    assert distributed.initialize("127.0.0.1:1234", 1, 0) == 1
+    assert distributed.broadcast_json({"chunks": [0, 2], "nan": None}) == {"chunks": [0, 2], "nan": None}
+    assert main(["measure", "--model", "random:gpt2", "--num-processes", "2", "--out", str(tmp_path / "r")]) == 2
+    assert "--coordinator HOST:PORT, --num-processes N and --process-id I together" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
