@@ -5,8 +5,8 @@ One process runs per host (or per GPU); every process runs the same program on t
 The sweep stays the same program everywhere; what differs is only:
 - `initialize`: join the processes (explicit coordinator, else JAX's own detection of TPU pods, SLURM and
   Open MPI, else one process); gloo collectives on CPU; timeouts so one failed process stops the others;
-- `to_host`: an array sharded over all hosts' devices comes back whole to every process (an all-gather of the
-  results, which are small: the inputs never travel to one host);
+- `to_host`: arrays sharded over all hosts' devices come back whole to every process (`jax.device_get` with an
+  all-gather of the results, which are small: the inputs never travel to one host);
 - `broadcast_json`: process 0's value (finished chunks, the chunk size, the estimates) sent to all, so every
   process forms the same chunks although only process 0 reads and writes the run directory (`is_leader`);
 - `context_problems`: states captured sharded over sequences on all hosts' devices (`capture(..., mesh=)`)
@@ -123,13 +123,17 @@ def mesh_size(n_problems: int) -> int:
     return n_devices if jax.process_count() > 1 else max(1, min(n_problems, n_devices))
 
 
-def to_host(array) -> np.ndarray:
-    """The whole of `array` as numpy on every process (all-gathered when it spans other processes' devices)."""
-    if isinstance(array, jax.Array) and not array.is_fully_addressable:
-        from jax.experimental import multihost_utils
+def to_host(tree):
+    """`tree` (an array or any pytree of them) as numpy on every process: `jax.device_get`, except that arrays
+    spanning other processes' devices are all-gathered first (results are small; inputs never travel this way)."""
+    def fetch(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            from jax.experimental import multihost_utils
 
-        return np.asarray(multihost_utils.process_allgather(array, tiled=True))
-    return np.asarray(array)
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(jax.device_get(leaf))
+
+    return jax.tree.map(fetch, tree)
 
 
 def broadcast_json(value):
