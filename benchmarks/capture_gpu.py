@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from sweep_gpu import Budget, now, nvidia_smi, write  # noqa: E402
 
-MODELS = "gpt2,gpt2-medium,gpt2-large,gpt2-xl,openllama-3b,gemma-2b,gemma-7b"
+MODELS = "gpt2,gpt2-medium,gpt2-large,gpt2-xl,openllama-3b,gemma-2b,gemma-7b,qwen2.5-1.5b,gemma-2-2b"
 
 
 def model_counts(name: str, batch: int, tokens: int) -> dict:

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import re
 import sys
@@ -59,7 +58,9 @@ def load_model_spec(spec: str):
         if path.suffix == ".json":
             if not path.is_file():
                 raise FileNotFoundError(f"no config file {path}")
-            return random_model(json.loads(path.read_text()))
+            from ie_jax.store import read_json
+
+            return random_model(read_json(path, fix="give a Hugging Face config.json"))
         return random_model(shape)
     return load_model(spec)
 
@@ -79,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
     m.add_argument("--samples", type=int, default=None,
-                   help="number of sequences N (default 2048 with an accelerator, 1000 on a CPU)")
+                   help="number of sequences N (default 8192 with an accelerator, 1000 on a CPU)")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
     m.add_argument("--protocol", default=None, choices=["fast", "paper"], help="neural MI protocol (default fast)")
     m.add_argument("--estimator", default=None, choices=["neural", "exact_discrete", "noise", "gaussian"],
@@ -204,10 +205,12 @@ def _report(args) -> int:
 def _models(_args) -> int:
     from ie_jax.models import list_architectures
     from ie_jax.models.loading import NAMED_MODELS
-    from ie_jax.models.registry import NAMED_SHAPES
+    from ie_jax.models.registry import MODEL_TYPES, NAMED_SHAPES
 
     print("architectures: " + ", ".join(list_architectures()))
-    print("named models (--model NAME): " + ", ".join(NAMED_MODELS))
+    print("HF model_type values loaded: " + ", ".join(sorted(MODEL_TYPES)))
+    print("named models (--model NAME): " + ", ".join(NAMED_MODELS)
+          + "; or a Hugging Face id (--model org/name: the local HF cache, downloaded if allowed)")
     print("named random shapes (--model random:SHAPE): " + ", ".join(sorted(NAMED_SHAPES)))
     return 0
 

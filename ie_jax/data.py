@@ -10,6 +10,7 @@ Three regimes, as in Chen et al. (2025):
 
 `load_data(spec, tokenizer, n_samples=...)` parses the CLI spec ("icl:country", "text:kjv", "text:PATH",
 "gaussian"). A tokenizer is anything with `encode(text) -> list[int]` (no special tokens) and `decode(ids)`.
+Helpers on token data: `rows_entropy` / `prefix_entropy` (counting ceilings), `shuffled_tokens` (a control).
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from typing import Any
 
 from ie_jax.mi.result import LOWER_BOUND_FLAGS, convert
 
-ESTIMATE_FLAGS = ("saturated", *LOWER_BOUND_FLAGS, "constant", "above_ceiling", "still_increasing")
+ESTIMATE_FLAGS = ("saturated", *LOWER_BOUND_FLAGS, "constant", "above_ceiling", "still_increasing", "no_interval")
 IE_FLAGS = ("macro_saturated", "micro_saturated", "macro_lower_bound", "micro_lower_bound", "macro_constant",
-            "above_ceiling", "still_increasing")
+            "above_ceiling", "still_increasing", "no_interval")
 
 
 def ceiling(diagnostics: dict, units: str) -> float:
@@ -41,7 +41,8 @@ def layer_flags(macro: dict, micro: list[dict], micro_mean: float, units: str) -
     lower bound only, so IE may be smaller; macro_constant: a macro variable is constant (MI exactly 0);
     above_ceiling: an MI estimate exceeds what the sample can support (an estimator artefact);
     macro_lower_bound / micro_lower_bound: a neural estimate is flagged as a lower bound for another reason
-    (LOWER_BOUND_FLAGS: more samples or another critic would raise it), so IE may be larger / smaller.
+    (LOWER_BOUND_FLAGS: more samples or another critic would raise it), so IE may be larger / smaller;
+    no_interval: an estimate had no spread to give a CI (its note says what would).
     """
     both = [macro, *micro]
     flags = {
@@ -53,6 +54,8 @@ def layer_flags(macro: dict, micro: list[dict], micro_mean: float, units: str) -
         "macro_constant": bool(macro.get("constant", False)),
         "above_ceiling": any(bool(d.get("above_ceiling", False)) for d in both),
         "still_increasing": any(bool(d.get("still_increasing", False)) for d in both),
+        # a neural estimate without a spread (one held-out batch of one seed): the IE has no CI either
+        "no_interval": any(bool(d.get("no_interval", False)) for d in both),
     }
     flags["flags"] = [k for k in IE_FLAGS if flags[k]]
     return flags

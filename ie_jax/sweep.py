@@ -131,6 +131,8 @@ class Estimator:
             cfg, options = resolve(self.protocol, self.overrides)
             return _min_neural_samples(cfg.batch_size or 2, options["test_fraction"], options["readout"])
         if self.name == "gaussian":
+            if self.overrides.get("ridge", 1.0) == 0:  # no ridge: the joint covariance needs N > dx + dy
+                return 2 * hidden_size + 1
             return hidden_size + 2  # sample covariances of d-dim states need more than d samples
         return 2
 
@@ -204,6 +206,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     if dataset.n_samples < need:
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
+    validation.check_capture(lm, dataset, layers, micro, token_curve)
     store = finished = None
     progress = progress and distributed.is_leader()
     if out is not None and distributed.is_leader():

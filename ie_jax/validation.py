@@ -16,8 +16,12 @@ import numbers
 import os
 import pathlib
 import tempfile
+import weakref
 
 MICRO_MODES = ("isolated", "in_context")
+# Modules whose weight arrays were found finite, with those arrays (jax arrays are immutable: new weights are
+# new arrays, so they are checked again).
+_FINITE_WEIGHTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 UNITS = ("nats", "bits")
 
 # Settings that must be > 0, >= 0 or >= 2 whichever estimator they go to.
@@ -58,13 +62,13 @@ def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str
     if chunk_size is not None:
         _integer("--chunk-size", chunk_size, low=1, fix="give MI problems per compiled call, or leave it out "
                                                          "for the default")
-    seeds = list(seeds) if isinstance(seeds, (list, tuple, range)) else [seeds]
+    seeds = _as_list(seeds)
     if not seeds:
         raise ValueError("--seeds is empty: give at least one seed, e.g. --seeds 0")
     for s in seeds:
         _integer("--seeds", s, low=0)
     if layers is not None:
-        layers = list(layers) if isinstance(layers, (list, tuple, range)) else [layers]
+        layers = _as_list(layers)
         if not layers:
             raise ValueError("--layers is empty: give block indices such as 0-5,10 or leave it out for all")
         for layer in layers:
@@ -73,7 +77,7 @@ def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str
     if name == "noise":
         check_sigmas(sigma)
     elif sigma is not None:
-        raise ValueError(f"--sigma applies to --estimator noise only (the estimator is {name})")
+        raise ValueError(f"sigma applies to estimator='noise' only (--estimator noise); the estimator is {name!r}")
     if isinstance(data, str):
         check_data_spec(data, seq_len)
     check_settings(name, protocol, dict(overrides or {}))
@@ -85,12 +89,12 @@ def check_sigmas(sigma) -> None:
     """Noise levels: None (the defaults) or positive finite numbers."""
     if sigma is None:
         return
-    values = list(sigma) if isinstance(sigma, (list, tuple)) or hasattr(sigma, "__len__") else [sigma]
+    values = _as_list(sigma)
     if not values:
         raise ValueError("--sigma is empty: give noise levels such as --sigma 0.1,0.3,1")
     for v in values:
         if not _is_real(v) or not math.isfinite(float(v)) or float(v) <= 0:
-            raise ValueError(f"--sigma must hold positive finite numbers, got {v!r}: e.g. --sigma 0.1,0.3,1")
+            raise ValueError(f"--sigma must hold positive finite numbers, got {_show(v)}: e.g. --sigma 0.1,0.3,1")
 
 
 def check_data_spec(spec: str, seq_len=None) -> None:
@@ -208,7 +212,7 @@ def _check_setting(estimator: str, key: str, value, default) -> None:
 def check_model(lm, layers=None) -> None:
     """Finite weights and block indices within the model (both would otherwise fail after capture)."""
     import jax
-    import numpy as np
+    import jax.numpy as jnp
     from flax import nnx
 
     num_layers = lm.config.num_layers
@@ -217,12 +221,32 @@ def check_model(lm, layers=None) -> None:
         if bad:
             raise ValueError(f"--layers {bad} out of range: {lm.name} has blocks 0..{num_layers - 1}")
     state = nnx.state(lm.module, nnx.Param)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        arr = np.asarray(getattr(leaf, "value", leaf))
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+    leaves = jax.tree_util.tree_leaves_with_path(state)
+    arrays = [getattr(leaf, "value", leaf) for _, leaf in leaves]
+    checked = _FINITE_WEIGHTS.get(lm.module)
+    if checked is not None and len(checked) == len(arrays) and all(a is b for a, b in zip(checked, arrays)):
+        return  # these very arrays (immutable) passed before: a sweep of many measure() calls checks once
+    for (path, _), arr in zip(leaves, arrays):
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            continue
+        n_bad = int(jnp.sum(~jnp.isfinite(arr)))  # counted where the weights are: one number comes back
+        if n_bad:
             name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-            raise ValueError(f"model {lm.name} has NaN or inf weights in {name} ({int((~np.isfinite(arr)).sum())} "
-                             f"entries): the checkpoint is damaged; load another copy")
+            raise ValueError(f"model {lm.name} has NaN or inf weights in {name} ({n_bad} entries): the checkpoint "
+                             f"is damaged; load another copy")
+    try:
+        _FINITE_WEIGHTS[lm.module] = arrays
+    except TypeError:  # a module that takes no weak reference is simply checked every time
+        pass
+
+
+def check_capture(lm, dataset, layers, micro: str, token_curve: bool) -> None:
+    """The captured states fit in memory (ie_jax.variables' own check, run before the run directory is claimed)."""
+    from ie_jax.variables import _check_memory
+
+    positions = dataset.seq_len if token_curve or micro == "in_context" else 1
+    n_layers = lm.config.num_layers if layers is None else len(layers)
+    _check_memory(n_layers, dataset.n_samples, positions, lm.config.hidden_size)
 
 
 def check_output_dir(out) -> None:
@@ -245,9 +269,19 @@ def check_output_dir(out) -> None:
                          f"you can write to") from e
 
 
+def _as_list(values) -> list:
+    """A list of the values of a sequence (list, tuple, range, numpy array), or [values] for a single one."""
+    return list(values) if hasattr(values, "__iter__") and not isinstance(values, (str, bytes)) else [values]
+
+
 def _integer(name: str, value, *, low: int, fix: str = "") -> None:
     if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}" + (f": {fix}" if fix else ""))
+        raise ValueError(f"{name} must be a whole number >= {low}, got {_show(value)}" + (f": {fix}" if fix else ""))
+
+
+def _show(v) -> str:
+    """A number as it is written (numpy scalars included), anything else as its repr."""
+    return str(v) if _is_real(v) else repr(v)
 
 
 def _is_int(v) -> bool:

@@ -2,12 +2,7 @@
 
 import numpy as np
 import torch
-
-
-def relative_error(actual, expected) -> float:
-    """max |a - e| / max |e|: one number per tensor, insensitive to where the values sit."""
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+from _helpers_models import relative_error  # noqa: F401 - one definition, re-exported for the parity tests
 
 
 def torch_reference(layers, run):

@@ -70,9 +70,9 @@ def test_fp32_parity_with_padding_and_token_types(torch_model):
     last, block_inputs, block_outputs = jax.jit(forward)(model, token_ids, jnp.arange(9)[None], mask, token_type_ids)
 
     hidden = np.stack([h.numpy() for h in out_ref.hidden_states])
-    # Post-LN encoder: HF's hidden_states are the block inputs plus block L-1's output itself (no final norm).
-    np.testing.assert_array_equal(hidden[:-1], inputs_ref)
-    np.testing.assert_array_equal(hidden[-1], outputs_ref[-1])
+    # Post-LN encoder: HF's hidden_states are our block inputs plus block L-1's output itself (no final norm).
+    assert relative_error(block_inputs, hidden[:-1]) < 1e-5
+    assert relative_error(block_outputs[-1], hidden[-1]) < 1e-5
     assert relative_error(block_inputs, inputs_ref) < 1e-5
     assert relative_error(block_outputs, outputs_ref) < 1e-5
     assert relative_error(last, out_ref.last_hidden_state.numpy()) < 1e-5
@@ -113,7 +113,7 @@ def test_capture_is_bidirectional_for_bert():
     token_ids = np.random.default_rng(4).integers(0, HF_CONFIG["vocab_size"], size=(2, 6))
     cap = capture(lm, token_ids)
     _, _, block_outputs = forward(lm.module, token_ids, None, bidirectional_mask(6))
-    assert relative_error(cap.block_output, block_outputs) < 1e-6
+    assert relative_error(cap.block_output, block_outputs) < 1e-5
     changed = capture(lm, np.concatenate([token_ids[:, :5], (token_ids[:, 5:] + 1) % 97], axis=1))
     assert relative_error(changed.block_output[:, :, 0], cap.block_output[:, :, 0]) > 1e-4
 

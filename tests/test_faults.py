@@ -250,6 +250,10 @@ def test_cli_errors_on_damaged_files_are_one_line(tmp_path, capsys, finished):
     rc = main(["measure", "--model", f"random:{config}", "--data", f"text:{binary}", "--out", str(tmp_path / "t")])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "\n" not in err and f"{binary} is not UTF-8 text" in err
+    config.write_text('{"model_type": "llama",')
+    rc = main(["measure", "--model", f"random:{config}", "--data", "gaussian", "--out", str(tmp_path / "g")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and f"{config} is damaged (truncated or not JSON" in err and "config.json" in err
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -270,3 +274,131 @@ def test_report_lists_unfinished_runs(finished, tmp_path, capsys):
     (parent / "done" / "result.json").unlink()
     assert main(["report", str(parent)]) == 2
     assert "2 unfinished" in capsys.readouterr().err
+
+
+# ---- numbers: huge and tiny scales give the right answer or a clear error ----
+
+FAST_ONE_CRITIC = dict(steps=150, batch_size=256, convergence_check=False, critic_check=None, gaussian_check=False)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1000, 2))
+    return x, x + 0.5 * rng.standard_normal((1000, 2))  # I = 2 x 0.5 ln(1 + 4) = 1.61 nats
+
+
+def test_neural_estimate_is_scale_safe(pair):
+    from ie_jax import mi
+
+    x, y = pair
+    # zscore: the float32 std of 1e18 overflowed (MI 0, "reliable"); 1e-30 underflows; x + 1e9 loses x in
+    # float32; rank: a float64 1e40 became inf in the cast
+    for standardize, scales in (("zscore", (1e18, 1e-30)), ("rank", (1e40,))):
+        ref = mi.estimate(x, y, standardize=standardize, **FAST_ONE_CRITIC)
+        assert 0.5 < ref.value < 1.8  # the true 1.61 nats, as far as 150 steps get
+        for scale in scales:
+            est = mi.estimate(x * scale, y * scale, standardize=standardize, **FAST_ONE_CRITIC)
+            assert est.value == pytest.approx(ref.value, abs=1e-5), (standardize, scale)
+    shifted = mi.estimate(x + 1e9, y, standardize="zscore", **FAST_ONE_CRITIC)
+    assert shifted.value == pytest.approx(ref.value, abs=0.1)
+    for scale, words in ((1e30, "holds values up to 3.9e+30: their squares overflow"),
+                         (1e40, "beyond float32's range (3.4e+38)"), (1e-30, "underflow")):
+        with pytest.raises(ValueError, match=rf"x column 0 .*{re_escape(words)}.*standardize='zscore' or 'rank'"):
+            mi.estimate(x * scale, y, standardize="none", **FAST_ONE_CRITIC)
+    with pytest.raises(ValueError, match=r"y has no columns \(shape \(1000, 0\)\)"):
+        mi.estimate(x, y[:, :0], **FAST_ONE_CRITIC)
+    with pytest.raises(ValueError, match="x contains NaN or inf"):
+        mi.estimate(np.where(x > 3, np.inf, x), y, **FAST_ONE_CRITIC)
+
+
+def re_escape(text):
+    import re
+
+    return re.escape(text)
+
+
+def test_noise_gaussian_and_discrete_estimates_are_scale_safe(pair):
+    from ie_jax.mi.discrete import exact_discrete_mi
+    from ie_jax.mi.gaussian import gaussian_mi
+    from ie_jax.mi.noise import noise_mi
+
+    x, y = pair
+    ref = noise_mi(x, y, sigma=0.3, n_mc=64)
+    for sx, sy in ((1e30, 1e30), (1e-30, 1.0), (1e40, 1e-40)):
+        est = noise_mi(x * sx, y * sy, sigma=0.3, n_mc=64)
+        assert np.isfinite(est.value) and est.value == pytest.approx(ref.value, abs=1e-4), (sx, sy)
+    with pytest.raises(ValueError, match="x column 0 holds values up to .*normaliser='centred_std'"):
+        noise_mi(x * 1e30, y, sigma=0.3, n_mc=64, normaliser="none")
+    exact = gaussian_mi(x, y)
+    assert gaussian_mi(x * 1e200, y * 1e-200) == pytest.approx(exact, rel=1e-9)
+    for fn in (lambda a, b: noise_mi(a, b, sigma=0.3), gaussian_mi, exact_discrete_mi):
+        with pytest.raises(ValueError, match=r"x has no columns"):
+            fn(x[:, :0], y)
+    labels = np.repeat(np.arange(4.0), 25)[:, None]
+    assert exact_discrete_mi(labels * 1e40, labels).value == pytest.approx(np.log(4))
+
+
+def test_prepare_leaves_ordinary_data_untouched_and_rescales_exactly():
+    from ie_jax.mi import inputs
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 50, 4)).astype(np.float32) * 100
+    assert inputs.prepare(a, "x", rank=3, invariance="affine") is a
+    big = a.astype(np.float64) * 2.0**70
+    out = inputs.prepare(big, "x", rank=3, invariance="affine")
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    # per column: an increasing affine map of the input (ranks and correlations kept)
+    for p in range(3):
+        for j in range(4):
+            assert (np.argsort(out[p, :, j], kind="stable") == np.argsort(a[p, :, j], kind="stable")).all()
+            assert np.corrcoef(out[p, :, j], a[p, :, j])[0, 1] > 1 - 1e-6
+    scaled = inputs.prepare(big, "x", rank=3, invariance="scale", dtype=np.float64)
+    ratios = (scaled - scaled.mean(axis=1, keepdims=True)) / (a - a.mean(axis=1, keepdims=True))
+    assert np.allclose(ratios, ratios[:, :1, :1], rtol=1e-5)  # one scale per problem, all columns
+
+
+def test_prepare_keeps_a_safe_device_array_on_the_device_and_checks_an_unsafe_one():
+    import jax
+    import jax.numpy as jnp
+
+    from ie_jax.mi import inputs
+
+    a = np.random.default_rng(2).standard_normal((2, 40, 3)).astype(np.float32)
+    on_device = jnp.asarray(a)
+    out = inputs.prepare(on_device, "x", rank=3, invariance="affine")
+    assert isinstance(out, jax.Array) and out is on_device  # no trip to the host
+    bad = on_device.at[1, 5, 2].set(jnp.nan)
+    with pytest.raises(ValueError, match=r"x contains NaN or inf in problem 1"):
+        inputs.prepare(bad, "x", rank=3, invariance="affine")
+    big = on_device * 2.0**70  # float32 holds it, its squares do not: rescaled as on the host path
+    np.testing.assert_array_equal(inputs.prepare(big, "x", rank=3, invariance="affine"),
+                                  inputs.prepare(np.asarray(big), "x", rank=3, invariance="affine"))
+
+
+# ---- no interval, no word ----
+
+
+def test_missing_interval_is_a_flag_with_a_note_naming_the_n_that_gives_one(pair):
+    from ie_jax import mi
+    from ie_jax.ie_flags import layer_flags
+    from ie_jax.mi.estimate import _interval_note
+    from ie_jax.mi.protocols import resolve
+    from ie_jax.plan import ACCELERATOR_DEFAULTS
+
+    x, y = pair
+    small = dict(steps=30, batch_size=16, eval_every=10, convergence_check=False, critic_check=None)
+    one = mi.estimate(x[:100], y[:100], **small)  # 20 held-out pairs: one batch of 16, one value
+    d = one.diagnostics
+    assert np.isnan(one.stderr) and d["no_interval"] and "no confidence interval" in d["note"]
+    need = int(d["note"].split("use N >= ")[1].split()[0])
+    assert need == 238  # round(0.2 x 238) = 48 held-out pairs: 3 batches of 16, the first validates: 2 values
+    enough = mi.estimate(x[:need], y[:need], **small)
+    assert np.isfinite(enough.stderr) and not enough.diagnostics["no_interval"]
+    assert "no_interval" in layer_flags(d, [enough.diagnostics], 0.0, "nats")["flags"]
+    assert "no_interval" not in layer_flags(enough.diagnostics, [enough.diagnostics], 0.0, "nats")["flags"]
+    # The CLI default on an accelerator gives the fast protocol a CI with one seed.
+    cfg, options = resolve("fast", {})
+    n = ACCELERATOR_DEFAULTS["samples"]
+    note = _interval_note(cfg, "heldout", 2048, 410, 1, options["test_fraction"])
+    assert int(note.split("use N >= ")[1].split()[0]) <= n

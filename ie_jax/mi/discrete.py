@@ -32,8 +32,9 @@ def _as_states(states, name: str) -> np.ndarray:
         a = a[:, None]
     if a.ndim != 2:
         raise ValueError(f"{name} must have shape [N, d] (or [N]); got shape {a.shape}")
-    if a.shape[0] == 0:
-        raise ValueError(f"{name} has no samples (shape {a.shape})")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{name} has no {'samples' if a.shape[0] == 0 else 'columns'} (shape {a.shape}): give "
+                         "at least one sample and one feature")
     a = a.astype(np.float64)
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or inf: clean the states before estimating MI")

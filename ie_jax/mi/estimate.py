@@ -21,7 +21,7 @@ import warnings
 import jax
 import numpy as np
 
-from ie_jax.mi import gaussian_critic
+from ie_jax.mi import gaussian_critic, inputs
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import LOWER_BOUND_FLAGS, MIEstimate, MIEstimates, check_units, convert
 from ie_jax.mi.train import TrainConfig, train_batch
@@ -49,7 +49,7 @@ def estimate(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, units: 
     units: "nats" or "bits"; overrides: any protocol setting (bound=, critic=, steps=, batch_size=,
     lr=, readout="heldout"|"paper", dtype="float32"|"bfloat16", test_fraction=, ...).
     """
-    x, y = _as_problem_arrays(x, y, rank=2)
+    x, y = _as_problem_arrays(x, y, rank=2, standardize=resolve(protocol, overrides)[1]["standardize"])
     return estimate_batch(x[None], y[None], protocol=protocol, seed=seed, seeds=seeds, units=units, mesh=mesh,
                           **overrides)[0]
 
@@ -64,7 +64,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     """
     check_units(units)
     cfg, options = resolve(protocol, overrides)
-    x, y = _as_problem_arrays(x, y, rank=3)
+    x, y = _as_problem_arrays(x, y, rank=3, standardize=options["standardize"])
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed,)))
     if not seeds:
         raise ValueError("seeds is empty: give at least one seed")
@@ -111,7 +111,8 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
                              for p in range(n_problems)]
     pick = lambda records, p: None if records is None else {k: v[p] for k, v in records.items()}
     results = [_readout(cfg, options["readout"], pick(records, p), n, n_train, n_test, constant[p],
-                        pick(half_records, p), pick(alt_records, p), gauss_records[p])
+                        pick(half_records, p), pick(alt_records, p), gauss_records[p],
+                        test_fraction=options["test_fraction"])
                for p in range(n_problems)]
     estimator = f"{cfg.bound}/{cfg.critic}/{options['readout']}"
     values_nats = np.array([r[0] for r in results])
@@ -124,30 +125,15 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     )
 
 
-def _as_problem_arrays(x, y, *, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    shape_doc = "[N, d]" if rank == 2 else "[P, N, d]"
-    arrays = []
-    for name, a in (("x", x), ("y", y)):
-        a = np.asarray(a)
-        if a.ndim != rank:
-            fix = " (reshape a 1-D array with .reshape(-1, 1))" if a.ndim == rank - 1 else ""
-            raise ValueError(f"{name} must have rank {rank} {shape_doc}, got shape {a.shape}{fix}")
-        if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer)):
-            raise ValueError(f"{name} must be numeric, got dtype {a.dtype}")
-        arrays.append(a.astype(np.float32))
-    x, y = arrays
+def _as_problem_arrays(x, y, *, rank: int, standardize) -> tuple[np.ndarray, np.ndarray]:
+    # Checked and made float32-safe as the standardisation allows (ie_jax.mi.inputs).
+    invariance = inputs.invariance_of(standardize)
+    x, y = (inputs.prepare(a, name, rank=rank, invariance=invariance) for name, a in (("x", x), ("y", y)))
     if x.shape[:-1] != y.shape[:-1]:
         what = "N (samples)" if rank == 2 or x.shape[0] == y.shape[0] else "P (problems)"
         raise ValueError(f"{what} differs between x {x.shape} and y {y.shape}: pass paired samples")
     if x.shape[-2] < 2:
         raise ValueError(f"need at least 2 samples, got N={x.shape[-2]}")
-    for name, a in (("x", x), ("y", y)):
-        bad = ~np.isfinite(a)
-        if bad.any():
-            where = np.argwhere(bad)[0]
-            problem = f" in problem {where[0]}" if rank == 3 else ""
-            raise ValueError(f"{name} contains NaN or inf{problem} ({int(bad.sum())} entries, first at index "
-                             f"{tuple(int(i) for i in where)}): drop or impute those samples")
     return x, y
 
 
@@ -292,7 +278,8 @@ def _clearly_higher(a: np.ndarray, b: np.ndarray, value: float) -> tuple[float, 
 
 
 def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_test: int, constant: bool,
-             half_rec: dict | None = None, alt_rec: dict | None = None, gauss_rec: dict | None = None):
+             half_rec: dict | None = None, alt_rec: dict | None = None, gauss_rec: dict | None = None,
+             test_fraction: float | None = None):
     """One problem's (value_nats, stderr_nats, diagnostics) from its training records [S, ...].
 
     half_rec: the records of the same critics trained on half the training pairs (sample-size check);
@@ -385,4 +372,35 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
     if saturated:
         diagnostics["note"] = (f"within {SATURATION_MARGIN_NATS} nat of the {ceiling:.2f}-nat ceiling this sample "
                                "size and bound allow: a lower bound on the MI, not a measurement")
+    diagnostics["no_interval"] = not math.isfinite(stderr)
+    if diagnostics["no_interval"]:  # a value without a spread to give it a CI: say why and what would
+        note = _interval_note(cfg, readout, n, n_test, n_seeds, n_test / n if test_fraction is None else test_fraction)
+        diagnostics["note"] = f"{diagnostics['note']}; {note}" if diagnostics.get("note") else note
     return value, stderr, diagnostics
+
+
+def _interval_note(cfg: TrainConfig, readout: str, n: int, n_test: int, n_seeds: int, fraction: float) -> str:
+    """Why an estimate has no CI (one held-out value: one batch of one seed) and the N or seeds that give one."""
+    if readout == "paper":
+        return ("no confidence interval: the paper readout's spread is over critic seeds and there is one: pass "
+                "several seeds (--seeds 0,1,2)")
+
+    def readout_batches(n_test: int) -> tuple[int, int, bool]:
+        batch = min(int(cfg.batch_size or n_test), n_test)
+        k = n_test // batch if batch else 0
+        validation = bool(cfg.early_stopping and cfg.eval_every and k > 1)  # batch 0 picks the checkpoint
+        return k - validation, batch, validation
+
+    count, batch, validation = readout_batches(n_test)
+    enough = lambda m: readout_batches(int(round(m * fraction)))[0] * n_seeds >= 2
+    low, high = n, 2 * n  # the smallest N that is enough: doubling, then bisection (enough grows with N)
+    while not enough(high) and high < 1 << 40:
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    need = high
+    return (f"no confidence interval: {n_test} held-out pairs make {count + validation} batch(es) of {batch}"
+            + (" (the first one validates the checkpoint)" if validation else "")
+            + f", so {n_seeds} seed(s) give {count * n_seeds} held-out value(s) and no spread: use N >= {need} "
+            "samples (--samples) or several seeds (--seeds 0,1,2)")

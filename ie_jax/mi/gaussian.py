@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special, stats
 
+from ie_jax.mi import inputs
+
 __all__ = ["gaussian_mi", "gaussian_copula_mi", "gaussian_mi_from_cov", "gaussian_mi_bias_nats", "canonical_correlations"]
 
 
@@ -22,9 +24,9 @@ def _as_samples(a, name: str) -> np.ndarray:
     if a.ndim != 2:
         raise ValueError(f"{name} must be 2-D [N, d] (samples x features), got shape {a.shape}; "
                          "reshape a single feature with a[:, None]")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} contains NaN or inf; drop or fix those samples first")
-    return a
+    # NaN/inf and (N, 0) refused; the covariance is standardised in float64, so only columns beyond
+    # float32's safe range are recentred and rescaled (exactly, by a power of two) first.
+    return inputs.prepare(a, name, rank=2, invariance="affine", dtype=np.float64)
 
 
 def _standardised_cov(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ie_jax.mi import inputs
 from ie_jax.mi.discrete import as_state_pair, distinct_states, joint_labels, plugin_entropy, state_scale
 from ie_jax.mi.result import MIEstimate, MIEstimates, check_units, convert
 
@@ -293,9 +294,11 @@ def _check_args(sigmas, n_mc, units, normaliser, chunk, dtype):
 
 def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype):
     sigmas = _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 3 or y.ndim != 3:
-        raise ValueError(f"batched x and y must have shape [P, N, d]; got {x.shape} and {y.shape}")
+    if np.ndim(x) != 3 or np.ndim(y) != 3:
+        raise ValueError(f"batched x and y must have shape [P, N, d]; got {np.shape(x)} and {np.shape(y)}")
+    # Centred-std noise is invariant to one scale per variable: huge or tiny states are rescaled exactly.
+    invariance = "scale" if normaliser == "centred_std" else "none"
+    x, y = (inputs.prepare(a, n, rank=3, invariance=invariance, dtype=np.float64) for n, a in (("x", x), ("y", y)))
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
     problems = [

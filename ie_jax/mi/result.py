@@ -32,6 +32,7 @@ DIAGNOSTIC_KEYS = {
     "nan_step": "neural critics: first step with a non-finite loss, or None",
     "train_test_gap": "neural critics: train bound minus held-out bound (nats)",
     "n_samples": "number of samples used",
+    "no_interval": "neural critics: no spread to give a CI (one held-out value); the note says what would give one",
 }
 
 

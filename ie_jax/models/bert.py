@@ -72,7 +72,7 @@ class Attention(nnx.Module):
 
     def __call__(self, x, mask):
         """x [B, T, d], mask bool [B or 1, 1, T, T] -> [B, T, d] (before the residual sum and norm)."""
-        b, t, d = x.shape
+        b, t, _ = x.shape
         heads = lambda a: a.reshape(b, t, self.num_heads, self.head_dim)  # noqa: E731
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         return self.output(attention(q, k, v, mask, scale=self.head_dim**-0.5))

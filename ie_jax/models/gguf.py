@@ -1,8 +1,10 @@
 """GGUF files (llama.cpp's format): config, dequantised tensors under HF names, and the tokenizer.
 
 Tensors are dequantised with `gguf.quants.dequantize` (Q4_1, Q8_0, ... -> float32) and renamed to the HF
-checkpoint names, so the architecture's ordinary WEIGHT_MAP applies. llama.cpp's converter permutes the
-rows of q_proj/k_proj (interleaved rotary pairs); `unpermute_rows` restores HF's half-split layout.
+checkpoint names, so the architecture's ordinary WEIGHT_MAP applies. Architectures: llama, qwen2, qwen3,
+gemma2, gemma3 (text), phi3, olmo2. What llama.cpp's converter changed is undone here: for Llama it
+permutes the rows of q_proj/k_proj (interleaved rotary pairs; `unpermute_rows` restores HF's half-split
+layout), for Gemma it stores norm scales as 1 + w.
 """
 
 import re
@@ -15,22 +17,49 @@ from tokenizers import decoders, models, pre_tokenizers
 
 from ie_jax.models.tokenizer import Tokenizer
 
-# GGUF tensor name -> HF name, per GGUF architecture ("{i}" is the layer index).
-_LLAMA_NAMES = {
+# GGUF tensor name -> HF name, per GGUF architecture ("{i}" is the layer index), following llama.cpp's
+# gguf-py tensor_mapping. The same GGUF name can mean different HF norms: "ffn_norm" is the norm before the
+# MLP, i.e. Llama's post_attention_layernorm but Gemma 2's pre_feedforward_layernorm.
+_COMMON = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
     "output.weight": "lm_head.weight",
-    "blk.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
-    "blk.{i}.attn_q.weight": "model.layers.{i}.self_attn.q_proj.weight",
-    "blk.{i}.attn_k.weight": "model.layers.{i}.self_attn.k_proj.weight",
-    "blk.{i}.attn_v.weight": "model.layers.{i}.self_attn.v_proj.weight",
     "blk.{i}.attn_output.weight": "model.layers.{i}.self_attn.o_proj.weight",
-    "blk.{i}.ffn_norm.weight": "model.layers.{i}.post_attention_layernorm.weight",
-    "blk.{i}.ffn_gate.weight": "model.layers.{i}.mlp.gate_proj.weight",
-    "blk.{i}.ffn_up.weight": "model.layers.{i}.mlp.up_proj.weight",
     "blk.{i}.ffn_down.weight": "model.layers.{i}.mlp.down_proj.weight",
 }
-TENSOR_NAMES = {"llama": _LLAMA_NAMES}
+_QKV = {f"blk.{{i}}.attn_{p}.{kind}": f"model.layers.{{i}}.self_attn.{p}_proj.{kind}"
+        for p in "qkv" for kind in ("weight", "bias")}
+_GATE_UP = {"blk.{i}.ffn_gate.weight": "model.layers.{i}.mlp.gate_proj.weight",
+            "blk.{i}.ffn_up.weight": "model.layers.{i}.mlp.up_proj.weight"}
+_QK_NORM = {"blk.{i}.attn_q_norm.weight": "model.layers.{i}.self_attn.q_norm.weight",
+            "blk.{i}.attn_k_norm.weight": "model.layers.{i}.self_attn.k_norm.weight"}
+_PRE_NORMS = {"blk.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
+              "blk.{i}.ffn_norm.weight": "model.layers.{i}.post_attention_layernorm.weight"}
+_POST_NORMS = {"blk.{i}.post_attention_norm.weight": "model.layers.{i}.post_attention_layernorm.weight",
+               "blk.{i}.post_ffw_norm.weight": "model.layers.{i}.post_feedforward_layernorm.weight"}
+_LLAMA_NAMES = {**_COMMON, **_QKV, **_GATE_UP, **_PRE_NORMS}
+_GEMMA2_NAMES = {**_COMMON, **_QKV, **_GATE_UP, **_QK_NORM, **_POST_NORMS,
+                 "blk.{i}.attn_norm.weight": "model.layers.{i}.input_layernorm.weight",
+                 "blk.{i}.ffn_norm.weight": "model.layers.{i}.pre_feedforward_layernorm.weight"}
+TENSOR_NAMES = {
+    "llama": _LLAMA_NAMES,
+    "qwen2": _LLAMA_NAMES,
+    "qwen3": {**_LLAMA_NAMES, **_QK_NORM},
+    "gemma2": _GEMMA2_NAMES,
+    "gemma3": _GEMMA2_NAMES,
+    "phi3": {**_COMMON, **_PRE_NORMS, "blk.{i}.attn_qkv.weight": "model.layers.{i}.self_attn.qkv_proj.weight",
+             "blk.{i}.ffn_up.weight": "model.layers.{i}.mlp.gate_up_proj.weight"},
+    "olmo2": {**_COMMON, **_QKV, **_GATE_UP, **_QK_NORM, **_POST_NORMS},
+}
+# GGUF general.architecture -> HF model_type.
+MODEL_TYPES = {"llama": "llama", "qwen2": "qwen2", "qwen3": "qwen3", "gemma2": "gemma2", "gemma3": "gemma3_text",
+               "phi3": "phi3", "olmo2": "olmo2"}
+# llama.cpp stores Gemma's RMSNorm scale w as 1 + w (its norm multiplies by the weight as is).
+_NORM_SHIFTED = ("gemma2", "gemma3")
+# llama.cpp hard-codes these for Gemma: every `pattern`-th layer global, the rest sliding; the local rope base.
+_GEMMA_SLIDING_PATTERN = {"gemma2": 2, "gemma3": 6}
+_GEMMA3_LOCAL_ROPE_THETA = 10000.0
+
 
 # Text splitting before BPE, by tokenizer.ggml.pre, following llama.cpp's llama-vocab.cpp.
 _LLAMA3_SPLIT = (
@@ -51,6 +80,11 @@ def _pre_tokenizer(pre: str | None):
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
     raise ValueError(f"GGUF pre-tokenizer {pre!r} is not supported; supported: default, gpt2, smollm, llama3.")
+
+
+def _decimal(value):
+    """A float32 metadata value as the decimal it was written from (1e-06, not 9.99999997e-07); None stays."""
+    return None if value is None else float(str(np.float32(value)))
 
 
 def unpermute_rows(weight: np.ndarray, num_heads: int) -> np.ndarray:
@@ -112,29 +146,53 @@ class GGUFFile:
                 raise ValueError(f"{self.path}: GGUF metadata lacks {a}.{key}; cannot build the model config.")
             return meta[f"{a}.{key}"]
 
-        num_heads = need("attention.head_count")
+        num_heads, hidden = need("attention.head_count"), need("embedding_length")
         config = {
-            "model_type": a,
+            "model_type": MODEL_TYPES[a],
             "num_hidden_layers": need("block_count"),
-            "hidden_size": need("embedding_length"),
+            "hidden_size": hidden,
             "intermediate_size": need("feed_forward_length"),
             "num_attention_heads": num_heads,
             "num_key_value_heads": meta.get(f"{a}.attention.head_count_kv", num_heads),
             "max_position_embeddings": need("context_length"),
-            "rms_norm_eps": float(need("attention.layer_norm_rms_epsilon")),
-            "rope_theta": float(meta.get(f"{a}.rope.freq_base", 10000.0)),
+            "rms_norm_eps": _decimal(need("attention.layer_norm_rms_epsilon")),
+            "rope_theta": _decimal(meta.get(f"{a}.rope.freq_base", 10000.0)),
             "vocab_size": meta.get(f"{a}.vocab_size") or len(self.reader.fields["tokenizer.ggml.tokens"].data),
             # llama.cpp writes no output.weight when the head shares the embedding matrix.
             "tie_word_embeddings": "lm_head.weight" not in self._by_hf_name,
         }
-        if f"{a}.rope.dimension_count" in meta:
-            config["head_dim"] = meta[f"{a}.rope.dimension_count"]
+        rope_dims = meta.get(f"{a}.rope.dimension_count")
+        head_dim = meta.get(f"{a}.attention.key_length") or (rope_dims if a == "llama" else None) or hidden // num_heads
+        config["head_dim"] = head_dim
+        if rope_dims and rope_dims != head_dim:
+            config["partial_rotary_factor"] = rope_dims / head_dim
+        if f"{a}.attention.sliding_window" in meta:
+            config["sliding_window"] = meta[f"{a}.attention.sliding_window"]
+        if a in _GEMMA_SLIDING_PATTERN:
+            config.update(self._gemma_config(config))
         scaling = meta.get(f"{a}.rope.scaling.type")
         if scaling not in (None, "none"):
             if scaling != "linear":
                 raise ValueError(f"{self.path}: GGUF rope scaling {scaling!r} is not supported (only linear).")
-            config["rope_scaling"] = {"rope_type": "linear", "factor": float(meta[f"{a}.rope.scaling.factor"])}
+            config["rope_scaling"] = {"rope_type": "linear", "factor": _decimal(meta[f"{a}.rope.scaling.factor"])}
         return config
+
+    def _gemma_config(self, config: dict) -> dict:
+        """Gemma 2/3 settings that llama.cpp derives rather than stores (see its llama-model.cpp)."""
+        meta, a = self.metadata, self.arch
+        layers, pattern = config["num_hidden_layers"], _GEMMA_SLIDING_PATTERN[a]
+        # The 27B models scale queries by (hidden / heads)**-0.5, the others by head_dim**-0.5.
+        big = layers == {"gemma2": 46, "gemma3": 62}[a]
+        extra = {
+            "query_pre_attn_scalar": (config["hidden_size"] // config["num_attention_heads"] if big
+                                      else config["head_dim"]),
+            "layer_types": ["sliding_attention" if (i + 1) % pattern else "full_attention" for i in range(layers)],
+            "attn_logit_softcapping": _decimal(meta.get(f"{a}.attn_logit_softcapping")),
+            "final_logit_softcapping": _decimal(meta.get(f"{a}.final_logit_softcapping")),
+        }
+        if a == "gemma3":
+            extra["rope_local_base_freq"] = _GEMMA3_LOCAL_ROPE_THETA
+        return extra
 
     @property
     def tensors(self) -> "Mapping[str, np.ndarray]":
@@ -149,10 +207,12 @@ class GGUFFile:
         except Exception as err:
             raise ValueError(f"{self.path}: cannot dequantise {tensor.name} ({tensor.tensor_type.name}): {err}") from err
         weight = np.asarray(weight, dtype=np.float32)
-        if hf_name.endswith("self_attn.q_proj.weight"):
+        if self.arch == "llama" and hf_name.endswith("self_attn.q_proj.weight"):  # only Llama's rows are permuted
             weight = unpermute_rows(weight, self.hf_config["num_attention_heads"])
-        elif hf_name.endswith("self_attn.k_proj.weight"):
+        elif self.arch == "llama" and hf_name.endswith("self_attn.k_proj.weight"):
             weight = unpermute_rows(weight, self.hf_config["num_key_value_heads"])
+        elif self.arch in _NORM_SHIFTED and hf_name.endswith("norm.weight"):
+            weight = weight - 1.0
         return weight
 
     def tokenizer(self) -> Tokenizer:

@@ -71,7 +71,7 @@ class Attention(nnx.Module):
 
     def __call__(self, x, mask):
         """x [B, T, d], mask bool [B or 1, 1, T, T] -> [B, T, d]."""
-        b, t, d = x.shape
+        b, t, _ = x.shape
         heads = lambda a: a.reshape(b, t, self.num_heads, self.head_dim)  # noqa: E731
         q, k, v = (heads(a) for a in jnp.split(self.c_attn(x), 3, axis=-1))
         return self.c_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))

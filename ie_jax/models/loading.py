@@ -6,6 +6,7 @@ nnx.eval_shape and filled from the checkpoint (no random init of weights that ar
 
 import dataclasses
 import json
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -97,7 +98,12 @@ def load_gguf(path: Path, dtype) -> LoadedModel:
     arch = registry.architecture_for_model_type(file.hf_config["model_type"])
     config = registry.get_architecture(arch).CONFIG_CLASS.from_hf(file.hf_config)
     module = build_model(arch, config, file.tensors, dtype, source=f"GGUF file {path}")
-    return LoadedModel(module, file.tokenizer(), config, arch, str(path))
+    try:
+        tokenizer = file.tokenizer()
+    except ValueError as err:  # the weights are usable without it: token ids can come from elsewhere
+        warnings.warn(f"{err} The model loads without a tokenizer (LoadedModel.tokenizer is None).", stacklevel=3)
+        tokenizer = None
+    return LoadedModel(module, tokenizer, config, arch, str(path))
 
 
 class _SafetensorsTensors(Mapping):

@@ -55,6 +55,9 @@ ARCHITECTURES = {
     "gpt2": "ie_jax.models.gpt2",
     "gemma": "ie_jax.models.gemma",
     "bert": "ie_jax.models.bert",
+    "gemma2": "ie_jax.models.gemma2",
+    "phi3": "ie_jax.models.phi3",
+    "olmo2": "ie_jax.models.olmo2",
 }
 
 # HF config.json `model_type` (and GGUF general.architecture) -> our architecture name.
@@ -63,6 +66,30 @@ MODEL_TYPES = {
     "gpt2": "gpt2",
     "gemma": "gemma",
     "bert": "bert",
+    "mistral": "llama",
+    "qwen2": "llama",
+    "qwen3": "llama",
+    "gemma2": "gemma2",
+    "gemma3_text": "gemma2",
+    "phi3": "phi3",
+    "olmo2": "olmo2",
+}
+
+# Relatives of the supported families whose extra mode we do not implement: model_type -> what is missing.
+UNSUPPORTED_MODES = {
+    "mixtral": "mixture-of-experts layers",
+    "qwen2_moe": "mixture-of-experts layers",
+    "qwen3_moe": "mixture-of-experts layers",
+    "phimoe": "mixture-of-experts layers",
+    "olmoe": "mixture-of-experts layers",
+    "qwen2_vl": "a multimodal (vision) model",
+    "qwen2_5_vl": "a multimodal (vision) model",
+    "qwen3_vl": "a multimodal (vision) model",
+    "mistral3": "a multimodal (vision) model",
+    "paligemma": "a multimodal (vision) model",
+    "gemma3": "the multimodal Gemma 3 (with a vision tower; text-only checkpoints have model_type gemma3_text)",
+    "gemma3n": "Gemma 3n's per-layer embeddings and AltUp",
+    "phi4_multimodal": "a multimodal (vision/audio) model",
 }
 
 # Real shapes as HF config dicts (read by each architecture's from_hf), for random-weight benchmarks.
@@ -108,6 +135,55 @@ NAMED_SHAPES: dict[str, tuple[str, dict]] = {
 }
 
 
+# Today's families at their released shapes (HF config.json values); hub ids in the comments.
+NAMED_SHAPES.update({
+    **{
+        name: ("llama", {
+            "model_type": "qwen2", "num_hidden_layers": n_layer, "hidden_size": d, "intermediate_size": ff,
+            "num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab,
+            "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": tied,
+        })
+        for name, n_layer, d, ff, heads, kv, vocab, tied in [
+            ("qwen2.5-0.5b", 24, 896, 4864, 14, 2, 151936, True),  # Qwen/Qwen2.5-0.5B
+            ("qwen2.5-1.5b", 28, 1536, 8960, 12, 2, 151936, True),  # Qwen/Qwen2.5-1.5B
+            ("qwen2.5-7b", 28, 3584, 18944, 28, 4, 152064, False),  # Qwen/Qwen2.5-7B
+        ]
+    },
+    "qwen3-0.6b": ("llama", {  # Qwen/Qwen3-0.6B
+        "model_type": "qwen3", "num_hidden_layers": 28, "hidden_size": 1024, "intermediate_size": 3072,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "tie_word_embeddings": True,
+    }),
+    "mistral-7b": ("llama", {  # mistralai/Mistral-7B-v0.1 (sliding window 4096)
+        "model_type": "mistral", "num_hidden_layers": 32, "hidden_size": 4096, "intermediate_size": 14336,
+        "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 32768,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": False,
+    }),
+    "gemma-2-2b": ("gemma2", {  # google/gemma-2-2b
+        "model_type": "gemma2", "num_hidden_layers": 26, "hidden_size": 2304, "intermediate_size": 9216,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "vocab_size": 256000,
+        "max_position_embeddings": 8192, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "sliding_window": 4096,
+        "query_pre_attn_scalar": 256, "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0,
+    }),
+    "gemma-3-1b": ("gemma2", {  # google/gemma-3-1b-pt
+        "model_type": "gemma3_text", "num_hidden_layers": 26, "hidden_size": 1152, "intermediate_size": 6912,
+        "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "vocab_size": 262144,
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-6, "rope_theta": 1e6, "rope_local_base_freq": 1e4,
+        "sliding_window": 512, "sliding_window_pattern": 6, "query_pre_attn_scalar": 256,
+    }),
+    "phi-3-mini": ("phi3", {  # microsoft/Phi-3-mini-4k-instruct
+        "model_type": "phi3", "num_hidden_layers": 32, "hidden_size": 3072, "intermediate_size": 8192,
+        "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32064, "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "sliding_window": 2047, "tie_word_embeddings": False,
+    }),
+    "olmo-2-1b": ("olmo2", {  # allenai/OLMo-2-0425-1B
+        "model_type": "olmo2", "num_hidden_layers": 16, "hidden_size": 2048, "intermediate_size": 8192,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 100352, "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6, "rope_theta": 500000.0, "tie_word_embeddings": False,
+    }),
+})
+
+
 def list_architectures() -> list[str]:
     """Architecture names whose module is importable in this installation."""
     found = []
@@ -140,13 +216,17 @@ def check_architecture(module) -> None:
     missing = [member for member in _ARCHITECTURE_MEMBERS if member not in vars(module)]
     model_class = vars(module).get("MODEL_CLASS")
     if model_class is not None:
-        missing += [f"MODEL_CLASS.{method}" for method in _MODEL_METHODS if not callable(getattr(model_class, method, None))]
+        missing += [f"MODEL_CLASS.{method}" for method in _MODEL_METHODS
+                    if not callable(getattr(model_class, method, None))]
     if missing:
         raise TypeError(f"Architecture module {module.__name__} lacks {missing} (see registry.Architecture).")
 
 
 def architecture_for_model_type(model_type: str | None) -> str:
     """Our architecture name for an HF `model_type` or GGUF `general.architecture`."""
+    if model_type in UNSUPPORTED_MODES:
+        raise ValueError(f"model_type {model_type!r} is {UNSUPPORTED_MODES[model_type]}, which ie_jax does not "
+                         f"support; supported: {sorted(MODEL_TYPES)}.")
     if model_type not in MODEL_TYPES:
         raise ValueError(
             f"Unsupported model_type {model_type!r}; supported: {sorted(MODEL_TYPES)}. "

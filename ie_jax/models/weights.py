@@ -81,10 +81,12 @@ def fill_params(
     buffers: dict[str, np.ndarray] = {}
     filled: dict[str, set[int]] = {path: set() for path in targets}
     for key in tensors.keys():
+        # Ignored first: e.g. a tied model's stored copy of the head also matches the head's map row.
+        if any(re.fullmatch(pattern, key) for pattern in ignore):
+            continue
         row = next(((rx, path, name) for rx, path, name in rows if rx.fullmatch(key)), None)
         if row is None:
-            if not any(re.fullmatch(pattern, key) for pattern in ignore):
-                errors["unmapped keys"].append(key)
+            errors["unmapped keys"].append(key)
             continue
         rx, path, name = row
         if path not in targets:

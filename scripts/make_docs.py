@@ -1,0 +1,504 @@
+"""Write every number quoted in the docs from the committed results JSON (`make docs`; `--check` only compares).
+
+A quoted number sits in a marked region, inline or as a block:
+
+    IE is <!-- gen:wim.counting_ie_layer1 -->8.26<!-- /gen --> nats at every layer ...
+
+`GENERATORS` maps each region name to a function of the committed results that returns the region's text.
+`make docs` rewrites the regions of `DOC_FILES`; `python scripts/make_docs.py --check` lists every region whose
+text differs from what its JSON says (and unknown names) and exits 1, which tests/test_docs.py runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import pathlib
+import re
+import sys
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DOC_FILES = ("README.md", "benchmarks/README.md", "notebooks/README.md")
+REGION = re.compile(r"<!-- gen:([\w.\-]+) -->(.*?)<!-- /gen -->", re.S)
+
+
+@functools.cache
+def _json(rel: str):
+    return json.loads((ROOT / rel).read_text())
+
+
+def _f(x, digits: int = 2) -> str:
+    """A number as the docs write it: fixed decimals, thousands separated, no '-0.00'."""
+    text = f"{x:,.{digits}f}"
+    return text[1:] if re.fullmatch(r"-0\.?0*", text) else text
+
+
+def _range(values, digits: int = 2, sep: str = " to ") -> str:
+    lo, hi = _f(min(values), digits), _f(max(values), digits)
+    return lo if lo == hi else f"{lo}{sep}{hi}"
+
+
+def _int(n) -> str:
+    return f"{int(n):,}"
+
+
+# -- notebooks/results/what_ie_measures.json ------------------------------------------------------------------
+def _wim():
+    return _json("notebooks/results/what_ie_measures.json")
+
+
+def _wim_noise_ie(sigma):
+    n = _wim()["noise"]
+    return np.asarray(n["ie_nats"])[:, n["sigmas"].index(sigma)]
+
+
+def _wim_sigma_layers(sigma, first, last, digits=2):
+    return _range(_wim_noise_ie(sigma)[first: last + 1], digits)
+
+
+def _wim_neural(bound):
+    return _wim()["neural"][bound]
+
+
+def _wim_gen_lists():
+    return round(math.exp(_wim()["data"]["generating_entropy_nats"]))
+
+
+def _dv_wide_ci():
+    ci = np.asarray(_wim_neural("dv")["ci95_nats"])[:3]
+    widest = ci[np.argmax(ci[:, 1] - ci[:, 0])]
+    return f"{_f(widest[0], 1)} to {_f(widest[1], 1)}"
+
+
+def _dv_above_entropy():
+    d, h = _wim_neural("dv"), _wim()["data"]["sample_entropy_nats"]
+    layers = [p.split()[-1] for p, v in zip(d["problems"][:3], d["value_nats"][:3]) if v > h]
+    return " and ".join(layers) if layers else "none"
+
+
+def _noise_ci_halfwidth(sigmas):
+    n = _wim()["noise"]
+    ci = np.asarray(n["macro_ci95_nats"])
+    return _f(max(((ci[:, n["sigmas"].index(s), 1] - ci[:, n["sigmas"].index(s), 0]) / 2).max() for s in sigmas))
+
+
+def _micro_output_scale(layers):
+    scales = np.asarray(_wim()["noise"]["micro_scale_input_output"])[layers, 0, 1]
+    return _f(np.median(scales), 1 if scales.max() < 10 else 0)
+
+
+WIM = {
+    "wim.n_entities": lambda: str(_wim()["data"]["n_entities"]),
+    "wim.shots": lambda: str(_wim()["data"]["seq_len"] // 2),
+    "wim.seq_len": lambda: str(_wim()["data"]["seq_len"]),
+    "wim.n": lambda: _int(_wim()["data"]["n_samples"]),
+    "wim.n_distinct": lambda: _int(_wim()["data"]["n_distinct_sequences"]),
+    "wim.elapsed_s": lambda: _f(_wim()["elapsed_s"], 0),
+    "wim.rtol": lambda: f"{_wim()['distinct_states']['rtol']:g}",
+    "wim.last_layer": lambda: str(_wim()["layers"][-1]),
+    "wim.sample_entropy": lambda: _f(_wim()["data"]["sample_entropy_nats"]),
+    "wim.ln_entities": lambda: _f(_wim()["counting"]["ln_24_nats"]),
+    "wim.micro_mean": lambda: _f(_wim()["counting"]["micro_mean_nats"][0]),
+    "wim.counting_ie_layer1": lambda: _f(_wim()["counting"]["ie_nats"][1]),
+    "wim.counting_ie_layer0": lambda: _f(_wim()["counting"]["ie_nats"][0]),
+    "wim.growth": lambda: ", ".join(
+        f"{_f(g['ie_layer1_nats'])} at N = {_int(n)}" for n, g in _wim()["counting_growth"].items()),
+    "wim.growth_1000_distinct": lambda: _int(_wim()["counting_growth"]["1000"]["n_distinct_sequences"]),
+    "wim.growth_1000_macro": lambda: _f(_wim()["counting_growth"]["1000"]["macro_layer1_nats"]),
+    "wim.growth_1000_ie": lambda: _f(_wim()["counting_growth"]["1000"]["ie_layer1_nats"]),
+    "wim.generating_entropy": lambda: _f(_wim()["data"]["generating_entropy_nats"]),
+    "wim.generating_lists": lambda: _int(_wim_gen_lists()),
+    "wim.ln_n": lambda: _f(_wim()["data"]["ln_n_nats"]),
+    "wim.batch": lambda: str(_wim()["config"]["batch_size"]),
+    "wim.steps": lambda: _int(_wim()["config"]["steps"]),
+    "wim.infonce_values": lambda: ", ".join(_f(v) for v in _wim_neural("infonce")["value_nats"][:2]) + " and "
+    + _f(_wim_neural("infonce")["value_nats"][2]),
+    "wim.infonce_cap": lambda: _f(_wim_neural("infonce")["estimator_cap_nats"]),
+    "wim.infonce_control": lambda: _f(_wim_neural("infonce")["value_nats"][3]),
+    "wim.dv_values": lambda: ", ".join(_f(v) for v in _wim_neural("dv")["value_nats"][:2]) + " and "
+    + _f(_wim_neural("dv")["value_nats"][2]),
+    "wim.dv_wide_ci": _dv_wide_ci,
+    "wim.dv_ceiling": lambda: _f(_wim_neural("dv")["ceiling_nats"][0]),
+    "wim.dv_test_n": lambda: _int(round(math.exp(_wim_neural("dv")["ceiling_nats"][0]))),
+    "wim.dv_above_entropy_layers": _dv_above_entropy,
+    "wim.gaussian_range": lambda: _range(_wim()["gaussian"]["mi_nats"][1:], 0),
+    "wim.gaussian_null_range": lambda: _range(_wim()["gaussian"]["shuffled_null_nats"].values(), 1),
+    "wim.gaussian_null_bias": lambda: _f(_wim()["gaussian"]["expected_null_bias_nats"]),
+    "wim.n_mc": lambda: str(_wim()["noise"]["n_mc"]),
+    "wim.noise_ci_small": lambda: _noise_ci_halfwidth([0.1, 0.3, 1.0]),
+    "wim.noise_ci_3": lambda: _noise_ci_halfwidth([3.0]),
+    "wim.noise_small_sigma": lambda: _range(np.concatenate([_wim_noise_ie(0.1)[1:], _wim_noise_ie(0.3)[1:]])),
+    "wim.noise_1_layers_2_10": lambda: _wim_sigma_layers(1.0, 2, 10),
+    "wim.noise_1_layers_11_on": lambda: _wim_sigma_layers(1.0, 11, 29),
+    "wim.noise_1_layer1": lambda: _f(_wim_noise_ie(1.0)[1]),
+    "wim.noise_3_layer1": lambda: _f(_wim_noise_ie(3.0)[1]),
+    "wim.noise_3_layers_2_10": lambda: _wim_sigma_layers(3.0, 2, 10, 1),
+    "wim.noise_3_layers_11_19_max": lambda: _f(max(_wim_noise_ie(3.0)[11:20])),
+    "wim.noise_10": lambda: _range(_wim_noise_ie(10.0)[1:]),
+    "wim.noise_layer0_small": lambda: _f(_wim_noise_ie(3.0)[0]),
+    "wim.noise_layer0_10": lambda: _f(_wim_noise_ie(10.0)[0]),
+    "wim.macro_3_layer1": lambda: _f(np.asarray(_wim()["noise"]["macro_mi_nats"])[1, 3]),
+    "wim.macro_3_max": lambda: _f(np.asarray(_wim()["noise"]["macro_mi_nats"])[:, 3].max()),
+    "wim.macro_3_argmax": lambda: str(int(np.asarray(_wim()["noise"]["macro_mi_nats"])[:, 3].argmax())),
+    "wim.micro_scale_before": lambda: _micro_output_scale(slice(1, 11)),
+    "wim.micro_scale_after": lambda: _micro_output_scale(slice(11, 29)),
+    "wim.macro_scale_layer1": lambda: _f(_wim()["noise"]["macro_scale_input_output"][1][1]),
+    "wim.macro_scale_last": lambda: _f(_wim()["noise"]["macro_scale_input_output"][-1][1], 1),
+    "wim.micro_1_before": lambda: _f(_wim()["noise"]["micro_mean_nats"][1][2]),
+    "wim.micro_1_after": lambda: _f(np.median(np.asarray(_wim()["noise"]["micro_mean_nats"])[12:, 2])),
+}
+
+# -- notebooks/results/*.json ------------------------------------------------------------------------------------
+def _nb(name):
+    return _json(f"notebooks/results/{name}.json")
+
+
+def _es_layer0_negative():
+    ie = np.asarray(_nb("estimator_sensitivity")["ie"])[:, _nb("estimator_sensitivity")["layers"].index(0)]
+    return f"all {len(ie)} settings" if (ie < 0).all() else f"{int((ie < 0).sum())} of {len(ie)} settings"
+
+
+def _curve_mean(block):
+    return np.asarray(block["token_curve"]).mean(axis=0)
+
+
+def _rising(block):
+    return f"{np.mean(np.diff(_curve_mean(block)) > 0):.0%}"
+
+
+def _tvr(model, weights, data):
+    return _nb("trained_vs_random")["models"][model][weights][data]
+
+
+def _tvr_mean(model, weights, data):
+    return _f(np.mean(_tvr(model, weights, data)["ie"]))
+
+
+def _tvr_saturated(model):
+    by_w = {w: _nb("trained_vs_random")["models"][model][w] for w in ("trained", "random")}
+    flags = [f for by in by_w.values() for k in ("data", "shuffled") for f in by[k]["macro_saturated"]]
+    return f"{sum(flags)} of {len(flags)}"
+
+
+def _to_run(temperature):
+    return _nb("text_origin")["runs"][str(float(temperature))]
+
+
+def _to_sum(temperature, source, group):
+    return _to_run(temperature)["sources"][source][group]["ie_sum"]
+
+
+def _to_ratios():
+    cfg = _nb("text_origin")["config"]
+    ratios = [_to_sum(t, s, "model") / _to_sum(t, s, "human") for t in cfg["temperatures"] for s in ("kjv", "shakespeare")]
+    return _range(ratios, 2, "-")
+
+
+def _hs_corr(key):
+    r, lo, hi = _nb("hallucination_signal")[key]
+    return f"r = {_f(r, 3)} (95% bootstrap CI [{_f(lo, 3)}, {_f(hi, 3)}])" if key == "corr_ie" else \
+        f"r = {_f(r, 3)} [{_f(lo, 3)}, {_f(hi, 3)}]"
+
+
+def _es():
+    return _nb("estimator_sensitivity")
+
+
+def _es_neural_macro():
+    values = [v for name, st in _es()["settings"].items() if name.startswith(("fast", "paper"))
+              for v in st["mi_macro"][1:]]
+    return _range(values, 2)
+
+
+def _es_gaussian_macro():
+    return _range(_es()["settings"]["gaussian"]["mi_macro"][1:], 0, "-")
+
+
+def _es_layer_spread():
+    names = [n for n in _es()["names"] if n != "gaussian"]
+    ie = np.asarray([_es()["settings"][n]["ie"] for n in names])
+    return _range(ie.max(axis=0) - ie.min(axis=0), 1, "-")
+
+
+def _es_in_context_shift():
+    st = _es()["settings"]
+    return _f(np.mean(np.abs(np.asarray(st["noise sigma=1, in-context micro"]["ie"]) - st["noise sigma=1"]["ie"])))
+
+
+NOTEBOOKS = {
+    "es.layer0_negative": _es_layer0_negative,
+    "hs.corr_ie_short": lambda: "r = {}, 95% CI [{}, {}]".format(*(_f(v) for v in _nb("hallucination_signal")["corr_ie"])),
+    "ia.n": lambda: _int(_nb("icl_ascent")["config"]["n_samples"]),
+    "ia.shots": lambda: str(_nb("icl_ascent")["categories"]["country"]["shots"]),
+    "ia.layers": lambda: str(len(_nb("icl_ascent")["categories"]["country"]["layers"])),
+    "ia.ceiling": lambda: _f(_nb("icl_ascent")["categories"]["country"]["mi_macro_ceiling"][-1]),
+    "ia.ceiling_shots": lambda: _range(_nb("icl_ascent")["ceiling_shot"].values(), 0, " or "),
+    "tvi.n": lambda: _int(_nb("text_vs_icl")["config"]["n_samples"]),
+    "tvi.seq_len": lambda: str(_nb("text_vs_icl")["config"]["seq_len"]),
+    "tvi.text_end": lambda: _f(_curve_mean(_nb("text_vs_icl")["text"])[-1]),
+    "tvi.icl_end": lambda: _f(_curve_mean(_nb("text_vs_icl")["icl"])[-1]),
+    "tvi.text_rising": lambda: _rising(_nb("text_vs_icl")["text"]),
+    "tvi.icl_rising": lambda: _rising(_nb("text_vs_icl")["icl"]),
+    "tvr.n": lambda: _int(_nb("trained_vs_random")["config"]["n_samples"]),
+    "tvr.smollm2_trained": lambda: _tvr_mean("smollm2", "trained", "data"),
+    "tvr.smollm2_random": lambda: _tvr_mean("smollm2", "random", "data"),
+    "tvr.minilm_trained": lambda: _tvr_mean("minilm", "trained", "data"),
+    "tvr.minilm_random": lambda: _tvr_mean("minilm", "random", "data"),
+    "tvr.smollm2_shuffled_trained": lambda: _tvr_mean("smollm2", "trained", "shuffled"),
+    "tvr.smollm2_shuffled_random": lambda: _tvr_mean("smollm2", "random", "shuffled"),
+    "tvr.smollm2_saturated": lambda: _tvr_saturated("smollm2"),
+    "tvr.minilm_saturated": lambda: _tvr_saturated("minilm"),
+    "hs.n": lambda: _int(_nb("hallucination_signal")["n"]),
+    "hs.accuracy": lambda: f"{_nb('hallucination_signal')['accuracy']:.0%}",
+    "hs.corr_ie": lambda: _hs_corr("corr_ie"),
+    "hs.corr_spread": lambda: _hs_corr("corr_spread"),
+    "to.n_prompts": lambda: str(_nb("text_origin")["config"]["n_prompts"]),
+    "to.lengths": lambda: f"{_nb('text_origin')['config']['prompt_len']} + {_nb('text_origin')['config']['continuation_len']}",
+    "to.n_layers": lambda: str(len(_nb("text_origin")["config"]["layers"])),
+    "to.kjv_greedy": lambda: f"{_f(_to_sum(0, 'kjv', 'human'), 1)} (human) against {_f(_to_sum(0, 'kjv', 'model'), 1)}",
+    "to.shakespeare_greedy": lambda: f"{_f(_to_sum(0, 'shakespeare', 'human'), 1)} against "
+                                     f"{_f(_to_sum(0, 'shakespeare', 'model'), 1)}",
+    "to.ratios": _to_ratios,
+    "to.auc": lambda: f"{_f(_to_run(0)['classifier']['auc'])} (greedy) and {_f(_to_run(1)['classifier']['auc'])}",
+    "to.auc_logprob": lambda: f"{_f(_to_run(0)['classifier']['auc_logprob'])} and "
+                              f"{_f(_to_run(1)['classifier']['auc_logprob'])}",
+    "es.n": lambda: _int(_es()["config"]["n_samples"]),
+    "es.n_layers": lambda: str(len(_es()["layers"])),
+    "es.counting_macro": lambda: _f(_es()["settings"]["exact counting"]["mi_macro"][1]),
+    "es.neural_macro": _es_neural_macro,
+    "es.gaussian_macro": _es_gaussian_macro,
+    "es.layer_spread": _es_layer_spread,
+    "es.in_context_shift": _es_in_context_shift,
+    "es.paper_steps": lambda: f"{_int(_es()['config']['paper_steps'])} of 10,000",
+    "es.fast_steps": lambda: f"{_int(_es()['config']['fast_steps'])} of 1,500",
+}
+
+
+# -- benchmarks/results/*.json -------------------------------------------------------------------------------
+def _bench(name):
+    return _json(f"benchmarks/results/{name}.json")
+
+
+def _steps_timed(run):
+    """The one number of steps timed per step-time in a critic run (an error if they differ)."""
+    counts = {v["steps_timed"] for v in run.values() if isinstance(v, dict)}
+    if len(counts) != 1:
+        raise ValueError(f"the runs timed different numbers of steps: {sorted(counts)}")
+    return str(counts.pop())
+
+
+BENCH = {
+    "bench.paper_steps_timed": lambda: _steps_timed(_bench("critic_gpu")["paper_bfloat16_1gpu"]),
+    "bench.reference_steps_timed": lambda: str(len(_bench("reference_torch_gpu")["fp32"]["step_s"])),
+    "bench.faithful_steps_timed": lambda: str(_bench("critic_gpu")["faithful_fp32_1gpu"]["steps_timed"]),
+}
+
+# -- benchmarks/results/mi_accuracy_*.json ------------------------------------------------------------------------
+def _acc(tag):
+    return _bench(f"mi_accuracy_{tag}")
+
+
+def _acc_rows(tag, **match):
+    return [r for r in _acc(tag)["rows"] if all(r[k] in v if isinstance(v, tuple) else r[k] == v
+                                                for k, v in match.items())]
+
+
+def _acc_counts(tag):
+    rows = _acc_rows(tag)
+    unflagged = [r for r in rows if not r["flags"]]
+    bar = lambda r: max(0.1, 0.1 * r["true_mi_nats"])
+    above = sum(r["value_nats"] > r["true_mi_nats"] + bar(r) for r in rows)
+    return {"rows": str(len(rows)), "passed": f"{sum(r['passes'] for r in rows)}/{len(rows)}",
+            "within": f"{sum(r['within_bar'] for r in rows)}/{len(rows)}",
+            "flagged": str(sum(bool(r["flags"]) and not r["within_bar"] for r in rows)),
+            "unflagged": f"{sum(r['within_bar'] for r in unflagged)}/{len(unflagged)}",
+            "unflagged_n": str(len(unflagged)),
+            "copula": f"{sum(r['copula_within_bar'] for r in rows)}/{len(rows)}",
+            "above": "none" if above == 0 else str(above)}
+
+
+def _acc_group_seconds(tag):
+    return {(r["family"], r["d"]): r["group_seconds"] for r in _acc_rows(tag)}
+
+
+def _acc_cpu_table():
+    """The CPU accuracy table and its summary line, as benchmarks/mi_accuracy.py writes them."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from mi_accuracy import markdown
+    finally:
+        sys.path.pop(0)
+    lines = markdown(_acc("cpu_reduced")["rows"], _acc("cpu_reduced")["meta"]).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| task"))
+    return "\n" + "\n".join(lines[start:]).rstrip() + "\n"
+
+
+def _acc_range(tag, key, digits=1, sep="-", **match):
+    return _range([r[key] for r in _acc_rows(tag, **match)], digits, sep)
+
+
+GAUSSIAN_COPULA = ("gaussian", "rotated", "sparse", "cubic")
+ACCURACY = {
+    **{f"acc.gpu.{k}": (lambda k=k: _acc_counts("gpu_h200")[k]) for k in _acc_counts("gpu_h200")},
+    **{f"acc.cpu.{k}": (lambda k=k: _acc_counts("cpu_reduced")[k]) for k in _acc_counts("cpu_reduced")},
+    "acc.gpu.jax": lambda: _acc("gpu_h200")["meta"]["jax"],
+    "acc.gpu.n": lambda: _int(_acc("gpu_h200")["meta"]["n"]),
+    "acc.gpu.families": lambda: str(len(_acc("gpu_h200")["meta"]["families"])),
+    "acc.gpu.dims": lambda: "/".join(map(str, _acc("gpu_h200")["meta"]["dims"])),
+    "acc.gpu.seconds": lambda: _f(sum(_acc_group_seconds("gpu_h200").values()), 0),
+    "acc.gpu.mixture_error": lambda: _f(max(abs(r["value_nats"] - r["true_mi_nats"])
+                                            for r in _acc_rows("gpu_h200", family="mixture", d=(32, 128)))),
+    "acc.gpu.gaussian_128_at_10": lambda: _f(_acc_rows("gpu_h200", family="gaussian", d=128, true_mi_nats=10.0)[0]
+                                             ["value_nats"], 1),
+    "acc.gpu.d768_range": lambda: _acc_range("gpu_h200", "value_nats", 1, " to ", family=GAUSSIAN_COPULA, d=768),
+    "acc.gpu.ceiling": lambda: _range([r["ceiling_nats"] for r in _acc_rows("gpu_h200")], 1),
+    "acc.gpu.copula_mixture": lambda: _acc_range("gpu_h200", "copula_corrected_nats", 1, family="mixture"),
+    "acc.gpu.mixture_truth": lambda: _acc_range("gpu_h200", "true_mi_nats", 1, family="mixture"),
+    "acc.gpu.copula_spiral_2": lambda: _f(_acc_rows("gpu_h200", family="spiral", d=32, true_mi_nats=2.0)[0]
+                                          ["copula_corrected_nats"], 1),
+    "acc.gpu.copula_rows": lambda: str(len(_acc_rows("gpu_h200", family=GAUSSIAN_COPULA))),
+    "acc.cpu.jax": lambda: _acc("cpu_reduced")["meta"]["jax"],
+    "acc.cpu.group_seconds": lambda: _range(_acc_group_seconds("cpu_reduced").values(), 0, "-"),
+    "acc.cpu.table": _acc_cpu_table,
+}
+
+# -- benchmarks/results: speed ------------------------------------------------------------------------------------
+def _hours(seconds):
+    return _f(seconds / 3600, 1)
+
+
+def _paper_sweep_s(run):
+    return _bench("critic_gpu")[run]["P108"]["extrapolated_10k_steps_s"]
+
+
+def _reference_sweep_s():
+    return _bench("reference_torch_gpu")["fp32"]["extrapolated_sweep_108_s"]
+
+
+def _variant_sweep_s():
+    """108 problems at the bf16-activations-and-data variant's per-problem step time (P = 12), 10,000 steps."""
+    return 108 * _bench("variants_bf16_gpu")["variants_P12"]["bf16_act_data"]["step_s_per_problem"] * 10_000
+
+
+def _peak_bf16_tflops():
+    return 2 * 8192**3 / _bench("critic_gpu")["peak"]["bf16"]["seconds_median"] / 1e12
+
+
+def _capture_bf16():
+    """Per bf16 shape: (block parameters, ie_jax / best HF tokens per second, % of the bf16 peak)."""
+    jax_models, hf_models = _bench("capture_jax_gpu")["models"], _bench("capture_hf_gpu")["models"]
+    out = []
+    for key, m in jax_models.items():
+        if not key.endswith("/bfloat16"):
+            continue
+        tokens = m["batch"] * m["tokens"]
+        rate = tokens / m["seconds_median"]
+        best_hf = max(tokens / hf_models[f"{key}/{a}"]["seconds_median"] for a in ("eager", "sdpa"))
+        tflops = tokens * (2 * m["block_params"] + m["attention_flops_per_token"]) / m["seconds_median"] / 1e12
+        out.append((m["block_params"], rate / best_hf, 100 * tflops / _peak_bf16_tflops()))
+    return out
+
+
+def _sig(x) -> str:
+    """Three significant figures, thousands separated (1,563; 642; 84.9; 7.3)."""
+    return _f(x, max(0, 2 - int(math.floor(math.log10(abs(x))))) if x else 0)
+
+
+def _capture_table() -> str:
+    """The capture table of benchmarks/README.md, one row per shape and dtype, from capture_{jax,hf}_gpu.json."""
+    jax_models, hf_models = _bench("capture_jax_gpu")["models"], _bench("capture_hf_gpu")["models"]
+    rows = ["| shape | dtype | block params | ie_jax k tok/s | ie_jax TFLOP/s (% peak) | HF eager k tok/s | "
+            "HF sdpa k tok/s | ie_jax / best HF | compile s |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in jax_models.items():
+        shape, dtype = key.split("/")
+        rate = m["tokens_per_s"]
+        hf = {a: hf_models[f"{key}/{a}"]["tokens_per_s"] for a in ("eager", "sdpa")}
+        bf16 = dtype == "bfloat16"
+        tflops = _f(m["tflops"], 0) + (f" ({100 * m['tflops'] / _peak_bf16_tflops():.0f}%)" if bf16 else "")
+        ratio = f"{rate / max(hf.values()):.2f}x" + ("" if bf16 else "*")
+        rows.append(f"| {shape} | {'bf16' if bf16 else 'fp32'} | {m['block_params'] / 1e6:.0f} M | {_sig(rate / 1e3)} | "
+                    f"{tflops} | {_sig(hf['eager'] / 1e3)} | {_sig(hf['sdpa'] / 1e3)} | {ratio} | "
+                    f"{m['first_call_incl_compile_s']:.1f} |")
+    return "\n" + "\n".join(rows) + "\n"
+
+
+SPEED = {
+    "speed.capture_table": _capture_table,
+    "speed.paper_1gpu_h": lambda: _hours(_paper_sweep_s("paper_bfloat16_1gpu")),
+    "speed.reference_h": lambda: _hours(_reference_sweep_s()),
+    "speed.speedup": lambda: _f(_reference_sweep_s() / _paper_sweep_s("paper_bfloat16_1gpu"), 1),
+    "speed.paper_2gpu_h": lambda: _hours(_paper_sweep_s("paper_bfloat16_2gpu")),
+    "speed.variant_h": lambda: _hours(_variant_sweep_s()),
+    "speed.capture_vs_hf": lambda: _range([r for _, r, _ in _capture_bf16()], 2, "-"),
+    "speed.capture_peak_large": lambda: _range([p for n, _, p in _capture_bf16() if n >= 1.4e9], 0, "-"),
+    "speed.cpu_load_s": lambda: _f(_bench("capture_cpu")["seconds"]["load_ie_jax"], 1),
+    "speed.cpu_capture_s": lambda: _f(_bench("capture_cpu")["seconds"]["capture_ie_jax"], 1),
+    "speed.cpu_torch_s": lambda: _f(_bench("capture_cpu")["seconds"]["forward_hidden_states_torch"], 1),
+    "speed.cpu_load_average": lambda: _f(_bench("capture_cpu")["machine"]["load_average_1min"], 1),
+}
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED}
+
+
+# -- rewriting and checking -----------------------------------------------------------------------------------
+def render(text: str) -> tuple[str, list[str]]:
+    """text with every region regenerated, and the problems found (unknown names, failing generators)."""
+    problems = []
+
+    def fill(m):
+        name, old = m.group(1), m.group(2)
+        if name not in GENERATORS:
+            problems.append(f"unknown region name {name!r}: add it to GENERATORS in scripts/make_docs.py")
+            return m.group(0)
+        try:
+            new = GENERATORS[name]()
+        except Exception as e:  # noqa: BLE001 - reported with the region's name
+            problems.append(f"{name}: {type(e).__name__}: {e}")
+            return m.group(0)
+        return f"<!-- gen:{name} -->{new}<!-- /gen -->"
+
+    return REGION.sub(fill, text), problems
+
+
+def differences(files=DOC_FILES) -> list[str]:
+    """One line per region whose quoted text differs from its JSON, plus unknown or failing regions."""
+    out = []
+    for rel in files:
+        text = (ROOT / rel).read_text()
+        new, problems = render(text)
+        out += [f"{rel}: {p}" for p in problems]
+        for (name, old), (_, fresh) in zip(REGION.findall(text), REGION.findall(new)):
+            if old != fresh:
+                out.append(f"{rel}: {name}: the doc says {old!r}, the results say {fresh!r}")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 on any difference")
+    args = parser.parse_args(argv)
+    if args.check:
+        diffs = differences()
+        print("\n".join(diffs) or "docs match the results")
+        return 1 if diffs else 0
+    failed = []
+    for rel in DOC_FILES:
+        path = ROOT / rel
+        text = path.read_text()
+        new, problems = render(text)
+        failed += [f"{rel}: {p}" for p in problems]
+        if new != text:
+            path.write_text(new)
+            print(f"rewrote {rel}")
+    if failed:
+        print("\n".join(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
