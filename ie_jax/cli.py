@@ -4,6 +4,7 @@
   ie-jax measure --model default --data text:kjv --estimator noise --sigma 0.1,0.3,1 --out runs/y
   ie-jax report runs            # PNGs next to every run under runs/, and runs/report.html
   ie-jax models                 # architectures, named models, named random shapes
+  ie-jax measure ... --coordinator HOST:PORT --num-processes 2 --process-id I   # one process per host
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="device memory per chunk of MI problems, e.g. 40GiB (default: half the GPU's; 1GiB on CPU)")
     m.add_argument("--save-states", action="store_true", help="also save the hidden states under OUT/states")
     m.add_argument("--out", required=True, help="run directory (a rerun with the same arguments resumes)")
+    hosts = m.add_argument_group("across hosts", "one process per host (or GPU) on JAX's multi-controller runtime; "
+                                 "none given: auto-detected on TPU pods, SLURM and Open MPI, else one process")
+    hosts.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
+    hosts.add_argument("--num-processes", type=int, default=None, help="number of processes")
+    hosts.add_argument("--process-id", type=int, default=None, help="this process's id, 0..N-1")
+    hosts.add_argument("--heartbeat-timeout", type=int, default=60, metavar="SECONDS",
+                       help="a process silent this long counts as failed and stops the others")
 
     r = sub.add_parser("report", parents=[common], help="PNG figures and one self-contained HTML page for the runs under DIR")
     r.add_argument("dir")
@@ -116,11 +124,28 @@ def _run_dir(out: str, spec: str, several: bool) -> pathlib.Path:
 
 
 def _measure(args) -> int:
-    from ie_jax.sweep import enable_compilation_cache, measure
+    from ie_jax import distributed
 
+    # Before any JAX work: joins the other processes, if any (explicit flags or auto-detection).
+    distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                           heartbeat_timeout_s=args.heartbeat_timeout)
+    try:
+        return _measure_all(args)
+    except Exception as e:  # across hosts, a failed collective usually means another process died: say so
+        explained = distributed.explain_failure(e)
+        if explained is e:
+            raise
+        raise explained from e
+
+
+def _measure_all(args) -> int:
+    from ie_jax import distributed
+    from ie_jax.sweep import enable_compilation_cache, measure
     from ie_jax.validation import check_measure_arguments
 
     enable_compilation_cache()  # before the model loads: its programs are cached too
+    # Every process measures; process 0 alone writes the run directories and prints.
+    say = print if distributed.is_leader() else (lambda *a, **k: None)
     specs = args.data or ["icl:country"]
     estimator, samples = _estimator_and_samples(args)
     for spec in specs:  # every argument checked before the model is loaded or a file written
@@ -128,11 +153,11 @@ def _measure(args) -> int:
             data=spec, protocol=args.protocol or "fast", estimator=estimator, micro=args.micro, n_samples=samples,
             seq_len=args.seq_len, seeds=args.seeds, layers=args.layers, sigma=args.sigma, units=args.units,
             chunk_size=args.chunk_size, data_seed=args.data_seed, overrides=dict(args.set),
-            out=_run_dir(args.out, spec, len(specs) > 1))
+            out=_run_dir(args.out, spec, len(specs) > 1) if distributed.is_leader() else None)
     lm = load_model_spec(args.model)
     for spec in specs:
         out = _run_dir(args.out, spec, len(specs) > 1)
-        print(f"== {lm.name} on {spec} -> {out}")
+        say(f"== {lm.name} on {spec} -> {out}")
         result = measure(
             lm, spec, protocol=args.protocol or "fast", estimator=None if estimator == "neural" else estimator,
             micro=args.micro, n_samples=samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
@@ -146,11 +171,11 @@ def _measure(args) -> int:
         for i, label in enumerate(result.settings):
             s = result.select(i)
             tot = s.totals
-            print(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
-                  f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
-                  + " ".join(f"{v:.2f}" for v in s.ie))
-        print(f"results: {out / 'result.json'} and result.csv")
-    print(f"figures and HTML: ie-jax report {args.out}")
+            say(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
+                f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
+                + " ".join(f"{v:.2f}" for v in s.ie))
+        say(f"results: {out / 'result.json'} and result.csv")
+    say(f"figures and HTML: ie-jax report {args.out}")
     return 0
 
 

@@ -8,6 +8,9 @@
    every chunk: the last one is padded), every finished chunk written atomically to `out` so a killed run
    resumes where it stopped;
 5. add ceilings and flags to every estimate (ie_jax.mi.ceilings.annotate) and assemble the IEResult.
+
+Across hosts (ie_jax.distributed) every process runs these same steps on the global mesh; process 0 alone
+reads and writes `out` and tells the others which chunks are finished, so all form the same chunks.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import warnings
 import numpy as np
 
 from ie_jax import data as data_lib
+from ie_jax import distributed
 from ie_jax import plan
 from ie_jax import validation
 from ie_jax import variables as variables_lib
@@ -123,7 +127,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     validation.check_measure_arguments(
         data=data, protocol=protocol, estimator=estimator, micro=micro, n_samples=n_samples, seq_len=seq_len,
         seeds=seeds, layers=layers, sigma=sigma, units=units, chunk_size=chunk_size, data_seed=data_seed,
-        capture_batch=capture_batch, overrides=overrides, out=out)
+        capture_batch=capture_batch, overrides=overrides, out=out if distributed.is_leader() else None)
     budget = None if memory_budget is None else parse_bytes(memory_budget)
     enable_compilation_cache()
     t_start = time.perf_counter()
@@ -138,14 +142,21 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
     validation.check_capture(lm, dataset, layers, micro, token_curve)
-    store = None
-    if out is not None:
+    store = finished = None
+    progress = progress and distributed.is_leader()
+    if out is not None and distributed.is_leader():
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
         finished = store.finished_result()  # a finished run reruns from its result, without a capture
         if finished is not None and (not save_states or (store.dir / "states").is_dir()):
             store.close()
-            return finished
-    report = (lambda line: print(line, flush=True)) if progress else (lambda line: None)
+        else:
+            finished = None
+    if distributed.process_count() > 1:  # the other processes return with process 0, with its result
+        shared = distributed.broadcast_json(None if finished is None else finished.to_dict())
+        finished = finished or (None if shared is None else IEResult.from_dict(shared))
+    if finished is not None:
+        return finished
+    report = (lambda line: print(line, flush=True)) if progress and distributed.is_leader() else (lambda line: None)
 
     timings = dict.fromkeys(("capture", "prepare", "compile", "train", "readout", "write"), 0.0)
     t0 = time.perf_counter()
@@ -169,7 +180,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     size = chunk_size or chunk_size_for(est, len(problems), dataset.n_samples, hidden, hidden, budget)
     if store is not None:  # a started run keeps its chunk size (its compiled programs too); no identity
         size = store.held_chunk_size() or size
-    size = min(size, len(problems))
+    size = distributed.broadcast_json(min(size, len(problems)))  # process 0's: every process the same chunks
     estimates = _estimate_all(variables, problems, est, store, size, report, on_chunk,
                               getattr(dataset, "generating_entropy_nats", None), timings)
 
@@ -178,7 +189,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     metadata["timing_s"] = timings
     result = _assemble(variables, problems, estimates, est, units, metadata)
     timings["total"] = time.perf_counter() - t_start  # up to result.json, which records it
-    if store is not None:
+    if store is not None:  # process 0 only
         result.to_json(store.dir / "result.json")
         result.to_csv(store.dir / "result.csv")
         store.close()
@@ -258,13 +269,15 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
 
     n_chunks = math.ceil(len(problems) / size)
     finished = _finished_estimates(store, len(est.settings)) if store is not None else {}
+    # Process 0 alone reads the store: every process then skips the same finished problems (same chunks).
+    done = {tuple(k) for k in distributed.broadcast_json(sorted(p.key() for p in finished))}
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
     report(f"{len(problems)} MI problems in {n_chunks} chunk{'s' * (n_chunks > 1)} of {size} "
            f"({', '.join(est.settings)}); {sum(p in finished for p in problems)} already done")
     start, estimated_s, estimate_compile_s, n_estimated = time.perf_counter(), 0.0, 0.0, 0
     for c in range(n_chunks):
         chunk = problems[c * size : (c + 1) * size]
-        todo = [p for p in chunk if p not in finished]
+        todo = [p for p in chunk if tuple(p.key()) not in done]
         if todo:
             t0 = time.perf_counter()
             pairs = [problem_pair(variables, p) for p in todo]
@@ -295,16 +308,19 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
             estimated_s += time.perf_counter() - t0
             n_estimated += 1
         for k, p in enumerate(chunk):
-            for s, estimate in enumerate(finished[p]):
+            for s, estimate in enumerate(finished.get(p, [None] * len(est.settings))):
                 results[s][c * size + k] = estimate
-        chunks_left = sum(any(p not in finished for p in problems[d * size : (d + 1) * size])
-                          for d in range(c + 1, n_chunks))
+        chunks_left = sum(any(tuple(p.key()) not in done and p not in finished
+                              for p in problems[d * size : (d + 1) * size]) for d in range(c + 1, n_chunks))
         # the ETA leaves out compilation: it happens once, in the first chunk estimated
         per_chunk_s = max(0.0, estimated_s - estimate_compile_s) / max(1, n_estimated)
         report(_progress_line(c, n_chunks, min((c + 1) * size, len(problems)), len(problems),
                               time.perf_counter() - start, per_chunk_s if n_estimated else None, chunks_left))
         if on_chunk is not None:
             on_chunk(c, n_chunks)
+    if done and distributed.process_count() > 1:  # process 0 alone read the finished problems: send its numbers
+        payload = distributed.broadcast_json([[e and e.to_dict() for e in row] for row in results])
+        results = [[MIEstimate.from_dict(e) for e in row] for row in payload]
     return results
 
 

@@ -441,7 +441,40 @@ SPEED = {
     "speed.cpu_load_average": lambda: _f(_bench("capture_cpu")["machine"]["load_average_1min"], 1),
 }
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED}
+# -- Across hosts (README): the by-hand 2-process example and benchmarks/scaling_model.py's table ---------------
+def _mh_example():
+    return _json("benchmarks/results/multihost_example_cpu.json")
+
+
+def _scaling_row(sweep: str, chips: int, fabric: str = "gpu_nodes") -> dict:
+    rows = _json("benchmarks/results/scaling_model.json")["rows"]
+    return next(r for r in rows if r["sweep"] == sweep and r["chips"] == chips and r["fabric"] == fabric)
+
+
+def _scaling_duration(seconds: float) -> str:
+    # as benchmarks/scaling_model.py writes its table
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _scaling_series(sweep: str) -> str:
+    return ", ".join(f"{_scaling_duration(_scaling_row(sweep, c)['total_s'])} on {c}" + (" H200" if c == 1 else "")
+                     for c in (1, 8, 64, 256))
+
+
+ACROSS_HOSTS = {
+    "hosts.example_estimates": lambda: _int(_mh_example()["n_estimates"]),
+    "hosts.example_max_diff": lambda: _f(_mh_example()["max_abs_difference_nats"], 1),
+    "hosts.example_minutes": lambda: _f(_mh_example()["two_processes"]["wall_s"] / 60, 0),
+    "hosts.example_cpu_s": lambda: _f(np.mean(_mh_example()["two_processes"]["cpu_user_s_per_process"]), 0),
+    "hosts.paper_gpt2": lambda: _scaling_series("gpt2-small paper"),
+    "hosts.paper_1b": lambda: _scaling_series("1B paper"),
+    "hosts.fast_critic_s": lambda: _f(_scaling_row("gpt2-small fast", 1)["critic_s"], 0),
+    "hosts.fixed_s": lambda: _f(_scaling_row("gpt2-small fast", 1)["start_s"]
+                                 + _scaling_row("gpt2-small fast", 1)["compile_s"], 0),
+    "hosts.reshard_max_s": lambda: _f(max(r["reshard_s"] for r in _json("benchmarks/results/scaling_model.json")["rows"]), 2),
+}
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **ACROSS_HOSTS}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax import sharding
+from ie_jax import distributed, sharding
 from ie_jax.mi import gaussian_critic, inputs, prepare
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
@@ -122,7 +122,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         clock.lap("setup_s", (xc, yc))
         outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, xc, yc, clock=clock,
                                        **fixed))
-    outputs = jax.device_get(outputs)  # the one transfer back: [P] statistics and flags, no data
+    outputs = distributed.to_host(outputs)  # the one transfer back (across hosts: all-gathered): [P] statistics and flags, no data
     clock.lap("transfer_s")
     stats = {k: np.concatenate([o[k] for o in outputs])[:n_problems] for k in outputs[0]}
 
@@ -382,7 +382,7 @@ def _readout(cfg: TrainConfig, readout: str, rec: dict, n: int, n_train: int, n_
                                                   **{k: np.asarray(v) for k, v in r.items()}}
     batch = lambda r: None if r is None else jax.tree.map(lambda a: np.asarray(a)[None], r)
     gaussian_batches = None if gauss_rec is None else np.asarray(gauss_rec["heldout_batches"])[None]
-    stats = jax.device_get(_readout_stats(cfg, readout, batch(with_step(rec)), batch(with_step(half_rec)),
+    stats = distributed.to_host(_readout_stats(cfg, readout, batch(with_step(rec)), batch(with_step(half_rec)),
                                           batch(with_step(alt_rec)), gaussian_batches))
     stats = {k: v[0] for k, v in stats.items()}
     if gauss_rec is not None:

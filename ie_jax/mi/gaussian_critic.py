@@ -146,6 +146,6 @@ def heldout_bounds(bound: str, x_train, y_train, x_test, y_test, eval_batch: int
     """`heldout_bounds_batch` for one problem ([N, d] arrays), as host values: validation_value,
     heldout_batches [K - 1], train_value and shrinkage (the SHRINKAGE entry picked)."""
     as_batch = lambda a: jnp.asarray(a, jnp.float32)[None]
-    out = jax.device_get(heldout_bounds_batch(bound, *map(as_batch, (x_train, y_train, x_test, y_test)), eval_batch))
+    out = distributed.to_host(heldout_bounds_batch(bound, *map(as_batch, (x_train, y_train, x_test, y_test)), eval_batch))
     return {"validation_value": float(out["validation_value"][0]), "heldout_batches": out["heldout_batches"][0],
             "train_value": float(out["train_value"][0]), "shrinkage": SHRINKAGE[int(out["shrinkage_index"][0])]}

@@ -310,7 +310,9 @@ def plan_chunks(cfg: TrainConfig, n_problems: int, n_train: int, n_test: int, dx
     only padding)."""
     from ie_jax import sharding
 
-    mesh = mesh if mesh is not None else sharding.make_mesh(min(n_problems, len(jax.devices())))
+    from ie_jax import distributed
+
+    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(n_problems))
     n_devices = mesh.devices.size
     if max_problems_per_chunk is None:
         budget = memory_budget_bytes or default_memory_budget() * n_devices
@@ -335,7 +337,7 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
     problems repeat the last real one and are dropped. Returns the dict of `train_critics` as numpy arrays
     with leading axis P (`ie_jax.mi.estimate` keeps its records on the device instead).
     """
-    from ie_jax import sharding
+    from ie_jax import distributed, sharding
 
     n_problems, n_train, dx = x.shape
     dy, n_test = y.shape[2], x_test.shape[1]
@@ -351,7 +353,8 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
         arrays = [sharding.shard_problems(sharding.pad_problems(a[start:stop], chunk), mesh) for a in (x, y, x_test, y_test)]
         out = train_critics(cfg, *arrays, keys, eval_batch=eval_batch)
         outputs.append({k: v[: stop - start] for k, v in out.items()})
-    outputs = jax.device_get(outputs)
+    # to_host: across hosts the chunk's results are all-gathered (the inputs stay where they are)
+    outputs = distributed.to_host(outputs)
     return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
