@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ie_jax import distributed
 from ie_jax.mi import bounds as _bounds
 
 SHRINKAGE = (0.0, 0.01, 0.03, 0.1, 0.3, 0.6)
