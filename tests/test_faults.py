@@ -88,7 +88,7 @@ def test_concurrent_starts_exactly_one_accepted(tmp_path):
         assert sum(o.startswith("accepted") for o in outputs) == 1, outputs
         refused = next(o for o in outputs if o.startswith("refused"))
         # the holder's pid is named once its lock file is written; a start racing that write says "another process"
-            assert "in use by another ie-jax run (" in refused or "holds another run" in refused
+        assert "in use by another ie-jax run (" in refused or "holds another run" in refused
         held = json.loads((out / "run.json").read_text())
         assert held["run"] in ("a", "b")
 
