@@ -342,17 +342,22 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
                             spec=f"text:{arg}")
     if kind == "gaussian":
         if arg:
-            try:
-                variance = float(arg)
-            except ValueError:
-                variance = math.nan
-            if not math.isfinite(variance) or variance <= 0:
-                raise ValueError(f"gaussian:VARIANCE: the variance must be > 0 and finite, got {arg!r}: e.g. "
-                                 "gaussian:0.81")
+            variance = gaussian_variance(arg)
         return GaussianData(n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, variance=variance, seed=seed,
                             spec=spec)
     raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(ENTITIES)}), text:kjv, "
                      f"text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")
+
+
+def gaussian_variance(arg: str) -> float:
+    """The VARIANCE of a gaussian:VARIANCE spec, > 0 and finite, else a ValueError naming it."""
+    try:
+        variance = float(arg)
+    except ValueError:
+        variance = math.nan
+    if not math.isfinite(variance) or variance <= 0:
+        raise ValueError(f"gaussian:VARIANCE: the variance must be > 0 and finite, got {arg!r}: e.g. gaussian:0.81")
+    return variance
 
 
 def _encode(tokenizer, text: str) -> list[int]:

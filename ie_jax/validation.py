@@ -122,13 +122,7 @@ def check_data_spec(spec: str, seq_len=None) -> None:
                 raise ValueError(f"{path} is not readable (in --data {spec}): fix its permissions")
     elif kind == "gaussian":
         if arg:
-            try:
-                variance = float(arg)
-            except ValueError:
-                variance = math.nan
-            if not math.isfinite(variance) or variance <= 0:
-                raise ValueError(f"gaussian:VARIANCE: the variance must be > 0 and finite, got {arg!r}: e.g. "
-                                 f"gaussian:0.81")
+            data_lib.gaussian_variance(arg)
     else:
         raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(data_lib.ENTITIES)}), "
                          f"text:kjv, text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")

@@ -129,8 +129,7 @@ def batch_bound(cfg: TrainConfig, critic: Critic, params, x, y, marginal_index, 
         if cfg.bound == "infonce":
             value = _bounds.infonce_bound(scores)
             return -value, (value, ema)
-        off_diagonal = np.nonzero(~np.eye(x.shape[0], dtype=bool))  # static indices
-        joint, marginal = jnp.diagonal(scores), scores[off_diagonal]
+        joint, marginal = _bounds.split_scores(scores)
     else:
         joint, marginal = critic.apply(params, x, y, marginal_index)
     if cfg.bound == "mine":
