@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models.layers import RMSNorm, apply_rotary, attention, rope_inv_freq, rotary_cos_sin
-from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
+from ie_jax.models.layers import RMSNorm, apply_rotary, attention, rope_inv_freq
+from ie_jax.models.decoder import RotaryDecoder
+from ie_jax.models.stack import stacked_blocks
 
 # Gemma's released configs say "gelu" but were trained with the tanh approximation; HF maps them to it too.
 _GELU_NAMES = ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_tanh")
@@ -111,7 +111,7 @@ class Block(nnx.Module):
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
-class Gemma(nnx.Module):
+class Gemma(RotaryDecoder):
     """Gemma v1 language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: GemmaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -129,30 +129,9 @@ class Gemma(nnx.Module):
         # The scale is rounded to the activation dtype first (bf16: sqrt(2048) = 45.25), as in the reference.
         return h * jnp.asarray(self.config.hidden_size**0.5, dtype=h.dtype)
 
-    def run_blocks(self, h, position_ids, mask, positions=None):
-        """h [B, T, d] through all blocks -> (h_out [B, T, d], block_inputs [L, B, P, d], block_outputs [L, B, P, d]).
-
-        position_ids [B, T] ints; mask bool [B or 1, 1, T, T]; positions: None (P = T), [P] or [B, P] ints.
-        """
-        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, layer, cos, sin, mask), positions)
-
-    def run_block(self, layer, h, position_ids, mask):
-        """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
-        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return layer_block(self.blocks, layer)(h, layer, cos, sin, mask)
-
     def head(self, h):
         """Final RMSNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
         return self.embed_tokens.attend(self.norm(h))
-
-    def __call__(self, token_ids, position_ids=None, mask="causal"):
-        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
-        t = token_ids.shape[1]
-        if position_ids is None:
-            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
-        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
-        return self.head(h)
 
 
 _LAYER = r"model\.layers\.(\d+)\."

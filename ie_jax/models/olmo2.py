@@ -16,10 +16,9 @@ from flax import nnx
 
 from ie_jax.models.layers import (
     RMSNorm, apply_rotary, attention, check_rope_type, hashable_rope, rope_inv_freq, rope_parameters,
-    rotary_cos_sin,
 )
-from ie_jax.models.masks import make_mask
-from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
+from ie_jax.models.decoder import RotaryDecoder
+from ie_jax.models.stack import stacked_blocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +125,7 @@ class Block(nnx.Module):
         return h + self.post_feedforward_layernorm(self.mlp(h))
 
 
-class Olmo2(nnx.Module):
+class Olmo2(RotaryDecoder):
     """OLMo 2 language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: Olmo2Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -140,37 +139,6 @@ class Olmo2(nnx.Module):
             self.lm_head = nnx.Linear(
                 config.hidden_size, config.vocab_size, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs
             )
-
-    def embed(self, token_ids, position_ids=None):
-        """token_ids [B, T] -> h [B, T, d]. Positions enter through RoPE, not here."""
-        del position_ids
-        return self.embed_tokens(token_ids)
-
-    def run_blocks(self, h, position_ids, mask, positions=None):
-        """h [B, T, d] through all blocks -> (h_out [B, T, d], block_inputs [L, B, P, d], block_outputs [L, B, P, d]).
-
-        position_ids [B, T] ints; mask bool [B or 1, 1, T, T]; positions: None (P = T), [P] or [B, P] ints.
-        """
-        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return scan_blocks(self.blocks, h, lambda block, x, layer: block(x, layer, cos, sin, mask), positions)
-
-    def run_block(self, layer, h, position_ids, mask):
-        """Block `layer` alone on h [B, T, d] -> [B, T, d] (e.g. Gaussian input states)."""
-        cos, sin = rotary_cos_sin(self.inv_freq, position_ids, h.dtype)
-        return layer_block(self.blocks, layer)(h, layer, cos, sin, mask)
-
-    def head(self, h):
-        """Final RMSNorm and LM head: h [B, T, d] -> logits [B, T, vocab]."""
-        h = self.norm(h)
-        return self.embed_tokens.attend(h) if self.config.tie_word_embeddings else self.lm_head(h)
-
-    def __call__(self, token_ids, position_ids=None, mask="causal"):
-        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
-        t = token_ids.shape[1]
-        if position_ids is None:
-            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
-        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
-        return self.head(h)
 
 
 _LAYER = r"model\.layers\.(\d+)\."
