@@ -16,12 +16,15 @@ Helpers on token data: `rows_entropy` / `prefix_entropy` (counting ceilings), `s
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
 import re
 import warnings
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ie_jax.mi.ceilings import icl_orderings_entropy
@@ -106,7 +109,11 @@ class TokenData:
 class GaussianData:
     """Gaussian states N(0, variance) fed straight into each block, [N, T, d] per layer.
 
-    Each layer gets its own draw (seeded by (seed, layer)), so layers are independent experiments.
+    Drawn on the device with `jax.random` (threefry): sample n of block `layer` comes from its own key,
+    fold_in(fold_in(key(seed), layer), n), so layers are independent experiments and a draw does not depend on
+    the batch it is drawn in or on the devices. Results made before issue 14 drew the states with numpy's
+    default_rng([seed, layer]) on the host: the same distribution, other draws, so their numbers differ from
+    today's up to seed noise; `metadata()["generator"]` says which draw a result used.
     """
 
     n_samples: int
@@ -130,16 +137,36 @@ class GaussianData:
     def generating_entropy_nats(self) -> None:
         return None
 
+    def device_states(self, layer: int, hidden_size: int, start: int = 0, count: int | None = None):
+        """[count, T, d] float32 input states of samples start..start + count - 1 for block `layer`, drawn on
+        the default device (a jax array); any split into batches gives the same rows."""
+        count = self.n_samples - start if count is None else count
+        if not (0 <= start and count >= 1 and start + count <= self.n_samples):
+            raise ValueError(f"samples {start}..{start + count - 1} are outside 0..{self.n_samples - 1}")
+        key = jax.random.fold_in(jax.random.key(self.seed), layer)
+        return _gaussian_rows(key, np.uint32(start), np.float32(math.sqrt(self.variance)), count=count,
+                              seq_len=self.seq_len, hidden=hidden_size)
+
     def states(self, layer: int, hidden_size: int) -> np.ndarray:
-        """[N, T, d] float32 input states for block `layer`."""
-        rng = np.random.default_rng([self.seed, layer])
-        shape = (self.n_samples, self.seq_len, hidden_size)
-        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(math.sqrt(self.variance)))
+        """[N, T, d] float32 input states for block `layer`, as a numpy array."""
+        return np.asarray(self.device_states(layer, hidden_size))
 
     def metadata(self) -> dict:
         return {"spec": self.spec, "kind": self.kind, "description": self.description, "n_samples": self.n_samples,
                 "seq_len": self.seq_len, "variance": self.variance, "seed": self.seed,
-                "generating_entropy_nats": None}
+                "generator": gaussian_generator(), "generating_entropy_nats": None}
+
+
+def gaussian_generator() -> str:
+    """The Gaussian draw, as results record it (jax's threefry_partitionable setting changes the bits)."""
+    return ("jax.random threefry normal float32, sample n of block l from key fold_in(fold_in(key(seed), l), n), "
+            f"threefry_partitionable={bool(jax.config.jax_threefry_partitionable)}")
+
+
+@functools.partial(jax.jit, static_argnames=("count", "seq_len", "hidden"))
+def _gaussian_rows(key, start, scale, *, count: int, seq_len: int, hidden: int):
+    keys = jax.vmap(lambda n: jax.random.fold_in(key, n))(start + jnp.arange(count, dtype=jnp.uint32))
+    return jax.vmap(lambda k: jax.random.normal(k, (seq_len, hidden), jnp.float32))(keys) * scale
 
 
 def single_token_entities(tokenizer, entities) -> tuple[dict[str, int], list[str]]:

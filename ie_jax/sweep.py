@@ -160,9 +160,11 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
 
     timings = dict.fromkeys(("capture", "prepare", "compile", "train", "readout", "write"), 0.0)
     t0 = time.perf_counter()
+    on_device = states_on_device(
+        variables_lib.states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve), budget)
     with _compile_clock() as capture_compile_s:
         variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
-                                          batch_size=capture_batch, progress=progress)
+                                          batch_size=capture_batch, progress=progress, on_device=on_device)
     timings["capture"] = time.perf_counter() - t0 - capture_compile_s()
     timings["compile"] = capture_compile_s()
     if store is not None and save_states:
@@ -240,13 +242,30 @@ def chunk_size_for(est: Estimator, n_problems: int, n_samples: int, dx: int, dy:
 
 def default_memory_budget() -> int:
     """Half of the first device's memory where JAX reports it (GPU/TPU), else 1 GiB (CPU)."""
+    limit = device_memory_limit()
+    return limit // 2 if limit else CPU_MEMORY_BUDGET
+
+
+def device_memory_limit() -> int | None:
+    """Bytes JAX may allocate on the first device (GPU/TPU), None where the backend does not say (CPU)."""
     import jax
 
     try:
         limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
     except Exception:  # backends without memory statistics (CPU)
         limit = None
-    return int(limit) // 2 if limit else CPU_MEMORY_BUDGET
+    return int(limit) if limit else None
+
+
+def states_on_device(states_bytes: int, memory_budget_bytes: int | None = None) -> bool:
+    """Whether a sweep keeps its captured states on the device: when they fit beside the chunks' working
+    memory (the memory budget, default half the device), in one process. Not on the CPU, whose states are host
+    memory either way, nor across processes (each holds its chunks' problems only)."""
+    limit = device_memory_limit()
+    if limit is None or distributed.process_count() > 1:
+        return False
+    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget()
+    return states_bytes <= limit - budget
 
 
 def parse_bytes(text) -> int:
@@ -282,8 +301,7 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
             t0 = time.perf_counter()
             pairs = [problem_pair(variables, p) for p in todo]
             pad = size - len(todo)  # repeat the last problem: one compiled shape for every chunk
-            xs = np.stack([a for a, _ in pairs] + [pairs[-1][0]] * pad)
-            ys = np.stack([b for _, b in pairs] + [pairs[-1][1]] * pad)
+            xs, ys = (_stack([pair[k] for pair in pairs] + [pairs[-1][k]] * pad) for k in (0, 1))
             # distinct-state counts once per variable (each problem's x and y), not once per setting
             counts = list(zip(state_counts(xs), state_counts(ys)))[: len(todo)]
             t1 = time.perf_counter()
@@ -322,6 +340,17 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
         payload = distributed.broadcast_json([[e and e.to_dict() for e in row] for row in results])
         results = [[MIEstimate.from_dict(e) for e in row] for row in payload]
     return results
+
+
+def _stack(arrays):
+    """np.stack, or jnp.stack for device states: a chunk is formed where the states are, with no host copy."""
+    import jax
+
+    if isinstance(arrays[0], jax.Array):
+        import jax.numpy as jnp
+
+        return jnp.stack(arrays)
+    return np.stack(arrays)
 
 
 def _progress_line(c, n_chunks, done, total, elapsed_s, per_chunk_s, chunks_left) -> str:
@@ -456,7 +485,7 @@ def _metadata(lm, dataset, est, micro, variables, units) -> dict:
         "estimator": est.name, "protocol": getattr(est, "protocol", None),
         "setting_params": est.setting_params, "micro": micro, "units": units,
         "n_samples": dataset.n_samples, "seq_len": dataset.seq_len,
-        "states_gib": variables.nbytes / 2**30,
+        "states_gib": variables.nbytes / 2**30, "states_on_device": variables.on_device,
         "versions": {"ie_jax": __version__, "jax": jax.__version__, "flax": flax.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
         "devices": [str(d) for d in jax.devices()],

@@ -91,3 +91,44 @@ def test_gaussian_states_through_each_block(lm):
             x, y = v.micro_pair(l, t)
             np.testing.assert_array_equal(x, states[:, t])
             np.testing.assert_allclose(y, iso[:, t], atol=2e-5)
+
+
+def test_gaussian_draw_is_seeded_per_layer_and_independent_of_the_batch():
+    g = data.GaussianData(n_samples=50, seq_len=3, variance=0.81, seed=7)
+    full = np.asarray(g.device_states(2, 16))
+    assert full.shape == (50, 3, 16) and full.dtype == np.float32
+    np.testing.assert_array_equal(full, data.GaussianData(50, 3, 0.81, seed=7).states(2, 16))  # reproducible
+    pieces = [np.asarray(g.device_states(2, 16, start, count)) for start, count in ((0, 7), (7, 30), (37, 13))]
+    np.testing.assert_array_equal(np.concatenate(pieces), full)  # any batching draws the same rows
+    for other in (g.states(3, 16), data.GaussianData(50, 3, 0.81, seed=8).states(2, 16)):  # another layer, seed
+        assert not (other == full).any() and abs(np.corrcoef(other.ravel(), full.ravel())[0, 1]) < 0.1
+    # N(0, 0.81): more samples of the first 50 rows' distribution keep its moments
+    many = data.GaussianData(4000, 3, 0.81, seed=7).states(2, 16)
+    np.testing.assert_array_equal(many[:50], full)  # sample n's draw does not depend on N
+    assert many.var() == pytest.approx(0.81, rel=0.02) and abs(many.mean()) < 0.01
+    assert "threefry" in g.metadata()["generator"]
+    with pytest.raises(ValueError, match="outside 0..49"):
+        g.device_states(0, 16, 40, 11)
+
+
+def test_states_kept_on_the_device_equal_the_host_copies(lm):
+    # N = 1100 at T = 16: Gaussian batches of 1024 sequences, the second overlapping the first (starts 0, 76)
+    g = data.GaussianData(n_samples=1100, seq_len=16, variance=0.81, seed=2)
+    host = variables.extract(lm, g, layers=[1])
+    dev = variables.extract(lm, g, layers=[1], on_device=True)
+    assert dev.on_device and not host.on_device and dev.nbytes == host.nbytes
+    assert dev.nbytes == variables.states_nbytes(lm, g, layers=[1])
+    for name in ("context_input", "context_output", "micro_input", "micro_output"):
+        np.testing.assert_array_equal(np.asarray(getattr(dev, name)), getattr(host, name))
+    states = g.states(1, 32)
+    np.testing.assert_array_equal(host.context_input[0], states)
+    np.testing.assert_allclose(host.context_output[0], np.asarray(run_block(lm, 1, states)), atol=2e-5)
+    ids = np.random.default_rng(3).integers(0, 50, (21, 4)).astype(np.int32)
+    tokens = data.TokenData(ids, "t", "icl", "t")
+    host, dev = (variables.extract(lm, tokens, batch_size=8, on_device=d) for d in (False, True))
+    assert dev.on_device and dev.nbytes == variables.states_nbytes(lm, tokens)
+    for l in range(lm.config.num_layers):
+        for t in range(4):
+            for got, want in zip(dev.micro_pair(l, t) + dev.context_pair(l, t),
+                                 host.micro_pair(l, t) + host.context_pair(l, t)):
+                np.testing.assert_array_equal(np.asarray(got), want)

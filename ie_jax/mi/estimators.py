@@ -75,8 +75,11 @@ def _check_keys(name: str, given: dict, allowed) -> None:
         raise ValueError(f"unknown setting(s) {unknown} for estimator {name!r}: use any of {sorted(allowed)}")
 
 
-def _as_batch(x, y) -> tuple[np.ndarray, np.ndarray]:
-    x, y = np.asarray(x), np.asarray(y)
+def _as_batch(x, y, *, keep_device: bool = False):
+    """x, y as [P, N, d] arrays: numpy, or with keep_device, jax arrays left where they are (no host copy)."""
+    import jax
+
+    x, y = (a if keep_device and isinstance(a, jax.Array) else np.asarray(a) for a in (x, y))
     if x.ndim != 3 or y.ndim != 3:
         raise ValueError(f"x and y must have shape [P, N, d] (P problems of N samples); got {x.shape} and {y.shape}: "
                          "add a problem axis with x[None]")
@@ -128,7 +131,7 @@ class NeuralEstimator(Estimator):
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.estimate import estimate_batch
 
-        x, y = _as_batch(x, y)
+        x, y = _as_batch(x, y, keep_device=True)
         return [estimate_batch(x, y, protocol=self.protocol, seeds=self.seeds, mesh=self.mesh, **self.options)]
 
 
