@@ -55,8 +55,10 @@ def _worker(spec: dict) -> None:
     kwargs = dict(sigma=[0.3, 1.0], n_mc=512) if spec["estimator"] == "noise" else {}
     result = measure(lm, dataset, n_samples=spec["samples"], estimator=None if spec["estimator"] == "neural"
                      else spec["estimator"], layers=spec.get("layers"), out=spec["out"], progress=True, **kwargs)
-    print("RESULT " + json.dumps({"load_model_s": load_s, "timing_s": result.metadata["timing_s"],
-                                  "chunks": result.metadata["chunks"], "devices": result.metadata["devices"],
+    meta = result.metadata
+    print("RESULT " + json.dumps({"load_model_s": load_s, "timing_s": meta["timing_s"], "chunks": meta["chunks"],
+                                  "devices": meta["devices"], "states_on_device": meta.get("states_on_device"),
+                                  "states_gib": meta.get("states_gib"), "generator": meta["data"].get("generator"),
                                   "ie": np.asarray(result.ie).tolist()}), flush=True)
 
 
