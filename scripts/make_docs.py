@@ -441,6 +441,83 @@ SPEED = {
     "speed.cpu_load_average": lambda: _f(_bench("capture_cpu")["machine"]["load_average_1min"], 1),
 }
 
+# -- benchmarks/results/sweep_e2e_h200.json: `ie-jax measure` end to end on one H200 (issue 14) ----------------
+E2E_NOW, E2E_MAIN = "f56a1b7", "6accc3c"  # device capture (issue-14 branch); main before it (13:08 UTC call)
+
+
+def _e2e(run: str, commit: str, model: str = "gpt2") -> dict:
+    return next(r for r in _bench("sweep_e2e_h200") if r["run"] == run and r["commit"] == commit
+                and r["model"] == model)
+
+
+def _e2e_phase(run: str, commit: str, phase: str, digits: int = 1) -> str:
+    return _f(_e2e(run, commit)["timing_s"][phase], digits)
+
+
+def _busy(fraction) -> str:
+    return "" if fraction is None else f"{100 * fraction:.1f}%" if fraction < 0.01 else f"{100 * fraction:.0f}%"
+
+
+def _e2e_table() -> str:
+    """Every sweep run of sweep_e2e_h200.json, in the order measured; stopped runs as lower bounds."""
+    rows = ["| run | code (device call) | total s | capture | prepare | compile | train | states | busy |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for r in _bench("sweep_e2e_h200"):
+        if r["run"].startswith("baseline"):
+            continue
+        t = r.get("timing_s") or {}
+        total = f"> {_f(r['total_s'], 1)} (stopped)" if r["timed_out"] else _f(r["total_s"], 1)
+        phases = " | ".join(_f(t[k], 1) if k in t else "" for k in ("capture", "prepare", "compile", "train"))
+        states = {True: "device", False: "host"}.get(r.get("states_on_device"), "host")
+        rows.append(f"| {r['run']} ({r['model']}, {r['data']}, {r['estimator']}) | {r['commit']} "
+                    f"({r['device_call'][11:]}, `{r['log']}`) | {total} | {phases} | {states} | "
+                    f"{_busy(r['device_busy_fraction'])} |")
+    return "\n" + "\n".join(rows) + "\n"
+
+
+def _e2e_baseline() -> str:
+    return "; ".join(f"{r['commit']}: {_f(r['calls'][0]['estimate_s'], 1)} s first call, "
+                     f"{_f(r['calls'][1]['estimate_s'], 1)} s second (+ {_f(r['calls'][1]['annotate_s'], 1)} s "
+                     "annotation)" for r in _bench("sweep_e2e_h200") if r["run"].startswith("baseline"))
+
+
+E2E = {
+    "e2e.table": _e2e_table,
+    "e2e.baseline": _e2e_baseline,
+    "e2e.fast_total": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["total_s"], 1),
+    "e2e.fast_total_main": lambda: _f(_e2e("fast-gaussian", E2E_MAIN)["total_s"], 1),
+    "e2e.fast_capture": lambda: _e2e_phase("fast-gaussian", E2E_NOW, "capture"),
+    "e2e.fast_capture_main": lambda: _e2e_phase("fast-gaussian", E2E_MAIN, "capture"),
+    "e2e.fast_prepare": lambda: _e2e_phase("fast-gaussian", E2E_NOW, "prepare"),
+    "e2e.fast_prepare_main": lambda: _e2e_phase("fast-gaussian", E2E_MAIN, "prepare"),
+    "e2e.fast_compile": lambda: _e2e_phase("fast-gaussian", E2E_NOW, "compile"),
+    "e2e.fast_compile_over": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["timing_s"]["compile"] - 30, 1),
+    "e2e.fast_train": lambda: _e2e_phase("fast-gaussian", E2E_NOW, "train"),
+    "e2e.fast_busy": lambda: _busy(_e2e("fast-gaussian", E2E_NOW)["device_busy_fraction"]),
+    "e2e.fast_load": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["load_model_s"], 1),
+    "e2e.fast_outside": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["total_s"]
+                                   - _e2e("fast-gaussian", E2E_NOW)["timing_s"]["total"], 1),
+    "e2e.states_gib": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["states_gib"], 1),
+    "e2e.tokens_states_gib": lambda: _f(_e2e("fast-tokens", E2E_NOW)["states_gib"], 1),
+    "e2e.noise_total": lambda: _f(_e2e("noise-gaussian", E2E_NOW)["total_s"], 1),
+    "e2e.noise_total_old": lambda: _f(_e2e("noise-gaussian", "62aeded")["total_s"], 1),
+    "e2e.noise_capture": lambda: _e2e_phase("noise-gaussian", E2E_NOW, "capture"),
+    "e2e.noise_capture_old": lambda: _e2e_phase("noise-gaussian", "62aeded", "capture"),
+    "e2e.noise_train": lambda: _e2e_phase("noise-gaussian", E2E_NOW, "train"),
+    "e2e.noise_train_old": lambda: _e2e_phase("noise-gaussian", "62aeded", "train"),
+    "e2e.noise_busy": lambda: _busy(_e2e("noise-gaussian", E2E_NOW)["device_busy_fraction"]),
+    "e2e.noise_compile": lambda: _e2e_phase("noise-gaussian", E2E_NOW, "compile"),
+    "e2e.baseline_sweep_min": lambda: _f(192 / _e2e("baseline-97b21cf-one-chunk", "62aeded")["chunk_problems"]
+                                         * _e2e("baseline-97b21cf-one-chunk", "62aeded")["calls"][1]["estimate_s"] / 60, 0),
+    "e2e.noise_gbps": lambda: _f(2 * 2 * 96 * 20_000 * 768 * 4 / 1e9 / (
+        _e2e("noise-gaussian", E2E_NOW)["timing_s"]["train"] - _e2e("noise-gaussian", "62aeded")["timing_s"]["train"])),
+    "e2e.tokens_total": lambda: _f(_e2e("fast-tokens", E2E_NOW)["total_s"], 1),
+    "e2e.tokens_capture": lambda: _e2e_phase("fast-tokens", E2E_NOW, "capture"),
+    "e2e.tokens_prepare": lambda: _e2e_phase("fast-tokens", E2E_NOW, "prepare"),
+    "e2e.tokens_busy": lambda: _busy(_e2e("fast-tokens", E2E_NOW)["device_busy_fraction"]),
+    "e2e.generator": lambda: _e2e("fast-gaussian", E2E_NOW)["generator"],
+}
+
 # -- Across hosts (README): the by-hand 2-process example and benchmarks/scaling_model.py's table ---------------
 def _mh_example():
     return _json("benchmarks/results/multihost_example_cpu.json")
@@ -474,7 +551,7 @@ ACROSS_HOSTS = {
     "hosts.reshard_max_s": lambda: _f(max(r["reshard_s"] for r in _json("benchmarks/results/scaling_model.json")["rows"]), 2),
 }
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **ACROSS_HOSTS}
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **E2E, **ACROSS_HOSTS}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------
