@@ -299,6 +299,8 @@ def distinct_states_batch(states, *, rtol: float = 1e-4) -> list[tuple[np.ndarra
     proj, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((d, k)))
     scale, raw, order, candidates, covered = jax.device_get(
         _screen(states, proj.astype(np.float32), float(rtol), neighbours=max(1, min(_NEIGHBOURS, n - 1))))
+    on_device = isinstance(states, jax.Array)
+    scales64 = None
     out = []
     for i in range(v):
         host = lambda: _as_states(np.asarray(states[i]), "states")
@@ -311,10 +313,36 @@ def distinct_states_batch(states, *, rtol: float = 1e-4) -> list[tuple[np.ndarra
         if p.size == 0:
             out.append((np.arange(n, dtype=np.int64), n))
             continue
-        x = host()
-        tol2 = (rtol * state_scale(x)) ** 2
         a, b = order[i][p], order[i][p + off + 1]
-        close = np.sum((x[a] - x[b]) ** 2, axis=1) < tol2
+        if on_device:
+            # Only the candidate rows cross to the host (a device-to-host copy of every variable was most of a
+            # token sweep's preparation); the scale and the distances in float64, as for float64 input.
+            if scales64 is None:
+                scales64 = _scales64(states)
+            rows, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+            x = np.asarray(jnp.take(states[i], jnp.asarray(rows, jnp.int32), axis=0), np.float64)
+            tol2 = (rtol * float(scales64[i])) ** 2
+            close = np.sum((x[inverse[: a.size]] - x[inverse[a.size :]]) ** 2, axis=1) < tol2
+        else:
+            x = host()
+            tol2 = (rtol * state_scale(x)) ** 2
+            close = np.sum((x[a] - x[b]) ** 2, axis=1) < tol2
         labels = _union(np.arange(n), a[close], b[close]) if close.any() else np.arange(n)
         out.append(_first_appearance(labels))
     return out
+
+
+def _scales64(states) -> np.ndarray:
+    """`state_scale` of V device variables [V, N, d] at once, in float64 on the device -> [V] (host)."""
+    with jax.enable_x64(True):
+        return np.asarray(_centred_scales(states))
+
+
+@jax.jit
+def _centred_scales(states):
+    def one(x):  # one variable at a time: float64 copies of [N, d], not of the whole batch
+        x = x.astype(jnp.float64)
+        centred = x - x.mean(axis=0)
+        return jnp.sqrt(jnp.mean(jnp.sum(centred**2, axis=-1)))
+
+    return jax.lax.map(one, states)

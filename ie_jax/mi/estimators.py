@@ -168,7 +168,7 @@ class NoiseEstimator(Estimator):
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.noise import noise_mi_curve_batch
 
-        x, y = _as_batch(x, y)
+        x, y = _as_batch(x, y, keep_device=True)
         return noise_mi_curve_batch(x, y, self.sigmas, seed=self.seed, mesh=self.mesh, **self.options)
 
 

@@ -34,16 +34,18 @@ def invariance_of(standardize) -> str:
     return "none" if standardize in (False, None, "none") else "affine"
 
 
-def prepare(a, name: str, *, rank: int, invariance: str, dtype=np.float32) -> np.ndarray:
+def prepare(a, name: str, *, rank: int, invariance: str, dtype=np.float32, keep_device: bool = False) -> np.ndarray:
     """`a` [..., N, d] as `dtype`, checked and, where float32 could not hold it, rescaled (see module doc).
 
     rank: 2 ([N, d]) or 3 ([P, N, d], each problem on its own). Raises ValueError naming the problem and
     the fix: no columns, NaN or inf (in the input itself, not made by a cast), a column float32 cannot hold
-    where `invariance` is "none".
+    where `invariance` is "none". A float32 jax array that needs nothing is returned as it is, on its devices,
+    where dtype is float32, and with keep_device=True whatever dtype is (for callers that cast on the device:
+    float32 values are exact in float64).
     """
     if invariance not in INVARIANCES:
         raise ValueError(f"unknown invariance {invariance!r}: use one of {INVARIANCES}")
-    on_device = _safe_on_device(a, rank=rank, dtype=dtype)
+    on_device = _safe_on_device(a, rank=rank, dtype=dtype, keep_device=keep_device)
     if on_device is not None:
         return on_device
     a = check(a, name, rank=rank)
@@ -71,12 +73,14 @@ def prepare(a, name: str, *, rank: int, invariance: str, dtype=np.float32) -> np
     return out.astype(dtype, copy=False)
 
 
-def _safe_on_device(a, *, rank: int, dtype):
+def _safe_on_device(a, *, rank: int, dtype, keep_device: bool = False):
     """A float32 jax array that needs nothing, checked by a few device reductions and returned as it is (the
     estimators keep states on the device); None sends it down the host path, which names any problem."""
     import jax
 
-    if not isinstance(a, jax.Array) or a.ndim != rank or a.dtype != np.float32 or np.dtype(dtype) != np.float32:
+    if not isinstance(a, jax.Array) or a.ndim != rank or a.dtype != np.float32:
+        return None
+    if np.dtype(dtype) != np.float32 and not keep_device:
         return None
     if a.shape[-1] == 0 or a.shape[-2] == 0:
         return None
@@ -86,6 +90,7 @@ def _safe_on_device(a, *, rank: int, dtype):
     magnitude = np.maximum(np.abs(hi), np.abs(lo))
     tiny = (spread > 0) & (spread < SAFE_SPREAD)
     far = (spread > 0) & (np.sign(hi) == np.sign(lo)) & (np.minimum(np.abs(hi), np.abs(lo)) > SAFE_OFFSET * spread)
+    far &= np.dtype(dtype) != np.float64  # as on the host: a float64 user centres in float64
     if not bool(finite) or ((magnitude > SAFE_MAGNITUDE) | tiny | far).any():
         return None
     return a

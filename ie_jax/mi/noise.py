@@ -324,7 +324,7 @@ def _check_args(sigmas, n_mc, units, normaliser, chunk, dtype):
 
 
 def _prepare_batch(x, y, *, n_mc, seed, normaliser, rtol, anchor_samples=None):
-    """(problems, x, y on the device) for states x [P, N, dx], y [P, N, dy] (numpy)."""
+    """(problems, x, y on the device) for states x [P, N, dx], y [P, N, dy] (numpy, or float32 jax arrays)."""
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x and y must have the same number of samples; got {x.shape[1]} and {y.shape[1]}")
     for name, a in (("x", x), ("y", y)):
@@ -351,7 +351,9 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
         raise ValueError(f"batched x and y must have shape [P, N, d]; got {np.shape(x)} and {np.shape(y)}")
     # Centred-std noise is invariant to one scale per variable: huge or tiny states are rescaled exactly.
     invariance = "scale" if normaliser == "centred_std" else "none"
-    x, y = (inputs.prepare(a, n, rank=3, invariance=invariance, dtype=np.float64) for n, a in (("x", x), ("y", y)))
+    # float32 device states stay where they are: the float64 steps below cast them on the device
+    x, y = (inputs.prepare(a, n, rank=3, invariance=invariance, dtype=np.float64, keep_device=True)
+            for n, a in (("x", x), ("y", y)))
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of problems; got {len(x)} and {len(y)}")
     problems, xd, yd = _prepare_batch(x, y, n_mc=n_mc, seed=seed, normaliser=normaliser, rtol=rtol)
