@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ie_jax import result_io
+from ie_jax.fileio import atomic_write_text, describe_error, read_json
 from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE, estimate_arrays, ie_weights, linear_combination
 from ie_jax.ie_flags import ceiling, layer_flags
 from ie_jax.mi.result import MIEstimate
@@ -237,18 +238,18 @@ class IEResult:
 
     @classmethod
     def from_json(cls, path) -> "IEResult":
-        """Read result.json (or a run directory holding it)."""
-        import json
-
+        """Read result.json (or a run directory holding it); a damaged file is named with the fix."""
         path = pathlib.Path(path)
         if path.is_dir():
             path = path / "result.json"
-        return cls.from_dict(json.loads(path.read_text()))
+        fix = f"delete {path} and rerun the same ie-jax measure command to rebuild it from the finished chunks"
+        try:
+            return cls.from_dict(read_json(path, fix=fix))
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{path} is damaged ({describe_error(e)}): {fix}") from e
 
 
 def _written(text: str, path) -> str:
     if path is not None:
-        from ie_jax.store import atomic_write_text
-
         atomic_write_text(path, text)
     return text
