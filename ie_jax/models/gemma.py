@@ -121,18 +121,10 @@ _LAYER = r"model\.layers\.(\d+)\."
 WEIGHT_MAP = (
     (r"model\.embed_tokens\.weight", "embed_tokens.embedding", "identity"),
     (_LAYER + r"input_layernorm\.weight", "blocks.input_layernorm.weight", "identity"),
-    (_LAYER + r"self_attn\.q_proj\.weight", "blocks.self_attn.q_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.k_proj\.weight", "blocks.self_attn.k_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.v_proj\.weight", "blocks.self_attn.v_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.o_proj\.weight", "blocks.self_attn.o_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.q_proj\.bias", "blocks.self_attn.q_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.k_proj\.bias", "blocks.self_attn.k_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.v_proj\.bias", "blocks.self_attn.v_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.o_proj\.bias", "blocks.self_attn.o_proj.bias", "identity"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.weight", f"blocks.self_attn.{p}_proj.kernel", "transpose") for p in "qkvo"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.bias", f"blocks.self_attn.{p}_proj.bias", "identity") for p in "qkvo"),
     (_LAYER + r"post_attention_layernorm\.weight", "blocks.post_attention_layernorm.weight", "identity"),
-    (_LAYER + r"mlp\.gate_proj\.weight", "blocks.mlp.gate_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.up_proj\.weight", "blocks.mlp.up_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.down_proj\.weight", "blocks.mlp.down_proj.kernel", "transpose"),
+    *((_LAYER + rf"mlp\.{p}_proj\.weight", f"blocks.mlp.{p}_proj.kernel", "transpose") for p in ("gate", "up", "down")),
     (r"model\.norm\.weight", "norm.weight", "identity"),
 )
 
