@@ -217,7 +217,7 @@ def train_time(cfg, n_problems: int, n_train: int, n_test: int, d: int, mesh=Non
     return _TRAIN_TIMES[key]
 
 
-def _train_time(cfg, n_problems, n_train, n_test, d, mesh, repeats, data_dtype="float32"):
+def _train_time(cfg, n_problems, n_train, n_test, d, mesh, repeats, data_dtype="float32", critic=None):
     import jax
     import numpy as np
 
@@ -228,7 +228,7 @@ def _train_time(cfg, n_problems, n_train, n_test, d, mesh, repeats, data_dtype="
     keys = jax.random.split(jax.random.key(0), 1)
     eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
     start = time.perf_counter()
-    compiled = train_critics.lower(cfg, x, y, xt, yt, keys, eval_batch=eval_batch).compile()
+    compiled = train_critics.lower(cfg, x, y, xt, yt, keys, eval_batch=eval_batch, critic=critic).compile()
     compile_s = time.perf_counter() - start
     mem = None
     try:
@@ -474,35 +474,28 @@ def variant_critic(name: str, compute_dtype):
 
 
 def variants_section(args, n_problems: int, names=("base", "unique", "perm_vjp", "bf16_act")):
-    """Per-step time of the critic variants (paper protocol, bf16 matmuls), P problems on one device."""
-    import jax
+    """Per-step time of the critic variants (paper protocol, bf16 matmuls), P problems on one device; each
+    variant goes to `train_critics` as its `critic` argument."""
     import jax.numpy as jnp
-    import numpy as np
 
-    from ie_jax.mi import train
     from ie_jax.mi.protocols import resolve
 
-    original = train.make_critic
     out = {"problems": n_problems, "steps_timed": args.paper_steps}
     flops = paper_flops(args.n, args.d)["executed"]
-    try:
-        for name in names:
-            cfg, _ = resolve("paper", {"steps": args.paper_steps, "dtype": "bfloat16"})
-            jax.clear_caches()  # the same cfg must be traced again with this variant's critic
-            train.make_critic = lambda *a, _n=name, **k: variant_critic(_n, jnp.bfloat16)
-            try:
-                res = _train_time(cfg, n_problems, args.n, 0, args.d, None, 2,
-                                  "bfloat16" if name.endswith("_data") else "float32")
-            except Exception as err:  # noqa: BLE001
-                out[name] = {"error": repr(err)[:1500]}
-                continue
-            step = res["run_s_median"] / args.paper_steps
-            out[name] = {**res, "step_s": step, "step_s_per_problem": step / n_problems,
-                         "executed_tflops": n_problems * flops / step / 1e12}
-            print(f"variant {name:<10} P={n_problems}: {1e3 * step / n_problems:6.2f} ms/step/problem "
-                  f"{out[name]['executed_tflops']:5.0f} TFLOP/s (compile {res['compile_s']:.0f} s)", flush=True)
-    finally:
-        train.make_critic = original
+    for name in names:
+        cfg, _ = resolve("paper", {"steps": args.paper_steps, "dtype": "bfloat16"})
+        try:
+            res = _train_time(cfg, n_problems, args.n, 0, args.d, None, 2,
+                              "bfloat16" if name.endswith("_data") else "float32",
+                              critic=variant_critic(name, jnp.bfloat16))
+        except Exception as err:  # noqa: BLE001
+            out[name] = {"error": repr(err)[:1500]}
+            continue
+        step = res["run_s_median"] / args.paper_steps
+        out[name] = {**res, "step_s": step, "step_s_per_problem": step / n_problems,
+                     "executed_tflops": n_problems * flops / step / 1e12}
+        print(f"variant {name:<10} P={n_problems}: {1e3 * step / n_problems:6.2f} ms/step/problem "
+              f"{out[name]['executed_tflops']:5.0f} TFLOP/s (compile {res['compile_s']:.0f} s)", flush=True)
     # Same function: the variants' first-step bounds agree (same init, same permutations).
     out["values_nats_first_last"] = {k: (v.get("train_value_first_nats"), v.get("train_value_last_nats"))
                                      for k, v in out.items() if isinstance(v, dict)}

@@ -58,7 +58,7 @@ def load_model_spec(spec: str):
         if path.suffix == ".json":
             if not path.is_file():
                 raise FileNotFoundError(f"no config file {path}")
-            from ie_jax.store import read_json
+            from ie_jax.fileio import read_json
 
             return random_model(read_json(path, fix="give a Hugging Face config.json"))
         return random_model(shape)

@@ -18,7 +18,8 @@ import numpy as np
 
 from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE
 from ie_jax.results import IEResult
-from ie_jax.store import load_result, unfinished_runs
+from ie_jax.fileio import atomic_write_text
+from ie_jax.store import unfinished_runs
 
 HOW_TO_READ = """
 <p><b>What IE is.</b> Information Emergence of block <i>l</i> compares how much information the block passes
@@ -180,7 +181,7 @@ def write_report(directory) -> pathlib.Path:
     directory = pathlib.Path(directory)
     sections = []
     for run in find_runs(directory):
-        r = load_result(run)
+        r = IEResult.from_json(run)
         figs = figures(r, out_dir=run)
         images = []
         for name, fig in figs.items():
@@ -189,8 +190,6 @@ def write_report(directory) -> pathlib.Path:
             plt.close(fig)
             images.append(f'<img alt="{name}" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
         sections.append(_section(run.relative_to(directory) if run != directory else pathlib.Path("."), r, images))
-    from ie_jax.store import atomic_write_text
-
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ie_jax report</title><style>{_CSS}</style>"
             f"</head><body><h1>Information Emergence report</h1>{HOW_TO_READ}{''.join(sections)}"
             f"{_unfinished_section(directory)}"

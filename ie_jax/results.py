@@ -15,11 +15,17 @@ from typing import Any
 import numpy as np
 
 from ie_jax import result_io
+from ie_jax.fileio import atomic_write_text, describe_error, read_json
 from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE, estimate_arrays, ie_weights, linear_combination
 from ie_jax.ie_flags import ceiling, layer_flags
 from ie_jax.mi.result import MIEstimate
 
 __all__ = ["IEResult", "INDEPENDENCE_NOTE", "ie_weights", "linear_combination"]
+
+
+def _part(method: str, index: int, doc: str) -> property:
+    """A read-only view: element `index` of (value, stderr, ci) returned by the method named `method`."""
+    return property(lambda self: getattr(self, method)()[index], doc=doc)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,89 +109,52 @@ class IEResult:
         arrays = self._distinct()
         if np.ndim(w) == 2:
             arrays = [a[:, None, :] for a in arrays]
-        return linear_combination(w, *arrays)
+        return _with_ci(*linear_combination(w, *arrays))
 
-    @property
-    def mi_macro(self) -> np.ndarray:
-        """[L] MI between block input and output of the last token with its whole context."""
-        return estimate_arrays([[e] for e in self.macro_estimates()])[0][:, 0]
+    def _macro(self):
+        return _with_ci(*(a[:, 0] for a in estimate_arrays([[e] for e in self.macro_estimates()])))
 
-    @property
-    def mi_macro_ci(self) -> np.ndarray:
-        """[L, 2] 95% interval of `mi_macro`."""
-        _, _, lo, hi = estimate_arrays([[e] for e in self.macro_estimates()])
-        return np.stack([lo[:, 0], hi[:, 0]], -1)
+    def _micro(self):
+        return _with_ci(*estimate_arrays(self.micro_estimates()))
 
-    @property
-    def mi_macro_stderr(self) -> np.ndarray:
-        return estimate_arrays([[e] for e in self.macro_estimates()])[1][:, 0]
+    def _ie(self):
+        return self._combine(ie_weights(self.seq_len, self.micro_mode)[0])
 
-    @property
-    def mi_micro(self) -> np.ndarray:
-        """[L, T] MI between block input and output of token t processed alone (or in context)."""
-        return estimate_arrays(self.micro_estimates())[0]
+    def _curve(self):
+        if not self.has_token_curve:
+            raise ValueError("this result has no token curve: measure with token_curve=True")
+        return self._combine(ie_weights(self.seq_len, self.micro_mode)[1])
 
-    @property
-    def mi_micro_ci(self) -> np.ndarray:
-        """[L, T, 2] 95% intervals of `mi_micro`."""
-        _, _, lo, hi = estimate_arrays(self.micro_estimates())
-        return np.stack([lo, hi], -1)
-
-    @property
-    def mi_micro_stderr(self) -> np.ndarray:
-        return estimate_arrays(self.micro_estimates())[1]
+    # Each quantity Q comes as Q (values), Q_stderr and Q_ci (95% interval, a last axis [low, high]).
+    mi_macro = _part("_macro", 0, "[L] MI between block input and output of the last token with its whole context.")
+    mi_macro_stderr = _part("_macro", 1, "[L] standard error of `mi_macro`.")
+    mi_macro_ci = _part("_macro", 2, "[L, 2] 95% interval of `mi_macro`.")
+    mi_micro = _part("_micro", 0, "[L, T] MI between block input and output of token t processed alone (or in "
+                                  "context).")
+    mi_micro_stderr = _part("_micro", 1, "[L, T] standard errors of `mi_micro`.")
+    mi_micro_ci = _part("_micro", 2, "[L, T, 2] 95% intervals of `mi_micro`.")
+    ie = _part("_ie", 0, "[L] IE(l) = MI_macro(l) - mean_t MI_micro_t(l).")
+    ie_stderr = _part("_ie", 1, "[L] standard error of `ie`.")
+    ie_ci = _part("_ie", 2, "[L, 2] 95% interval of IE (independence assumed, see `ie_jax.ie_arithmetic`).")
+    token_curve = _part("_curve", 0, "[L, T] E_l(t) = MI_context_l(t) - mean_{s<=t} MI_micro_l(s).")
+    token_curve_ci = _part("_curve", 2, "[L, T, 2] 95% intervals of `token_curve`.")
 
     @property
     def mi_micro_mean(self) -> np.ndarray:
         """[L] mean over tokens of the micro MI."""
         return self.mi_micro.mean(-1)
 
-    def _ie(self):
-        w_ie, _ = ie_weights(self.seq_len, self.micro_mode)
-        return self._combine(w_ie)
-
-    @property
-    def ie(self) -> np.ndarray:
-        """[L] IE(l) = MI_macro(l) - mean_t MI_micro_t(l)."""
-        return self._ie()[0]
-
-    @property
-    def ie_stderr(self) -> np.ndarray:
-        return self._ie()[1]
-
-    @property
-    def ie_ci(self) -> np.ndarray:
-        """[L, 2] 95% interval of IE (independence assumed, see module docstring)."""
-        _, _, lo, hi = self._ie()
-        return np.stack([lo, hi], -1)
-
     @property
     def has_token_curve(self) -> bool:
         return len(self.context_positions) == self.seq_len
 
-    def _curve(self):
-        if not self.has_token_curve:
-            raise ValueError("this result has no token curve: measure with token_curve=True")
-        _, w_curve = ie_weights(self.seq_len, self.micro_mode)
-        return self._combine(w_curve)
-
-    @property
-    def token_curve(self) -> np.ndarray:
-        """[L, T] E_l(t) = MI_context_l(t) - mean_{s<=t} MI_micro_l(s)."""
-        return self._curve()[0]
-
-    @property
-    def token_curve_ci(self) -> np.ndarray:
-        _, _, lo, hi = self._curve()
-        return np.stack([lo, hi], -1)
-
     @property
     def totals(self) -> dict[str, dict[str, Any]]:
         """IE summed and averaged over the measured layers, each with stderr and 95% CI (independent layers)."""
-        v, se, lo, hi = self._ie()
+        v, se, ci = self._ie()
         out = {}
         for name, w in (("sum_over_layers", 1.0), ("mean_over_layers", 1.0 / len(v))):
-            q, s, a, b = linear_combination(np.full(len(v), w), v, se, lo, hi)
+            q, s, a, b = linear_combination(np.full(len(v), w), v, se, ci[:, 0], ci[:, 1])
             out[name] = {"value": float(q), "stderr": float(s), "ci95": [float(a), float(b)], "units": self.units,
                          "layers": list(self.layers)}
         return out
@@ -237,18 +206,23 @@ class IEResult:
 
     @classmethod
     def from_json(cls, path) -> "IEResult":
-        """Read result.json (or a run directory holding it)."""
-        import json
-
+        """Read result.json (or a run directory holding it); a damaged file is named with the fix."""
         path = pathlib.Path(path)
         if path.is_dir():
             path = path / "result.json"
-        return cls.from_dict(json.loads(path.read_text()))
+        fix = f"delete {path} and rerun the same ie-jax measure command to rebuild it from the finished chunks"
+        try:
+            return cls.from_dict(read_json(path, fix=fix))
+        except (KeyError, TypeError, IndexError) as e:
+            raise ValueError(f"{path} is damaged ({describe_error(e)}): {fix}") from e
+
+
+def _with_ci(value, stderr, low, high):
+    """(value, stderr, [..., 2] interval) from the four arrays of `estimate_arrays` / `linear_combination`."""
+    return value, stderr, np.stack([low, high], -1)
 
 
 def _written(text: str, path) -> str:
     if path is not None:
-        from ie_jax.store import atomic_write_text
-
         atomic_write_text(path, text)
     return text

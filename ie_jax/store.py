@@ -1,4 +1,4 @@
-"""A run directory: atomic writes, the run's identity, and finished estimate chunks for resuming.
+"""A run directory: the run's identity, its lock, and finished estimate chunks for resuming.
 
 Layout of DIR:
   run.json            what was asked (model, data, estimator, sizes, seeds...): the run's identity
@@ -8,8 +8,8 @@ Layout of DIR:
 
   run.lock            held (flock) by the process writing the run; it names that process's pid
 
-Every file is written to a temporary name in the same directory, then moved into place with os.replace, so a
-killed run leaves either the old file or the new one, never half of one. run.json is created exclusively, under
+Every file is written whole or not at all (`ie_jax.fileio`), so a killed run leaves either the old file or the
+new one, never half of one. run.json is created exclusively, under
 the lock: of two runs started together into one directory, one proceeds and the other is refused. The kernel
 releases the lock when its process dies, so a killed run resumes; the dead pid left in run.lock is named.
 A rerun with the same identity skips the finished chunks; a different identity is refused. A damaged file is
@@ -24,48 +24,17 @@ import os
 import pathlib
 import re
 import socket
-import tempfile
 import warnings
 
 import numpy as np
+
+from ie_jax.fileio import atomic_save_npy, atomic_write_json, describe_error, exclusive_write_json, read_json
+from ie_jax.results import IEResult
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 RESULT_FILE = "result.json"
 CHUNK_NAME = re.compile(r"\d{5}\.json")
-
-
-def atomic_write_bytes(path, data: bytes) -> pathlib.Path:
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path, text: str) -> pathlib.Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path, obj) -> pathlib.Path:
-    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True))
-
-
-def atomic_save_npy(path, array: np.ndarray) -> pathlib.Path:
-    import io
-
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(array))
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 class RunStore:
@@ -98,7 +67,7 @@ class RunStore:
                                  f"directory, or delete {self.dir} to start over")
         else:
             self._refuse_foreign_directory()
-            _exclusive_write_json(run_file, self.identity)
+            exclusive_write_json(run_file, self.identity)
 
     def _remove_dead_temp_files(self) -> None:
         # Half-written files of a killed writer: with the lock held no live writer owns them.
@@ -152,7 +121,7 @@ class RunStore:
             try:
                 payload["estimates"] = [[decode(e) for e in row] for row in payload["estimates"]]
             except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"{path} is damaged (estimate {_describe(e)}): {fix}") from e
+                raise ValueError(f"{path} is damaged (estimate {describe_error(e)}): {fix}") from e
         return payload
 
     def save_chunk(self, index: int, payload: dict) -> None:
@@ -165,28 +134,7 @@ class RunStore:
         """The run's IEResult if it finished (result.json written), else None."""
         if not (self.dir / RESULT_FILE).exists():
             return None
-        return load_result(self.dir)
-
-
-def read_json(path, *, fix: str):
-    """JSON from `path`; a truncated or otherwise damaged file is named with `fix` (one line)."""
-    path = pathlib.Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path} is damaged ({_describe(e)}): {fix}") from e
-
-
-def load_result(run_dir):
-    """The IEResult in run_dir/result.json, a damaged file named with the fix."""
-    from ie_jax.results import IEResult
-
-    path = pathlib.Path(run_dir) / RESULT_FILE
-    fix = f"delete {path} and rerun the same ie-jax measure command to rebuild it from the finished chunks"
-    try:
-        return IEResult.from_dict(read_json(path, fix=fix))
-    except (KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"{path} is damaged ({_describe(e)}): {fix}") from e
+        return IEResult.from_json(self.dir)
 
 
 def unfinished_runs(directory) -> list[pathlib.Path]:
@@ -223,24 +171,3 @@ def _acquire_lock(run_dir: pathlib.Path) -> int:
     os.pwrite(fd, me.encode(), 0)
     _HELD[key] = fd
     return fd
-
-
-def _exclusive_write_json(path: pathlib.Path, obj) -> None:
-    """Write `path` whole, failing if it already exists: a hard link of a complete temporary file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(obj, indent=1, sort_keys=True).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
-def _describe(e: BaseException) -> str:
-    if isinstance(e, json.JSONDecodeError):
-        return f"truncated or not JSON: {e.msg} at line {e.lineno} column {e.colno}"
-    if isinstance(e, KeyError):
-        return f"missing key {e.args[0]!r}" if e.args else "missing key"
-    return f"{type(e).__name__}: {e}"

@@ -408,9 +408,9 @@ def _sig(x) -> str:
     return _f(x, max(0, 2 - int(math.floor(math.log10(abs(x))))) if x else 0)
 
 
-def _capture_table() -> str:
-    """The capture table of benchmarks/README.md, one row per shape and dtype, from capture_{jax,hf}_gpu.json."""
-    jax_models, hf_models = _bench("capture_jax_gpu")["models"], _bench("capture_hf_gpu")["models"]
+def _capture_table(jax_file="capture_jax_gpu", hf_file="capture_hf_gpu") -> str:
+    """A capture table of benchmarks/README.md, one row per shape and dtype, from capture_{jax,hf}_gpu.json."""
+    jax_models, hf_models = _bench(jax_file)["models"], _bench(hf_file)["models"]
     rows = ["| shape | dtype | block params | ie_jax k tok/s | ie_jax TFLOP/s (% peak) | HF eager k tok/s | "
             "HF sdpa k tok/s | ie_jax / best HF | compile s |", "|---|---|---|---|---|---|---|---|---|"]
     for key, m in jax_models.items():
@@ -551,7 +551,309 @@ ACROSS_HOSTS = {
     "hosts.reshard_max_s": lambda: _f(max(r["reshard_s"] for r in _json("benchmarks/results/scaling_model.json")["rows"]), 2),
 }
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **E2E, **ACROSS_HOSTS}
+# -- benchmarks/README.md: critic speed, capture, targets, four GPUs (issue 19's block) ---------------------------
+_ISSUE6 = {"sweep_h": 2.0, "speedup": 15.0, "peak_pct": 60.0, "fast_s": 120.0, "two_gpus": 1.9, "capture_vs_hf": 2.0}
+
+
+def _crit():
+    return _bench("critic_gpu")
+
+
+def _x4():
+    return _bench("critic_gpu_x4")
+
+
+def _ref():
+    return _bench("reference_torch_gpu")
+
+
+def _variant(name, problems, file="variants_gpu"):
+    return _bench(file)[f"variants_P{problems}"][name]
+
+
+def _peak(run=None):
+    return (run or _crit())["peak"]["bf16"]["tflops"]
+
+
+def _ms(seconds):
+    return _sig(1e3 * seconds)
+
+
+def _h(seconds):
+    """Hours to three significant figures (5.80, 30.6)."""
+    return _sig(seconds / 3600)
+
+
+def _x(ratio):
+    return f"{_f(ratio, 2 if ratio < 1 else 1)}x"
+
+
+def _issue_factor():
+    f = _crit()["flops_per_step_per_problem"]["paper"]
+    return f["issue_convention"] / f["executed"]
+
+
+def _paper_rows():
+    """(label, ms/step text, critic-steps/s, executed TFLOP/s text, issue-convention TFLOP/s) per table row."""
+    c, ref, peak = _crit(), _ref(), _peak()
+    rows = []
+    for label, r in (("PyTorch reference loop, fp32 (same GPU, same run)", ref["fp32"]),
+                     ("PyTorch reference loop, bf16 autocast", ref["bf16_autocast"]),
+                     ("JAX faithful baseline: one critic, fp32 highest, host loop + readback", c["faithful_fp32_1gpu"])):
+        rows.append((label, _ms(r["step_s_median"]), 1 / r["step_s_median"], _f(r["reference_executed_tflops"], 0),
+                     r["issue_convention_tflops"]))
+    for label, r, devices in (("ie_jax bf16, P = 1", c["paper_bfloat16_1gpu"]["P1"], 1),
+                              ("ie_jax bf16, P = 12 (one chunk)", c["paper_bfloat16_1gpu"]["P12"], 1),
+                              ('ie_jax "float32" (TF32), P = 12', c["paper_float32_1gpu"]["P12"], 1),
+                              ("ie_jax bf16, P = 24 on 2 GPUs (12 each)", c["paper_bfloat16_2gpu"]["P24"], 2)):
+        per = "" if r["problems"] == 1 else f" per {r['problems']}"
+        pct = f"{100 * r['executed_tflops'] / (devices * peak):.0f}%" + (f" of {devices} x peak" if devices > 1 else "")
+        rows.append((label, _ms(r["chunk_step_s"]) + per, r["critic_steps_per_s"],
+                     f"{_f(r['executed_tflops'], 0)} ({pct})", r["issue_convention_tflops"]))
+    for label, v in (("variant: bf16 activations, P = 12", _variant("bf16_act", 12)),
+                     ("variant: bf16 activations + bf16 data, P = 24", _variant("bf16_act_data", 24, "variants_bf16_gpu"))):
+        rows.append((label, _ms(v["step_s_per_problem"]) + " per problem", 1 / v["step_s_per_problem"],
+                     f"{_f(v['executed_tflops'], 0)} ({100 * v['executed_tflops'] / peak:.0f}%)",
+                     v["executed_tflops"] * _issue_factor()))
+    return rows
+
+
+def _paper_table():
+    lines = ["| paper protocol | ms / step | critic-steps/s | TFLOP/s executed (% peak) | issue-convention TFLOP/s |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {_f(c, 1)} | {d} | {_f(e, 0)} |" for a, b, c, d, e in _paper_rows()]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _sweep_s():
+    """Seconds of the whole 108-problem sweep (10,000 steps, extrapolated) per way of running it."""
+    c = _crit()
+    return {"reference": _reference_sweep_s(), "faithful": c["faithful_fp32_1gpu"]["extrapolated_sweep_108_s"],
+            "reference_bf16": _ref()["bf16_autocast"]["extrapolated_sweep_108_s"],
+            "bf16_1gpu": _paper_sweep_s("paper_bfloat16_1gpu"), "fp32_1gpu": _paper_sweep_s("paper_float32_1gpu"),
+            "bf16_2gpu": _paper_sweep_s("paper_bfloat16_2gpu"), "variant": _variant_sweep_s()}
+
+
+def _fast(run):
+    return _crit()[run]["P108"]
+
+
+def _sweep_table():
+    s, c = _sweep_s(), _crit()
+    one, two = c["paper_bfloat16_1gpu"]["P108"], c["paper_bfloat16_2gpu"]["P108"]
+    v = _variant("bf16_act_data", 12, "variants_bf16_gpu")
+    f1, f2, api = _fast("fast_1gpu"), _fast("fast_2gpu"), c["api_fast"]
+    vs = lambda key: _x(s["reference"] / s[key])  # noqa: E731
+    rows = [
+        ("PyTorch reference fp32, one critic at a time (extrapolated)", f"{_h(s['reference'])} h", "1x"),
+        ("JAX faithful baseline (extrapolated)", f"{_h(s['faithful'])} h", vs("faithful")),
+        ("PyTorch bf16 autocast, one at a time (extrapolated)", f"{_h(s['reference_bf16'])} h", vs("reference_bf16")),
+        (f"**ie_jax paper protocol, bf16, 1 GPU** ({one['n_chunks']} chunks of {one['chunk']}, extrapolated)",
+         f"**{_h(s['bf16_1gpu'])} h**", f"**{vs('bf16_1gpu')}**"),
+        ('ie_jax paper protocol, "float32" (TF32), 1 GPU', f"{_h(s['fp32_1gpu'])} h", vs("fp32_1gpu")),
+        (f"**ie_jax paper protocol, bf16, 2 GPUs** ({two['n_chunks']} chunks of {two['chunk']}, extrapolated)",
+         f"**{_h(s['bf16_2gpu'])} h**", vs("bf16_2gpu")),
+        (f"variant bf16 activations + data, 1 GPU (108 problems x {_ms(v['step_s_per_problem'])} ms x 10k)",
+         f"{_h(s['variant'])} h", vs("variant")),
+        (f"**ie_jax fast protocol, 1 GPU** ({f1['n_chunks']} chunks of {f1['chunk']}, all {_int(f1['steps'])} steps "
+         f"run, held-out evals included)", f"**{_f(f1['total_s'], 1)} s** + {_f(f1['chunk_run']['compile_s'], 1)} s "
+         f"compile", ""),
+        (f"**ie_jax fast protocol, 2 GPUs** ({f2['n_chunks']} chunks of {f2['chunk']})",
+         f"**{_f(f2['total_s'], 1)} s** + {_f(f2['chunk_run']['compile_s'], 1)} s compile", ""),
+        (f'`estimate_batch(protocol="fast")` end to end, P = {api["problems"]} (host preparation included)',
+         f"{_f(api['second_call_s'], 1)} s ({_f(api['first_call_s'], 1)} s first call)", ""),
+    ]
+    lines = ["| sweep | time | vs PyTorch fp32 reference (same run) |", "|---|---|---|"]
+    return "\n" + "\n".join(["\n".join(lines)] + [f"| {a} | {b} | {c} |" for a, b, c in rows]) + "\n"
+
+
+def _step_s(run, problems=12):
+    return _crit()[run][f"P{problems}"]["chunk_step_s"]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def _targets_table():
+    s, c, t = _sweep_s(), _crit(), _ISSUE6
+    p12 = c["paper_bfloat16_1gpu"]["P12"]
+    v = _variant("bf16_act_data", 24, "variants_bf16_gpu")
+    pct, pct_v = 100 * p12["executed_tflops"] / _peak(), 100 * v["executed_tflops"] / _peak()
+    f1, f2, api = _fast("fast_1gpu"), _fast("fast_2gpu"), c["api_fast"]
+    fast_end_to_end = 108 * api["per_problem_s_second_call"]
+    step2 = c["paper_bfloat16_2gpu"]["P24"]["critic_steps_per_s"] / p12["critic_steps_per_s"]
+    sweep2, fast2 = s["bf16_1gpu"] / s["bf16_2gpu"], f1["total_s"] / f2["total_s"]
+    small = [(n, r, p) for n, r, p in _capture_bf16()][0]  # gpt2-small: the first shape of the capture run
+    large = [(k.split("/")[0], p) for k, (n, _, p) in zip(
+        [k for k in _bench("capture_jax_gpu")["models"] if k.endswith("/bfloat16")], _capture_bf16()) if n >= 1e9]
+    rows = [
+        (f"paper sweep <= {_f(t['sweep_h'], 0)} h on one GPU",
+         f"{_h(s['bf16_1gpu'])} h bf16 ({_h(s['variant'])} h with the bf16-activation variant; "
+         f"{_h(s['bf16_2gpu'])} h on 2 GPUs)",
+         f"{_met(s['bf16_1gpu'] <= 3600 * t['sweep_h'])} by {_x(s['bf16_1gpu'] / 3600 / t['sweep_h'])} "
+         f"({_x(s['variant'] / 3600 / t['sweep_h'])} with the variant)"),
+        (f">= {_f(t['speedup'], 0)}x the reference",
+         f"{_x(s['reference'] / s['bf16_1gpu'])} the same-run PyTorch fp32 loop ({_x(s['reference'] / s['variant'])} "
+         f"with the variant)", _met(s["reference"] / s["bf16_1gpu"] >= t["speedup"])),
+        (f"critic training >= {_f(t['peak_pct'], 0)}% of bf16 peak",
+         f"{pct:.0f}% (P = 12); {pct_v:.0f}% with the variant",
+         _met(pct >= t["peak_pct"])),
+        (f"fast sweep <= {_f(t['fast_s'] / 60, 0)} min",
+         f"{_f(f1['total_s'], 1)} s of GPU training (+ {_f(f1['chunk_run']['compile_s'], 1)} s compile); end to end "
+         f"through `estimate_batch` about {_f(fast_end_to_end / 60, 0)} min "
+         f"({_f(api['per_problem_s_second_call'], 1)} s per problem, from P = {api['problems']})",
+         f"{_met(f1['total_s'] + f1['chunk_run']['compile_s'] <= t['fast_s'])} on the GPU, "
+         f"{_met(fast_end_to_end <= t['fast_s'])} end to end"),
+        (f"2 GPUs >= {_f(t['two_gpus'], 1)}x one",
+         f"{_f(step2)}x per step (P = 24 on 2 vs 12 on 1); {_f(sweep2)}x for the 108-problem sweep; fast sweep "
+         f"{_f(fast2)}x", f"{_met(step2 >= t['two_gpus'])} per step, {_met(sweep2 >= t['two_gpus'])} by the sweep's "
+                          f"chunking"),
+        (f"capture >= {_f(t['capture_vs_hf'], 0)}x HF on gpt2-small shapes", f"{_f(small[1])}x (bf16)",
+         _met(small[1] >= t["capture_vs_hf"])),
+        (f"capture >= {_f(t['peak_pct'], 0)}% of bf16 peak at >= 1B parameters",
+         ", ".join(f"{name} {p:.0f}%" for name, p in large), _met(all(p >= t["peak_pct"] for _, p in large))),
+    ]
+    lines = ["| target (issue 6) | measured | met? |", "|---|---|---|"] + [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def _x4_rows():
+    x = _x4()
+    one, twelve, four = x["paper_bfloat16_1gpu"]["P1"], x["paper_bfloat16_1gpu"]["P12"], x["paper_bfloat16_4gpu"]["P48"]
+    rows = []
+    for label, r, devices in (("1 GPU, P = 1", one, 1), ("1 GPU, P = 12", twelve, 1),
+                              ("4 GPUs, P = 48 (12 per GPU)", four, 4)):
+        rows.append(f"| {label} | {_f(1e3 * r['chunk_step_s'], 1)} | {_f(r['critic_steps_per_s'], 1)} | "
+                    f"{_f(r['executed_tflops'], 0)} ({100 * r['executed_tflops'] / (devices * _peak(x)):.0f}%) | "
+                    f"{_f(r['extrapolated_10k_steps_s'], 0)} s |")
+    faithful = x["faithful_fp32_1gpu"]
+    rows.append(f"| faithful fp32 baseline, one critic, host loop | {_f(1e3 * faithful['step_s_median'], 1)} | "
+                f"{_f(1 / faithful['step_s_median'], 1)} | - | sweep {_h(faithful['extrapolated_sweep_108_s'])} h |")
+    head = ["| run | ms / step / chunk | critic-steps/s | TFLOP/s executed (% of peak x devices) | 10k steps |",
+            "|---|---|---|---|---|"]
+    return "\n" + "\n".join(head + rows) + "\n"
+
+
+def _x4_sweep():
+    """(1-GPU chunks, seconds; 4-GPU chunks, chunk size, seconds) of the 108-critic paper sweep on the 4-GPU host."""
+    x = _x4()
+    twelve, four = x["paper_bfloat16_1gpu"]["P12"], x["paper_bfloat16_4gpu"]["P48"]
+    n4 = math.ceil(108 / four["problems"])
+    return 9, 9 * twelve["extrapolated_10k_steps_s"], n4, four["problems"], n4 * four["extrapolated_10k_steps_s"]
+
+
+def _date_time(file):
+    """The HH:MM (UTC) at which a benchmark run wrote its environment."""
+    return _bench(file)["env"]["date_utc"][11:16]
+
+
+def _smi(file="critic_gpu"):
+    """GPU memory, power limit, max SM clock and driver from the run's nvidia-smi line."""
+    first_gpu = _bench(file)["env"]["nvidia_smi"].splitlines()[0]
+    _, memory, clock, power, driver = (p.strip() for p in first_gpu.split(","))
+    return f"{memory}, {power.replace('.00 W', ' W')}, {clock} max SM clock, driver {driver}"
+
+
+def _bytes_ms():
+    """(ms at the copy bandwidth for the paper step's byte floor, ms of executed matmul at the bf16 peak)."""
+    c = _crit()
+    floor = c["bytes_per_step_per_problem"]["paper"]["total"] / (c["peak"]["copy"]["gb_per_s"] * 1e9)
+    return 1e3 * floor, 1e3 * c["flops_per_step_per_problem"]["paper"]["executed"] / (_peak() * 1e12)
+
+
+def _gb(n_bytes, digits=1):
+    return _f(n_bytes / 1e9, digits)
+
+
+BENCH_README = {
+    "gpu.machine": _smi,
+    **{f"gpu.time.{f}": (lambda f=f: _date_time(f)) for f in ("critic_gpu", "capture_jax_gpu", "capture_hf_gpu",
+                                                              "variants_gpu", "variants_bf16_gpu", "critic_gpu_x4")},
+    "gpu.peak_bf16": lambda: _f(_peak(), 0),
+    "gpu.peak_fp32": lambda: _f(_crit()["peak"]["fp32_default"]["tflops"], 0),
+    "gpu.peak_fp32_highest": lambda: _f(_crit()["peak"]["fp32_highest"]["tflops"], 0),
+    "gpu.copy_tb_s": lambda: _f(_crit()["peak"]["copy"]["gb_per_s"] / 1e3),
+    "gpu.flops_executed": lambda: _f(_crit()["flops_per_step_per_problem"]["paper"]["executed"] / 1e12),
+    "gpu.flops_reference": lambda: _f(_crit()["flops_per_step_per_problem"]["paper"]["reference_executed"] / 1e12),
+    "gpu.flops_issue": lambda: _f(_crit()["flops_per_step_per_problem"]["paper"]["issue_convention"] / 1e12),
+    "gpu.bytes": lambda: "{} GB per problem-step (data {} GB, the 768-wide layer {} GB, narrower layers {} GB)".format(
+        *(_gb(_crit()["bytes_per_step_per_problem"]["paper"][k]) for k in ("total", "data", "first_layer",
+                                                                           "other_layers"))),
+    "gpu.bytes_ms": lambda: _f(_bytes_ms()[0], 1),
+    "gpu.matmul_ms": lambda: _f(_bytes_ms()[1], 1),
+    "gpu.paper_table": _paper_table,
+    "gpu.sweep_table": _sweep_table,
+    "gpu.capture_bytes": lambda: _range([m["bytes_min"] / 1e9 for m in _bench("capture_jax_gpu")["models"].values()],
+                                        1, "-"),
+    "gpu.families_table": lambda: _capture_table("capture_families_jax_gpu", "capture_families_hf_gpu"),
+    "gpu.families_time": lambda: _bench("capture_families_jax_gpu")["env"]["date_utc"][:16].replace("T", " "),
+    "gpu.targets_table": _targets_table,
+    # "Why": the numbers behind each explanation
+    "why.fp32_slower": lambda: f"{100 * (_step_s('paper_float32_1gpu') / _step_s('paper_bfloat16_1gpu') - 1):.0f}%",
+    "why.step_ms_p12": lambda: _f(1e3 * _crit()["paper_bfloat16_1gpu"]["P12"]["chunk_step_s"] / 12, 1),
+    "why.variant_base_ms": lambda: _f(1e3 * _variant("base", 12)["step_s_per_problem"], 1),
+    "why.variant_act_ms": lambda: _f(1e3 * _variant("bf16_act", 12)["step_s_per_problem"], 1),
+    "why.variant_act_gain": lambda: _f(_variant("base", 12)["step_s_per_problem"]
+                                       / _variant("bf16_act", 12)["step_s_per_problem"]),
+    "why.variant_data_ms_12": lambda: _ms(_variant("bf16_act_data", 12, "variants_bf16_gpu")["step_s_per_problem"]),
+    "why.variant_data_ms_24": lambda: _ms(_variant("bf16_act_data", 24, "variants_bf16_gpu")["step_s_per_problem"]),
+    "why.unique_ms": lambda: _f(1e3 * _variant("unique", 12)["step_s_per_problem"]),
+    "why.perm_vjp_ms": lambda: _f(1e3 * _variant("perm_vjp", 12)["step_s_per_problem"]),
+    "why.variant_pct": lambda: "{:.0f}%".format(
+        100 * _variant("bf16_act_data", 24, "variants_bf16_gpu")["executed_tflops"] / _peak()),
+    "why.p1_ms": lambda: _f(1e3 * _crit()["paper_bfloat16_1gpu"]["P1"]["chunk_step_s"], 1),
+    "why.fast_s": lambda: _f(_fast("fast_1gpu")["total_s"], 1),
+    "why.api_per_problem_s": lambda: _f(_crit()["api_fast"]["per_problem_s_second_call"], 0),
+    "why.api_n": lambda: _int(_crit()["api_fast"]["n"]),
+    "why.api_gb": lambda: _f(108 * _crit()["api_fast"]["n"] * 2 * _crit()["config"]["d"] * 4 / 1e9, 0),
+    "why.capture_small_tflops": lambda: _f(_bench("capture_jax_gpu")["models"]["gpt2/bfloat16"]["tflops"], 0),
+    "why.capture_small_gb": lambda: _gb(_bench("capture_jax_gpu")["models"]["gpt2/bfloat16"]["bytes_min"]),
+    "why.heldout_value": lambda: _f(np.mean(_crit()["api_fast"]["values_nats"])),
+    "why.train_value": lambda: _f(_fast("fast_1gpu")["chunk_run"]["train_value_last_nats"]),
+    "why.true_mi": lambda: _f(_crit()["api_fast"]["true_mi_nats"]),
+    # Four-GPU run
+    "x4.peak": lambda: _f(_peak(_x4()), 0),
+    "x4.steps_timed": lambda: str(_x4()["paper_bfloat16_4gpu"]["P48"]["steps_timed"]),
+    "x4.table": _x4_rows,
+    "x4.step_scaling": lambda: _f(_x4()["paper_bfloat16_4gpu"]["P48"]["critic_steps_per_s"]
+                                  / _x4()["paper_bfloat16_1gpu"]["P12"]["critic_steps_per_s"]),
+    "x4.steps_4": lambda: _f(_x4()["paper_bfloat16_4gpu"]["P48"]["critic_steps_per_s"], 1),
+    "x4.steps_1": lambda: _f(_x4()["paper_bfloat16_1gpu"]["P12"]["critic_steps_per_s"], 1),
+    "x4.sweep": lambda: "1 GPU {} chunks x {} s = {} h; 4 GPUs {} chunks of {} x {} s = {} h, i.e. **{}x**".format(
+        _x4_sweep()[0], _f(_x4_sweep()[1] / 9, 0), _h(_x4_sweep()[1]), _x4_sweep()[2], _x4_sweep()[3],
+        _f(_x4_sweep()[4] / _x4_sweep()[2], 0), _h(_x4_sweep()[4]), _f(_x4_sweep()[1] / _x4_sweep()[4])),
+    "x4.fill": lambda: f"{100 * 108 / (_x4_sweep()[2] * _x4_sweep()[3]):.0f}%",
+    "x4.slots": lambda: str(_x4_sweep()[2] * _x4_sweep()[3]),
+    "x4.sweep_1gpu_h": lambda: _h(_x4_sweep()[1]),
+    "x4.vs_faithful": lambda: _f(_x4()["faithful_fp32_1gpu"]["extrapolated_sweep_108_s"] / _x4_sweep()[1], 1),
+    "x4.pct": lambda: f"{100 * _x4()['paper_bfloat16_1gpu']['P12']['executed_tflops'] / _peak(_x4()):.0f}%",
+    "x4.fast": lambda: "{} s on 1 GPU, {} s on 4 GPUs (plus {}-{} s compile)".format(
+        _f(_x4()["fast_1gpu"]["P108"]["total_s"], 1), _f(_x4()["fast_4gpu"]["P108"]["total_s"], 1),
+        _f(min(_x4()[k]["P108"]["chunk_run"]["compile_s"] for k in ("fast_1gpu", "fast_4gpu")), 0),
+        _f(max(_x4()[k]["P108"]["chunk_run"]["compile_s"] for k in ("fast_1gpu", "fast_4gpu")), 0)),
+    "x4.fast_steps": lambda: str(_x4()["fast_1gpu"]["P108"]["steps"]),
+}
+
+
+# -- notebooks/README.md: the committed Shakespeare speeches ---------------------------------------------------
+_SPEECHES = "notebooks/data/shakespeare_speeches.jsonl.gz"
+
+
+def _speeches() -> int:
+    import gzip
+
+    with gzip.open(ROOT / _SPEECHES, "rt") as f:
+        return sum(1 for line in f if line.strip())
+
+
+BENCH_README.update({
+    "nb.shakespeare_speeches": lambda: _int(_speeches()),
+    "nb.shakespeare_kb": lambda: _f((ROOT / _SPEECHES).stat().st_size / 1e3, 0),
+})
+
+
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **E2E, **ACROSS_HOSTS, **BENCH_README}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from ie_jax.models.layers import RMSNorm, apply_rotary, attention, rope_inv_freq, rotary_cos_sin, sliding_window
+from ie_jax.models.layers import (
+    GatedMLP, RMSNorm, apply_rotary, attention, gelu_tanh, rope_inv_freq, rotary_cos_sin, silu, sliding_window,
+)
 from ie_jax.models.masks import causal_mask
 
 
@@ -64,3 +67,15 @@ def test_rms_norm_variants():
         norm = RMSNorm(16, 1e-6, dtype=jnp.float32, unit_offset=unit_offset, scale_in_fp32=scale_in_fp32)
         norm.weight[...] = jnp.asarray(w)
         np.testing.assert_allclose(norm(x), normed * scale, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("activation, formula", [
+    (silu, lambda z: z / (1 + np.exp(-z))),
+    (gelu_tanh, lambda z: 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))),
+])
+def test_gated_mlp_is_down_of_activated_gate_times_up(activation, formula):
+    mlp = GatedMLP(6, 10, activation, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    x = np.random.default_rng(3).normal(size=(2, 3, 6)).astype(np.float32)
+    gate, up, down = (np.asarray(m.kernel[...], np.float64) for m in (mlp.gate_proj, mlp.up_proj, mlp.down_proj))
+    want = (formula(x @ gate) * (x @ up)) @ down
+    np.testing.assert_allclose(mlp(jnp.asarray(x)), want, rtol=1e-5, atol=1e-6)

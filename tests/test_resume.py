@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ie_jax
-from ie_jax import data, store
+from ie_jax import data, fileio
 from ie_jax.models import random_model
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,
@@ -95,14 +95,14 @@ def test_other_arguments_into_a_run_directory_are_refused(lm, toy, tmp_path):
 
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
-    path = store.atomic_write_text(tmp_path / "a" / "x.txt", "one")
-    store.atomic_write_text(path, "two")
+    path = fileio.atomic_write_text(tmp_path / "a" / "x.txt", "one")
+    fileio.atomic_write_text(path, "two")
     assert path.read_text() == "two" and os.listdir(path.parent) == ["x.txt"]
     with pytest.raises(TypeError):
-        store.atomic_write_json(path, {"bad": object()})  # fails before anything is written
+        fileio.atomic_write_json(path, {"bad": object()})  # fails before anything is written
     assert path.read_text() == "two" and os.listdir(path.parent) == ["x.txt"]
     arr = np.arange(6.0).reshape(2, 3)
-    np.testing.assert_array_equal(np.load(store.atomic_save_npy(tmp_path / "s.npy", arr)), arr)
+    np.testing.assert_array_equal(np.load(fileio.atomic_save_npy(tmp_path / "s.npy", arr)), arr)
 
 
 def test_resumed_with_another_chunk_size_keeps_the_runs_own(lm, toy, tmp_path):

@@ -78,39 +78,15 @@ def estimator_cap(bound: str, *, batch_size: int | None = None, n_marginal: int 
     raise ValueError(f"unknown bound {bound!r}: use 'infonce' or one of {_PARTITION_BOUNDS}")
 
 
-def annotate(
-    estimate: MIEstimate,
-    x,
-    y,
-    *,
-    estimator_cap_nats: float | None = None,
-    data_entropy_nats: float | None = None,
-    generating_entropy_nats: float | None = None,
-    null_estimate: MIEstimate | None = None,
-    margin_nats: float = SATURATION_MARGIN_NATS,
-    rtol: float = 1e-4,
-) -> MIEstimate:
+def annotate(estimate: MIEstimate, x, y, *, rtol: float = 1e-4, **ceiling_settings) -> MIEstimate:
     """Return `estimate` with ceilings and flags added to its diagnostics (existing keys kept, ceilings merged).
 
-    Args:
-      estimate: any MIEstimate (nats or bits; comparisons are made in nats).
-      x: [N, dx], y: [N, dy] the samples it was computed from.
-      estimator_cap_nats: the estimator's own cap (`estimator_cap`: ln B for InfoNCE, ln M for DV-type).
-      data_entropy_nats: the caller's entropy of the inputs, if known better than the sample's.
-      generating_entropy_nats: the generator's entropy, e.g. `icl_orderings_entropy(24, 4)`.
-      null_estimate: the same estimator on shuffled pairs (`shuffled_null`): recorded as null_nats.
-      margin_nats: saturated when the value is within this of the smallest ceiling (or above it).
-      rtol: tolerance of `distinct_states`.
-    Diagnostics added: n_distinct_x, n_distinct_y, entropy_x_nats, entropy_y_nats, sample_entropy_nats
-      (= min of the two: MI over the sample can't exceed it), ceilings (dict name -> nats), ceiling_nats,
-      saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
-      constant, n_samples, margin_nats, null_nats (if given).
+    x: [N, dx], y: [N, dy] the samples it was computed from; rtol: tolerance of `distinct_states`;
+    ceiling_settings: the keyword arguments of `annotate_counts` (estimator_cap_nats, ..., margin_nats).
     """
     x, y = as_state_pair(x, y)
     counts = [StateCounts.of(*distinct_states(a, rtol=rtol)) for a in (x, y)]
-    return annotate_counts(estimate, *counts, estimator_cap_nats=estimator_cap_nats, data_entropy_nats=data_entropy_nats,
-                           generating_entropy_nats=generating_entropy_nats, null_estimate=null_estimate,
-                           margin_nats=margin_nats)
+    return annotate_counts(estimate, *counts, **ceiling_settings)
 
 
 def annotate_counts(
@@ -124,7 +100,22 @@ def annotate_counts(
     null_estimate: MIEstimate | None = None,
     margin_nats: float = SATURATION_MARGIN_NATS,
 ) -> MIEstimate:
-    """`annotate` from the variables' StateCounts (computed once per variable, e.g. by `state_counts`)."""
+    """`estimate` with ceilings and flags added, from the variables' StateCounts (computed once per variable,
+    e.g. by `state_counts`; `annotate` computes them from the samples).
+
+    Args:
+      estimate: any MIEstimate (nats or bits; comparisons are made in nats).
+      x_counts, y_counts: distinct states and their entropy of the samples the estimate was computed from.
+      estimator_cap_nats: the estimator's own cap (`estimator_cap`: ln B for InfoNCE, ln M for DV-type).
+      data_entropy_nats: the caller's entropy of the inputs, if known better than the sample's.
+      generating_entropy_nats: the generator's entropy, e.g. `icl_orderings_entropy(24, 4)`.
+      null_estimate: the same estimator on shuffled pairs (`shuffled_null`): recorded as null_nats.
+      margin_nats: saturated when the value is within this of the smallest ceiling (or above it).
+    Diagnostics added: n_distinct_x, n_distinct_y, entropy_x_nats, entropy_y_nats, sample_entropy_nats
+      (= min of the two: MI over the sample can't exceed it), ceilings (dict name -> nats), ceiling_nats,
+      saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
+      constant, n_samples, margin_nats, null_nats (if given).
+    """
     n = x_counts.n_samples
     nx, ny = x_counts.n_distinct, y_counts.n_distinct
     hx, hy = x_counts.entropy_nats, y_counts.entropy_nats

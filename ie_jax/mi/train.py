@@ -154,9 +154,9 @@ def _heldout_value(cfg, critic, params, x, y):
     return batch_bound(eval_cfg, critic, params, x, y, marginal_index, jnp.float32(0.0))[1][0]
 
 
-def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
+def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int, critic: Critic | None = None):
     """One critic: x [N, dx], y [N, dy], x_test [Nt, dx], key -> dict of per-critic records."""
-    critic = cfg.make_critic()
+    critic = critic or cfg.make_critic()
     optimizer = make_optimizer(cfg)
     n, dx = x.shape
     dy = y.shape[1]
@@ -236,13 +236,14 @@ def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int):
             "readout_step": best_step}
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "eval_batch"))
-def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: int = 0):
+@functools.partial(jax.jit, static_argnames=("cfg", "eval_batch", "critic"))
+def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: int = 0, critic: Critic | None = None):
     """Train P x S critics in one program.
 
     x [P, N, dx], y [P, N, dy] training pairs; x_test [P, Nt, dx], y_test [P, Nt, dy] held-out pairs
     (Nt may be 0); keys [S, 2] (uint32 PRNG keys, one per seed, the same for every problem so that a
-    problem's result does not depend on its batch-mates); eval_batch: held-out batch size (0 = none).
+    problem's result does not depend on its batch-mates); eval_batch: held-out batch size (0 = none);
+    critic: a Critic to train in place of `cfg.make_critic()` (e.g. a benchmark's variant of the same family).
 
     Returns a dict of arrays (nats):
       train_values [P, S, steps]: training-set bound at each step (before the update), NaN after a stop;
@@ -256,7 +257,7 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
     # bf16 matmul inputs: cast the data once here, not inside every step (callers may pass bf16 already,
     # which also halves the data's device memory).
     x, y, x_test, y_test = (a.astype(DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
-    one = functools.partial(_train_one, cfg, eval_batch=eval_batch)
+    one = functools.partial(_train_one, cfg, eval_batch=eval_batch, critic=critic)
     over_seeds = jax.vmap(one, in_axes=(None, None, None, None, 0))
     return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models.layers import RMSNorm, apply_rotary, attention, rope_inv_freq
+from ie_jax.models.layers import GatedMLP, RMSNorm, apply_rotary, attention, gelu_tanh, rope_inv_freq
 from ie_jax.models.decoder import RotaryDecoder
-from ie_jax.models.stack import stacked_blocks
 
 # Gemma's released configs say "gelu" but were trained with the tanh approximation; HF maps them to it too.
 _GELU_NAMES = ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_tanh")
@@ -85,25 +83,13 @@ class Attention(nnx.Module):
         return self.o_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
-class MLP(nnx.Module):
-    """GeGLU: down(gelu_tanh(gate(x)) * up(x))."""
-
-    def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
-        d, f = config.hidden_size, config.intermediate_size
-        linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
-        self.gate_proj, self.up_proj, self.down_proj = linear(d, f), linear(d, f), linear(f, d)
-
-    def __call__(self, x):
-        return self.down_proj(jax.nn.gelu(self.gate_proj(x), approximate=True) * self.up_proj(x))
-
-
 class Block(nnx.Module):
     def __init__(self, config: GemmaConfig, *, dtype, rngs: nnx.Rngs):
         norm = lambda: RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, unit_offset=True)  # noqa: E731
         self.input_layernorm = norm()
         self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
         self.post_attention_layernorm = norm()
-        self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, gelu_tanh, dtype=dtype, rngs=rngs)
 
     def __call__(self, h, layer, cos, sin, mask):
         del layer  # every Gemma v1 layer is the same
@@ -115,12 +101,13 @@ class Gemma(RotaryDecoder):
     """Gemma v1 language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: GemmaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config, self.dtype = config, dtype
-        # A tuple of floats: a hashable constant of the graph, not a parameter.
-        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config.head_dim, config.rope_theta))
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, unit_offset=True)
+        super().__init__(
+            config, dtype=dtype, rngs=rngs,
+            inv_freq=rope_inv_freq(config.head_dim, config.rope_theta),
+            make_block=lambda r: Block(config, dtype=dtype, rngs=r),
+            norm=RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, unit_offset=True),
+            tied_head=True,
+        )
 
     def embed(self, token_ids, position_ids=None):
         """token_ids [B, T] -> h [B, T, d] = embedding * sqrt(d). Positions enter through RoPE, not here."""
@@ -129,27 +116,15 @@ class Gemma(RotaryDecoder):
         # The scale is rounded to the activation dtype first (bf16: sqrt(2048) = 45.25), as in the reference.
         return h * jnp.asarray(self.config.hidden_size**0.5, dtype=h.dtype)
 
-    def head(self, h):
-        """Final RMSNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
-        return self.embed_tokens.attend(self.norm(h))
-
 
 _LAYER = r"model\.layers\.(\d+)\."
 WEIGHT_MAP = (
     (r"model\.embed_tokens\.weight", "embed_tokens.embedding", "identity"),
     (_LAYER + r"input_layernorm\.weight", "blocks.input_layernorm.weight", "identity"),
-    (_LAYER + r"self_attn\.q_proj\.weight", "blocks.self_attn.q_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.k_proj\.weight", "blocks.self_attn.k_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.v_proj\.weight", "blocks.self_attn.v_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.o_proj\.weight", "blocks.self_attn.o_proj.kernel", "transpose"),
-    (_LAYER + r"self_attn\.q_proj\.bias", "blocks.self_attn.q_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.k_proj\.bias", "blocks.self_attn.k_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.v_proj\.bias", "blocks.self_attn.v_proj.bias", "identity"),
-    (_LAYER + r"self_attn\.o_proj\.bias", "blocks.self_attn.o_proj.bias", "identity"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.weight", f"blocks.self_attn.{p}_proj.kernel", "transpose") for p in "qkvo"),
+    *((_LAYER + rf"self_attn\.{p}_proj\.bias", f"blocks.self_attn.{p}_proj.bias", "identity") for p in "qkvo"),
     (_LAYER + r"post_attention_layernorm\.weight", "blocks.post_attention_layernorm.weight", "identity"),
-    (_LAYER + r"mlp\.gate_proj\.weight", "blocks.mlp.gate_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.up_proj\.weight", "blocks.mlp.up_proj.kernel", "transpose"),
-    (_LAYER + r"mlp\.down_proj\.weight", "blocks.mlp.down_proj.kernel", "transpose"),
+    *((_LAYER + rf"mlp\.{p}_proj\.weight", f"blocks.mlp.{p}_proj.kernel", "transpose") for p in ("gate", "up", "down")),
     (r"model\.norm\.weight", "norm.weight", "identity"),
 )
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ie_jax.models.layers import (
-    RMSNorm, apply_rotary, attention, check_rope_type, hashable_rope, rope_inv_freq, rope_parameters,
-    rotary_cos_sin, sliding_layers_from_hf, sliding_window,
+    GatedMLP, RMSNorm, apply_rotary, attention, check_rope_type, gelu_tanh, hashable_rope, rope_inv_freq,
+    rope_parameters, rotary_cos_sin, sliding_layers_from_hf, sliding_window,
 )
-from ie_jax.models.masks import make_mask
+from ie_jax.models.decoder import Decoder
 from ie_jax.models.stack import layer_block, per_layer, scan_blocks, stacked_blocks
 
 _GELU_NAMES = ("gelu", "gelu_pytorch_tanh", "gelu_new", "gelu_tanh")  # all meant as the tanh GELU
@@ -159,18 +158,6 @@ class Attention(nnx.Module):
         return self.o_proj(attention(q, k, v, mask, scale=self.scale, softcap=self.softcap))
 
 
-class MLP(nnx.Module):
-    """GeGLU: down(gelu_tanh(gate(x)) * up(x))."""
-
-    def __init__(self, config: Gemma2Config, *, dtype, rngs: nnx.Rngs):
-        d, f = config.hidden_size, config.intermediate_size
-        linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
-        self.gate_proj, self.up_proj, self.down_proj = linear(d, f), linear(d, f), linear(f, d)
-
-    def __call__(self, x):
-        return self.down_proj(jax.nn.gelu(self.gate_proj(x), approximate=True) * self.up_proj(x))
-
-
 class Block(nnx.Module):
     """h + post_norm(attn(pre_norm(h))), then + post_norm(mlp(pre_norm(.))); sliding or global attention."""
 
@@ -180,7 +167,7 @@ class Block(nnx.Module):
         self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
         self.post_attention_layernorm = _norm(config, d, dtype)
         self.pre_feedforward_layernorm = _norm(config, d, dtype)
-        self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, gelu_tanh, dtype=dtype, rngs=rngs)
         self.post_feedforward_layernorm = _norm(config, d, dtype)
         self.sliding_window, self.sliding_layers = config.sliding_window, config.sliding_layers
 
@@ -194,7 +181,7 @@ class Block(nnx.Module):
         return h + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(h)))
 
 
-class Gemma2(nnx.Module):
+class Gemma2(Decoder):
     """Gemma 2 / Gemma 3 text language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: Gemma2Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -243,14 +230,6 @@ class Gemma2(nnx.Module):
         if cap is not None:
             logits = (cap * jnp.tanh(logits.astype(jnp.float32) / cap)).astype(logits.dtype)
         return logits
-
-    def __call__(self, token_ids, position_ids=None, mask="causal"):
-        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
-        t = token_ids.shape[1]
-        if position_ids is None:
-            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
-        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
-        return self.head(h)
 
 
 _LAYER = r"model\.layers\.(\d+)\."

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ie_jax.models.masks import make_mask
+from ie_jax.models.decoder import Decoder
 from ie_jax.models.layers import attention
 from ie_jax.models.stack import layer_block, scan_blocks, stacked_blocks
 
@@ -104,7 +104,7 @@ class Block(nnx.Module):
         return h + self.mlp(self.ln_2(h))
 
 
-class GPT2(nnx.Module):
+class GPT2(Decoder):
     """GPT-2 language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: GPT2Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -139,14 +139,6 @@ class GPT2(nnx.Module):
     def head(self, h):
         """Final LayerNorm and the tied LM head: h [B, T, d] -> logits [B, T, vocab]."""
         return self.wte.attend(self.ln_f(h))
-
-    def __call__(self, token_ids, position_ids=None, mask="causal"):
-        """token_ids [B, T] -> logits [B, T, vocab] (causal, positions 0..T-1 unless given)."""
-        t = token_ids.shape[1]
-        if position_ids is None:
-            position_ids = jnp.broadcast_to(jnp.arange(t), token_ids.shape)
-        h, _, _ = self.run_blocks(self.embed(token_ids, position_ids), position_ids, make_mask(mask, t))
-        return self.head(h)
 
 
 # HF checkpoint key (regex; group 1 = layer index) -> parameter path in `GPT2` + transform (see weights.py).

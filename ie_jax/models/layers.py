@@ -1,4 +1,4 @@
-"""Pieces shared by the architecture files: RMSNorm variants, rotary embeddings, the attention core.
+"""Pieces shared by the architecture files: RMSNorm variants, rotary embeddings, the attention core, the gated MLP.
 
 Each piece here is the same computation in every architecture that uses it; what differs between
 architectures (which norms, where, which projections) stays in the architecture's own file.
@@ -36,6 +36,29 @@ class RMSNorm(nnx.Module):
         if self.scale_in_fp32:
             return (weight.astype(jnp.float32) * normed).astype(x.dtype)
         return weight * normed.astype(x.dtype)
+
+
+class GatedMLP(nnx.Module):
+    """down(act(gate(x)) * up(x)), no biases: SwiGLU (act = silu: Llama, Qwen, Mistral, OLMo 2) and GeGLU
+    (act = tanh GELU: Gemma). Parameters gate_proj, up_proj [d, f] and down_proj [f, d], named as in HF."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, activation, *, dtype, rngs: nnx.Rngs):
+        d, f = hidden_size, intermediate_size
+        linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
+        self.gate_proj, self.up_proj, self.down_proj = linear(d, f), linear(d, f), linear(f, d)
+        self.activation = activation
+
+    def __call__(self, x):
+        return self.down_proj(self.activation(self.gate_proj(x)) * self.up_proj(x))
+
+
+def silu(x):
+    return jax.nn.silu(x)
+
+
+def gelu_tanh(x):
+    """GELU with the tanh approximation (HF's gelu_pytorch_tanh)."""
+    return jax.nn.gelu(x, approximate=True)
 
 
 def rope_parameters(hf: dict) -> dict:

@@ -14,16 +14,15 @@ WEIGHT_MAP, TRANSFORMS, CAUSAL and ignored_keys(config); the model implements re
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from ie_jax.models.layers import (
-    RMSNorm, apply_rotary, attention, check_rope_type, hashable_rope, rope_inv_freq, rope_parameters,
+    GatedMLP, RMSNorm, apply_rotary, attention, check_rope_type, hashable_rope, rope_inv_freq, rope_parameters, silu,
     sliding_layers_from_hf, sliding_window,
 )
 from ie_jax.models.decoder import RotaryDecoder
-from ie_jax.models.stack import per_layer, stacked_blocks
+from ie_jax.models.stack import per_layer
 
 FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 
@@ -133,18 +132,6 @@ class Attention(nnx.Module):
         return self.o_proj(attention(q, k, v, mask, scale=self.head_dim**-0.5))
 
 
-class MLP(nnx.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
-
-    def __init__(self, config: LlamaConfig, *, dtype, rngs: nnx.Rngs):
-        d, f = config.hidden_size, config.intermediate_size
-        linear = lambda i, o: nnx.Linear(i, o, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs)  # noqa: E731
-        self.gate_proj, self.up_proj, self.down_proj = linear(d, f), linear(d, f), linear(f, d)
-
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
-
-
 class Block(nnx.Module):
     """Pre-norm block: h + attn(norm(h)), then + mlp(norm(.))."""
 
@@ -152,7 +139,7 @@ class Block(nnx.Module):
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
         self.self_attn = Attention(config, dtype=dtype, rngs=rngs)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
-        self.mlp = MLP(config, dtype=dtype, rngs=rngs)
+        self.mlp = GatedMLP(config.hidden_size, config.intermediate_size, silu, dtype=dtype, rngs=rngs)
         self.sliding_window, self.sliding_layers = config.sliding_window, config.sliding_layers
 
     def __call__(self, h, layer, cos, sin, mask):
@@ -166,16 +153,13 @@ class Llama(RotaryDecoder):
     """A Llama-family language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: LlamaConfig, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config, self.dtype = config, dtype
-        # A tuple of floats: a hashable constant of the graph, not a parameter.
-        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling))
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
-        if not config.tie_word_embeddings:
-            self.lm_head = nnx.Linear(
-                config.hidden_size, config.vocab_size, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs
-            )
+        super().__init__(
+            config, dtype=dtype, rngs=rngs,
+            inv_freq=rope_inv_freq(config.head_dim, config.rope_theta, config.rope_scaling),
+            make_block=lambda r: Block(config, dtype=dtype, rngs=r),
+            norm=RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype),
+            tied_head=config.tie_word_embeddings,
+        )
 
 
 _LAYER = r"model\.layers\.(\d+)\."

@@ -19,7 +19,6 @@ from ie_jax.models.layers import (
     sliding_window,
 )
 from ie_jax.models.decoder import RotaryDecoder
-from ie_jax.models.stack import stacked_blocks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,17 +126,13 @@ class Phi3(RotaryDecoder):
     """Phi-3 language model. Token ids [B, T] -> logits [B, T, vocab]."""
 
     def __init__(self, config: Phi3Config, *, dtype=jnp.float32, rngs: nnx.Rngs):
-        self.config, self.dtype = config, dtype
-        # A tuple of floats: a hashable constant of the graph, not a parameter.
-        self.inv_freq = tuple(float(f) for f in rope_inv_freq(config.head_dim, config.rope_theta,
-                                                              partial_rotary_factor=config.partial_rotary_factor))
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=dtype, rngs=rngs)
-        self.blocks = stacked_blocks(lambda r: Block(config, dtype=dtype, rngs=r), config.num_layers, rngs)
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype)
-        if not config.tie_word_embeddings:
-            self.lm_head = nnx.Linear(
-                config.hidden_size, config.vocab_size, use_bias=False, dtype=dtype, param_dtype=dtype, rngs=rngs
-            )
+        super().__init__(
+            config, dtype=dtype, rngs=rngs,
+            inv_freq=rope_inv_freq(config.head_dim, config.rope_theta, partial_rotary_factor=config.partial_rotary_factor),
+            make_block=lambda r: Block(config, dtype=dtype, rngs=r),
+            norm=RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype),
+            tied_head=config.tie_word_embeddings,
+        )
 
 
 _LAYER = r"model\.layers\.(\d+)\."
