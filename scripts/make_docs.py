@@ -552,6 +552,7 @@ ACROSS_HOSTS = {
 }
 
 # -- benchmarks/README.md: critic speed, capture, targets, four GPUs (issue 19's block) ---------------------------
+_ISSUE7_SCALING = 3.6  # issue 7: 4 GPUs at least 3.6x one
 _ISSUE6 = {"sweep_h": 2.0, "speedup": 15.0, "peak_pct": 60.0, "fast_s": 120.0, "two_gpus": 1.9, "capture_vs_hf": 2.0}
 
 
@@ -739,8 +740,8 @@ def _x4_sweep():
     """(1-GPU chunks, seconds; 4-GPU chunks, chunk size, seconds) of the 108-critic paper sweep on the 4-GPU host."""
     x = _x4()
     twelve, four = x["paper_bfloat16_1gpu"]["P12"], x["paper_bfloat16_4gpu"]["P48"]
-    n4 = math.ceil(108 / four["problems"])
-    return 9, 9 * twelve["extrapolated_10k_steps_s"], n4, four["problems"], n4 * four["extrapolated_10k_steps_s"]
+    n1, n4 = math.ceil(108 / twelve["problems"]), math.ceil(108 / four["problems"])
+    return n1, n1 * twelve["extrapolated_10k_steps_s"], n4, four["problems"], n4 * four["extrapolated_10k_steps_s"]
 
 
 def _date_time(file):
@@ -821,7 +822,7 @@ BENCH_README = {
     "x4.steps_4": lambda: _f(_x4()["paper_bfloat16_4gpu"]["P48"]["critic_steps_per_s"], 1),
     "x4.steps_1": lambda: _f(_x4()["paper_bfloat16_1gpu"]["P12"]["critic_steps_per_s"], 1),
     "x4.sweep": lambda: "1 GPU {} chunks x {} s = {} h; 4 GPUs {} chunks of {} x {} s = {} h, i.e. **{}x**".format(
-        _x4_sweep()[0], _f(_x4_sweep()[1] / 9, 0), _h(_x4_sweep()[1]), _x4_sweep()[2], _x4_sweep()[3],
+        _x4_sweep()[0], _f(_x4_sweep()[1] / _x4_sweep()[0], 0), _h(_x4_sweep()[1]), _x4_sweep()[2], _x4_sweep()[3],
         _f(_x4_sweep()[4] / _x4_sweep()[2], 0), _h(_x4_sweep()[4]), _f(_x4_sweep()[1] / _x4_sweep()[4])),
     "x4.fill": lambda: f"{100 * 108 / (_x4_sweep()[2] * _x4_sweep()[3]):.0f}%",
     "x4.slots": lambda: str(_x4_sweep()[2] * _x4_sweep()[3]),
@@ -833,6 +834,13 @@ BENCH_README = {
         _f(min(_x4()[k]["P108"]["chunk_run"]["compile_s"] for k in ("fast_1gpu", "fast_4gpu")), 0),
         _f(max(_x4()[k]["P108"]["chunk_run"]["compile_s"] for k in ("fast_1gpu", "fast_4gpu")), 0)),
     "x4.fast_steps": lambda: str(_x4()["fast_1gpu"]["P108"]["steps"]),
+    "x4.step_verdict": lambda: "met" if _x4()["paper_bfloat16_4gpu"]["P48"]["critic_steps_per_s"]
+    / _x4()["paper_bfloat16_1gpu"]["P12"]["critic_steps_per_s"] >= _ISSUE7_SCALING else "missed",
+    "x4.sweep_verdict": lambda: "meeting" if _x4_sweep()[1] / _x4_sweep()[4] >= _ISSUE7_SCALING else "short of",
+    "x4.target": lambda: _f(_ISSUE7_SCALING, 1),
+    "why.chunks_2gpu": lambda: "{n_chunks} chunks of {chunk} ({pad} padding problems)".format(
+        pad=_crit()["paper_bfloat16_2gpu"]["P108"]["n_chunks"] * _crit()["paper_bfloat16_2gpu"]["P108"]["chunk"] - 108,
+        **_crit()["paper_bfloat16_2gpu"]["P108"]),
 }
 
 

@@ -156,7 +156,7 @@ def _heldout_value(cfg, critic, params, x, y):
 
 def _train_one(cfg: TrainConfig, x, y, x_test, y_test, key, *, eval_batch: int, critic: Critic | None = None):
     """One critic: x [N, dx], y [N, dy], x_test [Nt, dx], key -> dict of per-critic records."""
-    critic = critic or cfg.make_critic()
+    critic = cfg.make_critic() if critic is None else critic
     optimizer = make_optimizer(cfg)
     n, dx = x.shape
     dy = y.shape[1]
