@@ -186,7 +186,9 @@ def _batched(fn, token_ids, sel, batch_size, progress, desc, on_device, squeeze=
     sinks = None
     for start in tqdm(_batch_starts(N, B), desc=desc, disable=not progress, unit="batch"):
         cap = fn(token_ids[start : start + B])
-        blocks = [a[sel][:, :, 0] if squeeze else a[sel] for a in (cap.block_input, cap.block_output)]
+        # host states: select on the numpy view (no device gather); device states: select on the device
+        blocks = [(a if on_device else np.asarray(a))[sel] for a in (cap.block_input, cap.block_output)]
+        blocks = [b[:, :, 0] if squeeze else b for b in blocks]
         if sinks is None:
             sinks = [_Sink((len(sel), N) + b.shape[2:], on_device) for b in blocks]
         for sink, block in zip(sinks, blocks):
