@@ -443,6 +443,7 @@ SPEED = {
 
 # -- benchmarks/results/sweep_e2e_h200.json: `ie-jax measure` end to end on one H200 (issue 14) ----------------
 E2E_NOW, E2E_MAIN = "f56a1b7", "6accc3c"  # device capture (issue-14 branch); main before it (13:08 UTC call)
+E2E_MERGED = "6880669"  # issues 14, 16 and 19 merged on an integration branch: the selection default (not on main)
 
 
 def _e2e(run: str, commit: str, model: str = "gpt2") -> dict:
@@ -483,6 +484,12 @@ def _e2e_baseline() -> str:
 
 E2E = {
     "e2e.table": _e2e_table,
+    "e2e.merged_total": lambda: _f(_e2e("fast-gaussian", E2E_MERGED)["total_s"], 1),
+    "e2e.merged_compile": lambda: _e2e_phase("fast-gaussian", E2E_MERGED, "compile"),
+    "e2e.merged_compile_over": lambda: _f(_e2e("fast-gaussian", E2E_MERGED)["timing_s"]["compile"] - 30, 1),
+    "e2e.merged_train": lambda: _e2e_phase("fast-gaussian", E2E_MERGED, "train"),
+    "e2e.merged_capture": lambda: _e2e_phase("fast-gaussian", E2E_MERGED, "capture"),
+    "e2e.merged_busy": lambda: _busy(_e2e("fast-gaussian", E2E_MERGED)["device_busy_fraction"]),
     "e2e.baseline": _e2e_baseline,
     "e2e.fast_total": lambda: _f(_e2e("fast-gaussian", E2E_NOW)["total_s"], 1),
     "e2e.fast_total_main": lambda: _f(_e2e("fast-gaussian", E2E_MAIN)["total_s"], 1),
