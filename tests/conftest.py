@@ -5,6 +5,10 @@ import os
 # Must be set before jax is imported anywhere: 8 host devices let sharding tests run on a CPU.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# `measure` turns JAX's persistent compilation cache on for the rest of the process. The default directory
+# is shared by every process on the machine, and one full run stalled reading a cached CPU executable. So
+# the tests run without the cache. The warm-cache resume test gives its subprocess a directory of its own.
+os.environ.setdefault("IE_JAX_COMPILATION_CACHE", "off")
 
 import jax  # noqa: E402
 
