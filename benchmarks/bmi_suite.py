@@ -183,8 +183,8 @@ def estimate(args) -> None:
             row["flags"] = list(dg.get("flags", []))
             row["selected"] = dg.get("selected")
             row["candidates"] = dg.get("candidates")
-            if "value_neural_nats" in dg:
-                row["values"]["ie_jax neural critic alone"] = dg["value_neural_nats"]
+            for name, candidate in (dg.get("candidates") or {}).items():  # every candidate the default chose from
+                row["values"][f"ie_jax candidate: {name}"] = candidate["value"]
             row["values"]["ie_jax Gaussian (CCA)"] = gaussian_mi(x[p], y[p])
             row["values"]["ie_jax copula, bias-corrected"] = (gaussian_copula_mi(x[p], y[p])
                                                               - gaussian_mi_bias_nats(dim_x, dim_y, n))

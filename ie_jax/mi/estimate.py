@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax import distributed, sharding
-from ie_jax.mi import gaussian_critic, inputs, prepare
+from ie_jax.mi import gaussian_critic, inputs, prepare, selection
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
+from ie_jax.mi.result import (FLAG_KEYS, SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
                               convert, saturated as is_saturated, with_flags)
 from ie_jax.mi.train import TrainConfig, plan_chunks, seed_keys, train_critics
 
@@ -97,7 +97,9 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         raise ValueError(f"N={n} with test_fraction={options['test_fraction']} leaves {n_test} held-out pairs: "
                          "need at least 2")
     train_idx, test_idx = prepare.split_indices(n, n_test, seed)
-    eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
+    # held-out batches of eval_batch_size, at most the training batch (a smaller batch_size= shrinks both)
+    eval_batch = min(int(options["eval_batch_size"] or n_test), int(cfg.batch_size or n_test), n_test) if n_test else 0
+    n_select = _selection_batches(cfg, options, n_test, eval_batch)
     half = None
     if _convergence_check_applies(cfg, options, n_train):
         # The same critics trained on a random half of the training pairs, read out on the same held-out
@@ -120,33 +122,39 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     for start in range(0, slots, chunk):
         xc, yc = (_chunk_on_mesh(a, start, chunk, mesh) for a in (x, y))
         clock.lap("setup_s", (xc, yc))
-        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, xc, yc, clock=clock,
-                                       **fixed))
+        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, n_select, xc, yc,
+                                       clock=clock, seed=seed, **fixed))
     outputs = distributed.to_host(outputs)  # the one transfer back (across hosts: all-gathered): [P] statistics and flags, no data
     clock.lap("transfer_s")
     stats = {k: np.concatenate([o[k] for o in outputs])[:n_problems] for k in outputs[0]}
 
-    ceilings = _ceilings(cfg, readout, n_train, n_test)
+    ceilings = _ceilings(cfg, readout, n_train, n_test, eval_batch)
     results = []
     for p in range(n_problems):
         constant = _warn_constant(stats["constant_x"][p], stats["constant_y"][p], p)
-        results.append(_diagnose(cfg, readout, {k: v[p] for k, v in stats.items()}, n, n_train, n_test, constant,
-                                 ceilings, options["test_fraction"]))
-    estimator = f"{cfg.bound}/{cfg.critic}/{readout}"
+        one = {k: v[p] for k, v in stats.items()}
+        value, stderr, diagnostics = _diagnose(cfg, readout, one, n, n_train, n_test, constant, ceilings,
+                                               options["test_fraction"], eval_batch, bool(n_select))
+        ci = (value - Z95 * stderr, value + Z95 * stderr)
+        if options["select"] and readout == "heldout":  # the paper readout has no held-out batches to select on
+            value, stderr, ci, diagnostics = _select(one, value, stderr, diagnostics, n_select, dx, dy, n_train,
+                                                     eval_batch, constant)
+        results.append((value, stderr, ci, diagnostics))
+    estimator = f"{cfg.bound}/{cfg.critic}/{readout}" + ("/selected" if options["select"] and readout == "heldout" else "")
     values_nats = np.array([r[0] for r in results])
     stderrs_nats = np.array([r[1] for r in results])
-    ci95s_nats = np.stack([values_nats - Z95 * stderrs_nats, values_nats + Z95 * stderrs_nats], axis=1)
+    ci95s_nats = np.array([r[2] for r in results], dtype=float).reshape(n_problems, 2)
     estimates = MIEstimates(
         values=convert(values_nats, "nats", units), stderrs=convert(stderrs_nats, "nats", units),
         ci95s=convert(ci95s_nats, "nats", units), units=units, estimator=estimator,
-        diagnostics=[{**r[2], "protocol": protocol} for r in results],
+        diagnostics=[{**r[3], "protocol": protocol} for r in results],
     )
     clock.lap("format_s")
     return estimates
 
 
-def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, x, y, *, keys, train_idx, test_idx,
-                    half, table, clock) -> dict:
+def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, n_select, x, y, *, keys, train_idx,
+                    test_idx, half, table, clock, seed) -> dict:
     """One chunk of problems, all on the device: prepare, train the critics and checks, readout statistics.
     Returns device arrays with leading axis = chunk size (nothing is waited for unless `clock` times phases)."""
     data = prepare.prepare(x, y, train_idx, test_idx, table, how=how)
@@ -164,10 +172,16 @@ def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, x, y
         gauss = gaussian_critic.heldout_bounds_batch(gaussian_bound, data["x_train"], data["y_train"], *heldout,
                                                      eval_batch)
     clock.lap("gaussian_s", gauss)
-    stats = _readout_stats(cfg, readout, main, half_rec, alt_rec, None if gauss is None else gauss["heldout_batches"])
+    stats = _readout_stats(cfg, readout, main, half_rec, alt_rec, None if gauss is None else gauss["heldout_batches"],
+                           n_select=n_select)
     if gauss is not None:
         stats["gaussian_critic_shrinkage_index"] = gauss["shrinkage_index"]
     clock.lap("readout_s", stats)
+    if n_select:
+        # The other candidates of the selection default, fitted on the same prepared training pairs.
+        for name, fields in selection.closed_form_candidates(data["x_train"], data["y_train"], seed=seed).items():
+            stats.update({f"candidate_{name}_{field}": v for field, v in fields.items()})
+        clock.lap("selection_s", stats)
     return {**stats, "constant_x": data["constant_x"], "constant_y": data["constant_y"]}
 
 
@@ -238,18 +252,96 @@ def normalize_marginals(train, test, how):
     return out["x_train"], out["x_test"]
 
 
-def _ceilings(cfg: TrainConfig, readout: str, n_train: int, n_test: int) -> dict[str, float]:
+def _ceilings(cfg: TrainConfig, readout: str, n_train: int, n_test: int, eval_batch: int | None = None) -> dict[str, float]:
     """The most each readout can report at this sample size (nats); see DIAGNOSTIC_KEYS."""
     if readout == "paper":
         batch = n_train if cfg.batch_size is None else min(cfg.batch_size, n_train)
         n_data_name, n_data = "ln_n_train", n_train
     else:
-        batch = n_test if cfg.batch_size is None else min(cfg.batch_size, n_test)
+        batch = eval_batch or (n_test if cfg.batch_size is None else min(cfg.batch_size, n_test))
         n_data_name, n_data = "ln_n_test", n_test
     if cfg.bound == "infonce":
         return {"ln_batch": math.log(batch), n_data_name: math.log(n_data)}
     pairs = batch * (batch - 1) if cfg.critic == "separable" else batch
     return {"ln_marginal_pairs": math.log(pairs), n_data_name: math.log(n_data)}
+
+
+def _selection_batches(cfg: TrainConfig, options: dict, n_test: int, eval_batch: int) -> int:
+    """Held-out batches the selection reads: a third of those after the validation batch (at least one),
+    leaving at least one to read out; 0 where no selection applies (select off, no early stopping, K < 3)."""
+    if not options["select"] or options["readout"] != "heldout" or not eval_batch:
+        return 0
+    k = n_test // eval_batch
+    if not (cfg.early_stopping and cfg.eval_every) or k < 3:
+        return 0
+    return max(1, (k - 1) // 3)
+
+
+def _select(stats: dict, value: float, stderr: float, diagnostics: dict, n_select: int, dx: int, dy: int,
+            n_train: int, eval_batch: int, constant: bool):
+    """The selection default for one problem (`ie_jax.mi.selection`): (value, stderr, ci95, diagnostics).
+
+    The neural critic's flags and note move to neural_flags / neural_note when another candidate is reported;
+    the reported candidate's own flags replace them."""
+    from ie_jax.mi.gaussian import gaussian_mi_bias_nats
+
+    half_n = diagnostics.get("value_half_n_nats")
+    neural = {"value": value, "stderr": stderr, "value_half_n": half_n,
+              "ci95": selection.bias_aware_interval(value, stderr, half_n)}
+    if not n_select or constant:
+        why = ("x or y is constant: the MI is 0" if constant else
+               f"no selection: fewer than 3 held-out batches of {eval_batch} (one validates, one selects, one reads "
+               "out); the neural critic's bound is reported")
+        return value, stderr, neural["ci95"], {**diagnostics, "selected": "neural", "selection_note": why}
+    candidates = {"neural": neural}
+    for name in ("copula", "ksg", "radial"):
+        if f"candidate_{name}_value" in stats:
+            fields = {f: float(stats[f"candidate_{name}_{f}"]) for f in ("value", "half_a", "half_b", "asymptotic_stderr")}
+            candidates[name] = selection.candidate_summary(**fields)
+    cap = math.log(eval_batch * (eval_batch - 1))  # the DV bound's ceiling on one held-out batch
+    evidence = {"neural": (float(stats["select_neural"]), float(stats["select_neural_stderr"]))}
+    if "select_gaussian" in stats and "copula" in candidates and n_train > dx + dy + 1:
+        evidence["gaussian_critic"] = (float(stats["select_gaussian"]), float(stats["select_gaussian_stderr"]))
+        # the copula's own critic, fitted on n_train pairs, loses about the Wishart bias on new pairs
+        evidence["gaussian_expected"] = min(candidates["copula"]["value"], cap - 1.0) - gaussian_mi_bias_nats(dx, dy, n_train)
+    chosen, why = selection.choose(candidates, evidence)
+    out = {**diagnostics, "selected": chosen, "selection_note": why,
+           "candidates": {k: {f: v for f, v in c.items()} for k, c in candidates.items()},
+           "selection_evidence": {k: list(v) if isinstance(v, tuple) else v for k, v in evidence.items()},
+           "selection_batches": n_select}
+    if chosen == "neural":
+        return value, stderr, neural["ci95"], out
+    pick = candidates[chosen]
+    v = max(0.0, pick["value"])  # MI >= 0: a bias-corrected closed form may dip below it by noise
+    out["neural_flags"], out["neural_note"] = diagnostics["flags"], diagnostics.get("note")
+    out.pop("note", None)
+    for key in FLAG_KEYS:
+        out[key] = False
+    growth = pick["value"] - pick["value_half_n"]
+    out["sample_limited"] = bool(math.isfinite(growth) and growth > selection.tolerance(v) + 2.0 * math.sqrt(2.0) * pick["stderr"])
+    # The copula is a model: say so where no held-out check could have refuted it from above. Beyond the data
+    # ceiling (ln N_test, ln B(B-1)) no bound reaches it; and where a fitted Gaussian critic is expected to
+    # realise less than half of it on new pairs (its Wishart loss at large d / N, e.g. d = 768), clusters would
+    # go unseen (measured: a K = 4 mixture at d = 768 reads 5.0 nats for ln 4 = 1.39).
+    ceiling = min(diagnostics["ceilings"].values())
+    expected = evidence.get("gaussian_expected")
+    beyond = chosen == "copula" and v > ceiling - 1.0
+    blind = chosen == "copula" and v > selection.TOLERANCE_NATS and (expected is None or expected < 0.5 * min(v, cap - 1.0))
+    out["unverified"] = bool(beyond or blind)
+    out["no_interval"] = False
+    out = with_flags(out)
+    if out["sample_limited"]:
+        out["note"] = (f"the {chosen} estimate rose by {growth:.2f} nats from N/2 to N: still limited by the sample size")
+    if blind:
+        out["note"] = (f"the copula value {v:.2f} nats could not be checked: a Gaussian critic fitted on {n_train} pairs "
+                       f"at dx = {dx}, dy = {dy} is expected to realise only "
+                       + ("(no Gaussian critic ran)" if expected is None else f"{expected:.2f} nats")
+                       + " of it on held-out pairs, so clusters or other non-Gaussian structure would go unseen; it "
+                       "rests on the Gaussian-copula model (more samples or fewer dimensions make it checkable)")
+    if beyond:
+        out["note"] = (f"the copula value {v:.2f} nats is beyond what a held-out bound can check at this N "
+                       f"(ceiling {ceiling:.2f} - 1 nat): it rests on the Gaussian-copula model")
+    return v, pick["stderr"], pick["ci95"], out
 
 
 def _convergence_check_applies(cfg: TrainConfig, options: dict, n_train: int) -> bool:
@@ -321,9 +413,33 @@ def _gaussian_check(value, heldout_batches, gaussian_batches) -> dict:
             "gaussian_critic_gain_stderr_nats": gain_stderr, "gaussian_critic_limited": clear}
 
 
-def _problem_stats(cfg: TrainConfig, readout: str, rec: dict, half_rec, alt_rec, gaussian_batches) -> dict:
+def _selection_split(n_select: int, rec: dict, half_rec, alt_rec, gaussian_batches):
+    """Selection statistics from the first n_select readout batches, and every record cut to the rest.
+
+    The selection batches' means are the evidence `ie_jax.mi.selection.choose` reads; their stderrs come from
+    the spread of single batches over the readout batches (NaN with one readout batch: then the evidence
+    refutes nothing)."""
+    cut = lambda r: None if r is None else {**r, "heldout_batches": r["heldout_batches"][:, n_select:]}
+    per_batch_sd = lambda a: a.reshape(-1).std(ddof=1) if a.size > 1 else jnp.float32(jnp.nan)
+    neural_select = rec["heldout_batches"][:, :n_select]
+    stats = {"select_neural": neural_select.mean(),
+             "select_neural_stderr": per_batch_sd(rec["heldout_batches"][:, n_select:]) / math.sqrt(neural_select.size)}
+    if gaussian_batches is not None:
+        stats["select_gaussian"] = gaussian_batches[:n_select].mean()
+        stats["select_gaussian_stderr"] = per_batch_sd(gaussian_batches[n_select:]) / math.sqrt(n_select)
+        gaussian_batches = gaussian_batches[n_select:]
+    return stats, cut(rec), cut(half_rec), cut(alt_rec), gaussian_batches
+
+
+def _problem_stats(cfg: TrainConfig, readout: str, rec: dict, half_rec, alt_rec, gaussian_batches,
+                   n_select: int = 0) -> dict:
     """One problem's readout statistics (nats) from its records [S, ...]: value, stderr, the learning-curve
-    and train/test numbers and the checks. Flags and notes are set from them on the host (`_diagnose`)."""
+    and train/test numbers and the checks. Flags and notes are set from them on the host (`_diagnose`).
+    n_select > 0: the first n_select readout batches are the selection batches (`_selection_split`)."""
+    select_stats = {}
+    if n_select:
+        select_stats, rec, half_rec, alt_rec, gaussian_batches = _selection_split(n_select, rec, half_rec, alt_rec,
+                                                                                  gaussian_batches)
     train_values = rec["train_values"]  # [S, steps], NaN after a stop
     n_seeds, steps = train_values.shape
     finite = jnp.isfinite(train_values)
@@ -358,14 +474,14 @@ def _problem_stats(cfg: TrainConfig, readout: str, rec: dict, half_rec, alt_rec,
         stats.update(_critic_check(value, batches, alt_rec["heldout_batches"].reshape(-1)))
     if gaussian_batches is not None:
         stats.update(_gaussian_check(value, rec["heldout_batches"], gaussian_batches))
-    return stats
+    return {**stats, **select_stats}
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "readout"))
+@functools.partial(jax.jit, static_argnames=("cfg", "readout", "n_select"))
 def _readout_stats(cfg: TrainConfig, readout: str, records, half_records=None, alt_records=None,
-                   gaussian_batches=None) -> dict:
+                   gaussian_batches=None, n_select: int = 0) -> dict:
     """`_problem_stats` for every problem of a chunk: records [P, S, ...] -> dict of [P] arrays."""
-    one = functools.partial(_problem_stats, cfg, readout)
+    one = functools.partial(_problem_stats, cfg, readout, n_select=n_select)
     return jax.vmap(one)(records, half_records, alt_records, gaussian_batches)
 
 
@@ -398,7 +514,8 @@ CHECK_KEYS = ("value_half_n_nats", "gain_from_doubling_n_nats", "gain_stderr_nat
 
 
 def _diagnose(cfg: TrainConfig, readout: str, stats: dict, n: int, n_train: int, n_test: int, constant: bool,
-              ceilings: dict[str, float], test_fraction: float | None = None):
+              ceilings: dict[str, float], test_fraction: float | None = None, eval_batch: int | None = None,
+              select: bool = False):
     """(value_nats, stderr_nats, diagnostics) of one problem from its readout statistics (host scalars):
     flags, ceilings and the note that explains the most important flag."""
     value, stderr = float(stats["value"]), float(stats["stderr"])
@@ -468,24 +585,27 @@ def _diagnose(cfg: TrainConfig, readout: str, stats: dict, n: int, n_train: int,
                                "size and bound allow: a lower bound on the MI, not a measurement")
     diagnostics["no_interval"] = not math.isfinite(stderr)
     if diagnostics["no_interval"]:  # a value without a spread to give it a CI: say why and what would
-        note = _interval_note(cfg, readout, n, n_test, int(stats["seeds"]), n_test / n if test_fraction is None else test_fraction)
+        note = _interval_note(cfg, readout, n, n_test, int(stats["seeds"]), n_test / n if test_fraction is None else test_fraction,
+                              eval_batch, select)
         diagnostics["note"] = f"{diagnostics['note']}; {note}" if diagnostics.get("note") else note
     return value, stderr, diagnostics
 
 
-def _interval_note(cfg: TrainConfig, readout: str, n: int, n_test: int, n_seeds: int, fraction: float) -> str:
+def _interval_note(cfg: TrainConfig, readout: str, n: int, n_test: int, n_seeds: int, fraction: float,
+                   eval_batch: int | None = None, select: bool = False) -> str:
     """Why an estimate has no CI (one held-out value: one batch of one seed) and the N or seeds that give one."""
     if readout == "paper":
         return ("no confidence interval: the paper readout's spread is over critic seeds and there is one: pass "
                 "several seeds (--seeds 0,1,2)")
 
     def readout_batches(n_test: int) -> tuple[int, int, bool]:
-        batch = min(int(cfg.batch_size or n_test), n_test)
+        batch = min(int(eval_batch or n_test), int(cfg.batch_size or n_test), n_test)
         k = n_test // batch if batch else 0
         validation = bool(cfg.early_stopping and cfg.eval_every and k > 1)  # batch 0 picks the checkpoint
-        return k - validation, batch, validation
+        selecting = max(1, (k - 1) // 3) if select and validation and k >= 3 else 0  # `_selection_batches`
+        return k - validation - selecting, batch, validation, selecting
 
-    count, batch, validation = readout_batches(n_test)
+    count, batch, validation, selecting = readout_batches(n_test)
     enough = lambda m: readout_batches(int(round(m * fraction)))[0] * n_seeds >= 2
     low, high = n, 2 * n  # the smallest N that is enough: doubling, then bisection (enough grows with N)
     while not enough(high) and high < 1 << 40:
@@ -494,7 +614,8 @@ def _interval_note(cfg: TrainConfig, readout: str, n: int, n_test: int, n_seeds:
         mid = (low + high) // 2
         low, high = (low, mid) if enough(mid) else (mid, high)
     need = high
-    return (f"no confidence interval: {n_test} held-out pairs make {count + validation} batch(es) of {batch}"
+    return (f"no confidence interval: {n_test} held-out pairs make {count + validation + selecting} batch(es) of {batch}"
             + (" (the first one validates the checkpoint)" if validation else "")
+            + (f" ({selecting} select the estimator)" if selecting else "")
             + f", so {n_seeds} seed(s) give {count * n_seeds} held-out value(s) and no spread: use N >= {need} "
             "samples (--samples) or several seeds (--seeds 0,1,2)")

@@ -27,9 +27,10 @@ LOWER_BOUND_FLAGS = ("sample_limited", "critic_limited", "overfit", "no_fit", "h
 # Diagnostics that make an estimate a lower bound only rather than a measurement (`reliable` is False).
 FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
 # The flag vocabulary of every estimator, in the order `flags` lists them: FLAG_KEYS, then a non-finite
-# training step (nan_step), then the two that are not lower-bound reasons: a constant side (MI exactly 0)
-# and a value above what the sample supports (an estimator artefact).
-FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling")
+# training step (nan_step), then those that are not lower-bound reasons: a constant side (MI exactly 0), a
+# value above what the sample supports (an estimator artefact) and a model-based value no held-out bound can
+# check at this N (the selection default's copula far past ln B(B-1)).
+FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling", "unverified")
 
 # Keys estimators fill where they apply; absent keys mean "not computed".
 DIAGNOSTIC_KEYS = {
@@ -43,7 +44,13 @@ DIAGNOSTIC_KEYS = {
     "n_samples": "number of samples used",
     "no_interval": "neural critics: no spread to give a CI (one held-out value); the note says what would give one",
     "flags": "the names of FLAGS that hold, in that order",
-    "reliable": "False if a flag makes the value a lower bound only (FLAG_KEYS) or training hit a non-finite step",
+    "reliable": "False if a flag makes the value a lower bound only (FLAG_KEYS), training hit a non-finite step, "
+                "or the value is unverified",
+    "unverified": "selection default: the copula was reported beyond what held-out bounds can check (model-based)",
+    "selected": "selection default: the candidate reported (copula, ksg, radial, neural)",
+    "candidates": "selection default: every candidate's value, stderr, half-N value and bias-aware CI (nats)",
+    "selection_note": "selection default: which candidate was reported and why",
+    "neural_flags": "selection default: the neural critic's own flags when another candidate was reported",
 }
 
 
@@ -64,7 +71,8 @@ def with_flags(diagnostics: dict) -> dict:
 
     Every estimator and `ie_jax.mi.ceilings.annotate` end with this, so flags follow the final diagnostics."""
     names = flags(diagnostics)
-    return {**diagnostics, "flags": names, "reliable": not [k for k in names if k in (*FLAG_KEYS, "nan_step")]}
+    return {**diagnostics, "flags": names,
+            "reliable": not [k for k in names if k in (*FLAG_KEYS, "nan_step", "unverified")]}
 
 
 def check_units(units: str) -> str:
