@@ -322,7 +322,10 @@ def _acc_counts(tag):
 
 
 def _acc_group_seconds(tag):
-    return {(r["family"], r["d"]): r["group_seconds"] for r in _acc_rows(tag)}
+    """Seconds of each estimate_batch call: one per d since the selection default (all families together),
+    one per (family, d) before."""
+    key = (lambda r: r["d"]) if "meets_target" in _acc_rows(tag)[0] else (lambda r: (r["family"], r["d"]))
+    return {key(r): r["group_seconds"] for r in _acc_rows(tag)}
 
 
 def _acc_cpu_table():
@@ -348,7 +351,7 @@ ACCURACY = {
     "acc.gpu.jax": lambda: _acc("gpu_h200")["meta"]["jax"],
     "acc.gpu.n": lambda: _int(_acc("gpu_h200")["meta"]["n"]),
     "acc.gpu.families": lambda: str(len(_acc("gpu_h200")["meta"]["families"])),
-    "acc.gpu.dims": lambda: "/".join(map(str, _acc("gpu_h200")["meta"]["dims"])),
+    "acc.gpu.dims": lambda: "/".join(map(str, sorted(_acc("gpu_h200")["meta"]["dims"]))),
     "acc.gpu.seconds": lambda: _f(sum(_acc_group_seconds("gpu_h200").values()), 0),
     "acc.gpu.mixture_error": lambda: _f(max(abs(r["value_nats"] - r["true_mi_nats"])
                                             for r in _acc_rows("gpu_h200", family="mixture", d=(32, 128)))),
@@ -361,9 +364,96 @@ ACCURACY = {
     "acc.gpu.copula_spiral_2": lambda: _f(_acc_rows("gpu_h200", family="spiral", d=32, true_mi_nats=2.0)[0]
                                           ["copula_corrected_nats"], 1),
     "acc.gpu.copula_rows": lambda: str(len(_acc_rows("gpu_h200", family=GAUSSIAN_COPULA))),
+    "acc.gpu.target": lambda: _count(_acc_rows("gpu_h200"), lambda r: r["meets_target"]),
+    "acc.gpu.verifiable": lambda: _f(_verifiable(_acc("gpu_h200")["meta"]["n"]), 1),
+    "acc.gpu.copula_right": lambda: _count(_acc_rows("gpu_h200", family=GAUSSIAN_COPULA), lambda r: r["within_bar"]),
+    "acc.gpu.mixture_right": lambda: _count(_acc_rows("gpu_h200", family="mixture", d=(32, 128)),
+                                            lambda r: r["within_bar"] and not r["flags"]),
+    "acc.gpu.spiral_range": lambda: _acc_range("gpu_h200", "value_nats", 1, " to ", family="spiral"),
+    "acc.gpu.spiral_unflagged": lambda: _count(_acc_rows("gpu_h200", family="spiral"), lambda r: not r["flags"]),
+    "acc.gpu.mixture_768": lambda: _acc_range("gpu_h200", "value_nats", 1, " to ", family="mixture", d=768),
+    "acc.gpu.mixture_768_flag": lambda: ", ".join(sorted({f for r in _acc_rows("gpu_h200", family="mixture", d=768)
+                                                           for f in r["flags"]})),
     "acc.cpu.jax": lambda: _acc("cpu_reduced")["meta"]["jax"],
     "acc.cpu.group_seconds": lambda: _range(_acc_group_seconds("cpu_reduced").values(), 0, "-"),
     "acc.cpu.table": _acc_cpu_table,
+}
+
+def _count(rows, test) -> str:
+    return f"{sum(bool(test(r)) for r in rows)}/{len(rows)}"
+
+
+def _verifiable(n: int) -> float:
+    """ln(N_test) - 1 of the fast protocol at N samples: issue 16's line between 'within the bar' and 'flagged'."""
+    from ie_jax.mi.protocols import resolve
+
+    return math.log(round(n * resolve("fast", {})[1]["test_fraction"])) - 1.0
+
+
+# -- benchmarks/results/bmi_suite.json and default_cost_h200.json ------------------------------------------------
+def _bmi():
+    return _bench("bmi_suite")
+
+
+def _bmi_summary():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bmi_suite import coverage, summary
+    finally:
+        sys.path.pop(0)
+    rows, sizes = _bmi()["rows"], _bmi()["meta"]["sizes"]
+    return summary(rows, sizes), coverage(rows, sizes), sizes
+
+
+def _bmi_mae(name):
+    table, _, sizes = _bmi_summary()
+    return " / ".join(_f(table[name][n][0], 3) for n in sizes)
+
+
+def _bmi_within(name):
+    table, _, sizes = _bmi_summary()
+    return " and ".join(f"{table[name][n][1]}/{table[name][n][2]}" for n in sizes)
+
+
+def _bmi_coverage(exclude_spirals=False):
+    rows, sizes = _bmi()["rows"], _bmi()["meta"]["sizes"]
+    parts = []
+    for n in sizes:
+        kept = [r for r in rows if r["n"] == n and not r.get("flags") and not (exclude_spirals and "spiral" in r["id"])]
+        parts.append(_count(kept, lambda r: r["ci95"][0] <= r["true_mi_nats"] <= r["ci95"][1]))
+    return " and ".join(parts)
+
+
+def _bmi_misses():
+    bar = lambda r: abs(r["values"]["ie_jax default"] - r["true_mi_nats"]) > max(0.1, 0.1 * r["true_mi_nats"])
+    return sorted({r["id"] for r in _bmi()["rows"] if bar(r)})
+
+
+def _cost():
+    return _bench("default_cost_h200")
+
+
+BMI = {
+    "bmi.jax": lambda: _bmi()["meta"]["jax"],
+    "bmi.default_mae": lambda: _bmi_mae("ie_jax default"),
+    "bmi.default_within": lambda: _bmi_within("ie_jax default"),
+    "bmi.bmi_ksg_mae": lambda: _bmi_mae("bmi KSG"),
+    "bmi.bmi_cca_mae": lambda: _bmi_mae("bmi CCA"),
+    "bmi.neural_mae": lambda: _bmi_mae("ie_jax candidate: neural"),
+    "bmi.copula_mae": lambda: _bmi_mae("ie_jax candidate: copula"),
+    "bmi.best_published": lambda: " / ".join(_f(v, 3) for v in min(_bmi()["meta"]["published_mae"].values())),
+    "bmi.coverage": _bmi_coverage,
+    "bmi.coverage_no_spiral": lambda: _bmi_coverage(exclude_spirals=True),
+    "bmi.misses": lambda: str(len(_bmi_misses())),
+    "bmi.misses_spiral": lambda: str(sum("spiral" in m for m in _bmi_misses())),
+    "cost.d": lambda: str(_cost()["meta"]["d"]),
+    "cost.new_s": lambda: _f(_cost()["warm_median_seconds"]["selection default"]),
+    "cost.old_s": lambda: _f(_cost()["warm_median_seconds"]["previous default"]),
+    "cost.ratio": lambda: _f(_cost()["ratio_warm"]),
+    "cost.ratio_first": lambda: _f(_cost()["ratio_first_call"]),
+    "cost.value_new": lambda: _f(_cost()["values"]["selection default"]["value_nats"]),
+    "cost.value_old": lambda: _f(_cost()["values"]["previous default"]["value_nats"]),
+    "cost.truth": lambda: _f(_cost()["meta"]["true_mi_nats"], 0),
 }
 
 # -- benchmarks/results: speed ------------------------------------------------------------------------------------
@@ -868,7 +958,7 @@ BENCH_README.update({
 })
 
 
-GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **SPEED, **E2E, **ACROSS_HOSTS, **BENCH_README}
+GENERATORS: dict = {**WIM, **NOTEBOOKS, **BENCH, **ACCURACY, **BMI, **SPEED, **E2E, **ACROSS_HOSTS, **BENCH_README}
 
 
 # -- rewriting and checking -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pytest
 
 import ie_jax
 from ie_jax import data, variables
+from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import MIEstimate
 from ie_jax.models import random_model
 from ie_jax.results import IEResult, ie_weights, linear_combination
@@ -181,7 +182,11 @@ def test_measure_neural_fast_protocol_small(lm):
 def test_bad_input_errors(lm, tmp_path):
     ids = np.random.default_rng(3).integers(0, 6, (50, 3)).astype(np.int32)
     toy = data.TokenData(ids, "toy", "icl", "toy")
-    with pytest.raises(ValueError, match="too few for neural fast: it needs at least 640"):
+    cfg, options = resolve("fast", {})
+    # the smallest N whose training split (1 - test_fraction) fills one batch
+    need = next(n for n in range(cfg.batch_size, 10 * cfg.batch_size)
+                if n - round(n * options["test_fraction"]) >= cfg.batch_size)
+    with pytest.raises(ValueError, match=f"too few for neural fast: it needs at least {need}"):
         ie_jax.measure(lm, toy, protocol="fast")
     with pytest.raises(ValueError, match="unknown data spec"):
         ie_jax.measure(lm, "wiki:all", n_samples=10)

@@ -134,7 +134,8 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         constant = _warn_constant(stats["constant_x"][p], stats["constant_y"][p], p)
         one = {k: v[p] for k, v in stats.items()}
         value, stderr, diagnostics = _diagnose(cfg, readout, one, n, n_train, n_test, constant, ceilings,
-                                               options["test_fraction"], eval_batch, bool(n_select))
+                                               options["test_fraction"], eval_batch,
+                                               bool(options["select"] and readout == "heldout"))
         ci = (value - Z95 * stderr, value + Z95 * stderr)
         if options["select"] and readout == "heldout":  # the paper readout has no held-out batches to select on
             value, stderr, ci, diagnostics = _select(one, value, stderr, diagnostics, n_select, dx, dy, n_train,

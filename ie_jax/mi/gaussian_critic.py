@@ -122,9 +122,12 @@ def _heldout_one(bound: str, eval_batch: int, x_train, y_train, x_test, y_test) 
             "shrinkage_index": best.astype(jnp.int32)}
 
 
-@functools.partial(jax.jit, static_argnames=("bound", "eval_batch"))
-def _heldout_batch(x_train, y_train, x_test, y_test, *, bound: str, eval_batch: int):
-    return jax.vmap(functools.partial(_heldout_one, bound, eval_batch))(x_train, y_train, x_test, y_test)
+@functools.partial(jax.jit, static_argnames=("bound", "eval_batch", "one_at_a_time"))
+def _heldout_batch(x_train, y_train, x_test, y_test, *, bound: str, eval_batch: int, one_at_a_time: bool):
+    one = functools.partial(_heldout_one, bound, eval_batch)
+    if one_at_a_time:
+        return jax.lax.map(lambda args: one(*args), (x_train, y_train, x_test, y_test))
+    return jax.vmap(one)(x_train, y_train, x_test, y_test)
 
 
 def heldout_bounds_batch(bound: str, x_train, y_train, x_test, y_test, eval_batch: int) -> dict:
@@ -139,8 +142,12 @@ def heldout_bounds_batch(bound: str, x_train, y_train, x_test, y_test, eval_batc
     if x_test.shape[1] // eval_batch < 2:
         raise ValueError(f"{x_test.shape[1]} held-out pairs give fewer than 2 batches of {eval_batch}: "
                          "the Gaussian critic needs one to pick the shrinkage and one to read out")
+    # XLA on the CPU was seen to stop progressing (threads idle) on these float64 solves vmapped over problems
+    # (d = 50, 6 problems; d = 576 token states): there the problems go one at a time; accelerators batch them.
+    one_at_a_time = jax.default_backend() == "cpu"
     with jax.enable_x64(True):
-        return _heldout_batch(x_train, y_train, x_test, y_test, bound=bound, eval_batch=eval_batch)
+        return _heldout_batch(x_train, y_train, x_test, y_test, bound=bound, eval_batch=eval_batch,
+                              one_at_a_time=one_at_a_time)
 
 
 def heldout_bounds(bound: str, x_train, y_train, x_test, y_test, eval_batch: int) -> dict:

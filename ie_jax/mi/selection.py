@@ -11,8 +11,10 @@ Candidates, each fitted on the training pairs (rank-normalised to normal scores,
           dependence carried by a shared scale (multivariate Student-t), which ranks and covariances miss.
   neural  the trained critic's held-out bound (a lower bound), read out on the readout batches.
 
-The choice reads held-out *selection* batches only (held-out batch 1.. after the validation batch 0),
-never the readout batches the neural value comes from. The copula stands unless the data refute it:
+The choice reads the values of held-out *selection* batches only (held-out batch 1.. after the validation
+batch 0), never those of the readout batches the neural value comes from; the standard errors that scale its
+tolerances use the spread of single batches measured over the readout batches (for roughly normal batch
+values the sample spread is independent of the sample mean that is reported). The copula stands unless the data refute it:
   too low:  a lower bound on the selection batches (the neural critic) or the radial KSG exceeds it by
             more than half the accuracy bar plus two standard errors;
   too high: the copula's own critic (the Gaussian critic, fitted on the same pairs) scores clearly less
@@ -149,11 +151,14 @@ def candidate_summary(value: float, half_a: float, half_b: float, asymptotic_std
 
 
 def bias_aware_interval(value: float, stderr: float, value_half_n: float | None) -> tuple[float, float]:
-    """value +- 1.96 stderr, reaching also to the 1/N extrapolation value + (value - value_half_n); MI >= 0."""
+    """value +- 1.96 stderr, reaching also to the 1/N extrapolation value + (value - value_half_n); MI >= 0.
+    No stderr (NaN: one held-out value), no interval: NaN ends rather than a falsely narrow one."""
+    if not math.isfinite(stderr):
+        return math.nan, math.nan
     ends = [value]
     if value_half_n is not None and math.isfinite(value_half_n):
         ends.append(2.0 * value - value_half_n)
-    spread = Z95 * stderr if math.isfinite(stderr) else 0.0
+    spread = Z95 * stderr
     return max(0.0, min(ends) - spread), max(0.0, max(ends) + spread)
 
 
