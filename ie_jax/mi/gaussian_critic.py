@@ -28,6 +28,7 @@ import numpy as np
 
 from ie_jax import distributed
 from ie_jax.mi import bounds as _bounds
+from ie_jax.mi import linalg
 
 SHRINKAGE = (0.0, 0.01, 0.03, 0.1, 0.3, 0.6)
 RIDGE = 1e-6  # keeps constant columns (zero variance) invertible
@@ -58,12 +59,12 @@ def _fit_from_covariance(mean, cov, dx: int, shrinkage) -> GaussianCritic:
     diagonal = jnp.diag(jnp.diag(cov))
     cov = (1.0 - shrinkage) * cov + shrinkage * diagonal + RIDGE * jnp.eye(cov.shape[0], dtype=cov.dtype)
     s_xx, s_xy, s_yy = cov[:dx, :dx], cov[:dx, dx:], cov[dx:, dx:]
-    slope = jnp.linalg.solve(s_xx, s_xy).T  # Sigma_yx Sigma_xx^-1 (Sigma_xx symmetric)
+    slope = linalg.solve(s_xx, s_xy).T  # Sigma_yx Sigma_xx^-1 (Sigma_xx symmetric)
     cond = s_yy - slope @ s_xy
     cond = (cond + cond.T) / 2.0
-    log_norm = 0.5 * (jnp.linalg.slogdet(s_yy)[1] - jnp.linalg.slogdet(cond)[1])
+    log_norm = 0.5 * (linalg.logdet(s_yy) - linalg.logdet(cond))
     f32 = lambda a: a.astype(jnp.float32)
-    return GaussianCritic(mean[:dx], mean[dx:], f32(slope), f32(jnp.linalg.inv(cond)), f32(jnp.linalg.inv(s_yy)),
+    return GaussianCritic(mean[:dx], mean[dx:], f32(slope), f32(linalg.inv(cond)), f32(linalg.inv(s_yy)),
                           f32(log_norm))
 
 

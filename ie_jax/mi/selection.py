@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi import knn
+from ie_jax.mi import knn, linalg
 
 KSG_MAX_DIM = 6  # KSG is a candidate up to dx + dy = 6; beyond, its bias grows quickly with the width
 KSG_K = 3
@@ -72,11 +72,10 @@ def _copula_one(x, y, bias_full, bias_half, a_idx, b_idx):
         cov = (z.T @ z).astype(jnp.float64) / max(1, z.shape[0] - 1)
         std = jnp.sqrt(jnp.maximum(jnp.diag(cov), 1e-30))
         corr = cov / std[:, None] / std[None, :] + RIDGE * jnp.eye(cov.shape[0], dtype=cov.dtype)
-        logdet = lambda m: jnp.linalg.slogdet(m)[1]
         c_xx, c_yy, c_xy = corr[:dx, :dx], corr[dx:, dx:], corr[:dx, dx:]
-        mi = 0.5 * (logdet(c_xx) + logdet(c_yy) - logdet(corr))
+        mi = 0.5 * (linalg.logdet(c_xx) + linalg.logdet(c_yy) - linalg.logdet(corr))
         # sum of squared canonical correlations: tr(C_xx^-1 C_xy C_yy^-1 C_yx); var(MI) ~ that / N
-        rho2 = jnp.trace(jnp.linalg.solve(c_xx, c_xy) @ jnp.linalg.solve(c_yy, c_xy.T))
+        rho2 = jnp.trace(linalg.solve(c_xx, c_xy) @ linalg.solve(c_yy, c_xy.T))
         return mi, rho2
 
     mi, rho2 = gaussian(x, y)
