@@ -99,8 +99,9 @@ class RunStore:
         return {int(p.stem) for p in d.iterdir() if CHUNK_NAME.fullmatch(p.name)} if d.is_dir() else set()
 
     def held_chunk_size(self) -> int | None:
-        """Problems per chunk of a run already started (None if none finished): a resumed run keeps it."""
-        for index in sorted(self.finished_chunks()):
+        """Problems per chunk of a run already started (None if none finished): a resumed run keeps it. The
+        last chunk's size: a run that halved its chunks after running out of memory resumes at the half."""
+        for index in sorted(self.finished_chunks(), reverse=True):
             payload = self.load_chunk(index)
             if "chunk_size" in payload:
                 return int(payload["chunk_size"])

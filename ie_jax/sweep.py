@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import hashlib
 import math
 import os
@@ -31,9 +32,10 @@ import numpy as np
 
 from ie_jax import data as data_lib
 from ie_jax import distributed
-from ie_jax import plan
+from ie_jax import plan as plan_lib
 from ie_jax import validation
 from ie_jax import variables as variables_lib
+from ie_jax.mi import chunks
 from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
@@ -41,7 +43,6 @@ from ie_jax.store import RunStore
 
 PROTOCOLS = ("fast", "paper")
 DEFAULT_SAMPLES = 2048
-CPU_MEMORY_BUDGET = 1 << 30  # working memory of one chunk where the device does not report its memory
 CACHE_ENV = "IE_JAX_COMPILATION_CACHE"  # directory of the persistent compilation cache; "off" disables it
 
 
@@ -65,6 +66,13 @@ def problems_for(variables: variables_lib.Variables) -> list[Problem]:
         if variables.micro_mode == "isolated":
             out += [Problem("micro", i, t) for t in range(variables.seq_len)]
     return out
+
+
+def _count_problems(lm, dataset, layers, micro: str, token_curve: bool) -> int:
+    """len(problems_for(variables)) before the capture: per layer, the context positions and the isolated tokens."""
+    n_layers = lm.config.num_layers if layers is None else len(layers)
+    positions = dataset.seq_len if token_curve or micro == "in_context" else 1
+    return n_layers * (positions + (dataset.seq_len if micro == "isolated" else 0))
 
 
 def problem_pair(variables: variables_lib.Variables, p: Problem) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +118,12 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     n_samples, seq_len, data_seed: used when `data` is a spec. seeds: neural critics per problem (CIs include
       their spread); the noise estimator uses the first as its Monte Carlo seed.
     layers: block indices (default all). token_curve: estimate every position for E(t) (else macro only).
-    chunk_size: MI problems per compiled call (default: as many as `memory_budget` holds); memory_budget:
-      bytes (or "8GiB") of device working memory per chunk (default: half the device's memory; 1 GiB on CPU).
-      Neither changes a number, nor what a run directory resumes.
+    chunk_size: MI problems per compiled call (default: as many as `memory_budget` holds; a larger one that does
+      not fit is lowered before the run starts); memory_budget: bytes (or "40GiB") of device memory per device
+      for the states kept there and the chunks' programs (default `ie_jax.mi.chunks.default_memory_budget`: 80%
+      of what JAX may still allocate on a GPU, 4 GiB on CPU). A problem that alone exceeds it is refused before
+      the capture; an out-of-memory error mid-run halves the chunk and goes on. Neither changes a number, nor
+      what a run directory resumes.
     capture_batch: sequences per compiled capture call. progress: print the number of problems and chunks,
       then one line per chunk (problems done, ETA).
     out: a run directory: finished chunks are saved as they complete and a rerun resumes; result.json and
@@ -128,7 +139,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         data=data, protocol=protocol, estimator=estimator, micro=micro, n_samples=n_samples, seq_len=seq_len,
         seeds=seeds, layers=layers, sigma=sigma, units=units, chunk_size=chunk_size, data_seed=data_seed,
         capture_batch=capture_batch, overrides=overrides, out=out if distributed.is_leader() else None)
-    budget = None if memory_budget is None else parse_bytes(memory_budget)
+    budget = None if memory_budget is None else chunks.memory_budget(memory_budget)
     enable_compilation_cache()
     t_start = time.perf_counter()
     lm = _resolve_model(model)
@@ -142,6 +153,11 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         raise ValueError(f"{dataset.n_samples} samples are too few for {est.settings[0]}: it needs at least "
                          f"{need}; raise --samples")
     validation.check_capture(lm, dataset, layers, micro, token_curve)
+    states_bytes = variables_lib.states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve)
+    n_problems = _count_problems(lm, dataset, layers, micro, token_curve)
+    plan = plan_chunks(est, n_problems, dataset.n_samples, hidden, hidden, states_bytes, budget, chunk_size)
+    if plan.warning:
+        _warn(plan.warning, progress)
     store = finished = None
     progress = progress and distributed.is_leader()
     if out is not None and distributed.is_leader():
@@ -160,11 +176,9 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
 
     timings = dict.fromkeys(("capture", "prepare", "compile", "train", "readout", "write"), 0.0)
     t0 = time.perf_counter()
-    on_device = states_on_device(
-        variables_lib.states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve), budget)
     with _compile_clock() as capture_compile_s:
         variables = variables_lib.extract(lm, dataset, layers=layers, micro=micro, token_curve=token_curve,
-                                          batch_size=capture_batch, progress=progress, on_device=on_device)
+                                          batch_size=capture_batch, progress=progress, on_device=plan.states_on_device)
     timings["capture"] = time.perf_counter() - t0 - capture_compile_s()
     timings["compile"] = capture_compile_s()
     if store is not None and save_states:
@@ -175,19 +189,28 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         timings["write"] += time.perf_counter() - t0
 
     problems = problems_for(variables)
-    slow = plan.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
-                             n_samples=dataset.n_samples, hidden_size=hidden)
+    slow = plan_lib.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
+                                 n_samples=dataset.n_samples, hidden_size=hidden)
     if slow is not None:
         _warn(slow, progress)
-    size = chunk_size or chunk_size_for(est, len(problems), dataset.n_samples, hidden, hidden, budget)
-    if store is not None:  # a started run keeps its chunk size (its compiled programs too); no identity
-        size = store.held_chunk_size() or size
+    size = plan.chunk_size
+    if store is not None:  # a started run keeps its chunk size (its compiled programs too) where it still fits
+        held = store.held_chunk_size()
+        if held is not None and not plan.fits(held):
+            _warn(f"the run in {store.dir} was started with chunks of {held} problems, more than the memory budget "
+                  f"holds now: going on with chunks of {size}", progress)
+        elif held is not None:
+            size = held
     size = distributed.broadcast_json(min(size, len(problems)))  # process 0's: every process the same chunks
-    estimates = _estimate_all(variables, problems, est, store, size, report, on_chunk,
-                              getattr(dataset, "generating_entropy_nats", None), timings)
+    estimates, sizes = _estimate_all(variables, problems, est, store, size, report, on_chunk,
+                                     getattr(dataset, "generating_entropy_nats", None), timings,
+                                     warn=lambda message: _warn(message, progress))
 
     metadata = _metadata(lm, dataset, est, micro, variables, units)
-    metadata["chunks"] = {"problems": len(problems), "chunk_size": size, "n_chunks": math.ceil(len(problems) / size)}
+    metadata["chunks"] = {"problems": len(problems), "chunk_size": sizes[0], "n_chunks": math.ceil(len(problems) / sizes[0]),
+                          "bytes_per_problem": plan.bytes_per_problem, "memory_budget_bytes": plan.budget}
+    if len(sizes) > 1:  # halved after out-of-memory errors
+        metadata["chunks"]["halved_to"] = sizes[1:]
     metadata["timing_s"] = timings
     result = _assemble(variables, problems, estimates, est, units, metadata)
     timings["total"] = time.perf_counter() - t_start  # up to result.json, which records it
@@ -225,67 +248,87 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
     return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
 
 
-def chunk_size_for(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int,
-                   memory_budget_bytes: int | None = None) -> int:
-    """Problems per chunk: as many as the memory budget holds (`est.bytes_per_problem`), balanced so the
-    chunks are about equal (the last is padded to the same shape: one compiled program serves them all).
+@dataclasses.dataclass(frozen=True)
+class ChunkPlan:
+    """A sweep's memory plan (`plan_chunks`): where its states stay and how many problems a chunk takes."""
 
-    The budget: `memory_budget_bytes`, else half the device memory JAX reports (GPU/TPU), else 1 GiB (CPU).
-    """
-    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget()
-    if budget <= 0:
-        raise ValueError(f"the memory budget must be > 0 bytes, got {budget}")
-    most = max(1, budget // max(1, est.bytes_per_problem(n_samples, dx, dy)))
-    n_chunks = math.ceil(n_problems / most)
-    return math.ceil(n_problems / n_chunks)
+    chunk_size: int
+    states_on_device: bool
+    bytes_per_problem: int  # `chunk_bytes_per_problem`
+    budget: int  # per device, the states kept there included
+    reserved: int  # bytes of the budget the states kept on the device take
+    n_devices: int
+    strict: bool  # the budget is a limit (given, or a device's): a chunk over it is not run
+    warning: str | None = None
 
-
-def default_memory_budget() -> int:
-    """Half of the first device's memory where JAX reports it (GPU/TPU), else 1 GiB (CPU)."""
-    limit = device_memory_limit()
-    return limit // 2 if limit else CPU_MEMORY_BUDGET
+    def fits(self, size: int) -> bool:
+        return not self.strict or chunks.fits(size, self.bytes_per_problem, budget=self.budget,
+                                                n_devices=self.n_devices, reserved=self.reserved)
 
 
-def device_memory_limit() -> int | None:
-    """Bytes JAX may allocate on the first device (GPU/TPU), None where the backend does not say (CPU)."""
-    import jax
+def plan_chunks(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int, states_bytes: int,
+                memory_budget=None, chunk_size: int | None = None) -> ChunkPlan:
+    """Where the states stay and the chunk size, before anything runs (`ie_jax.mi.chunks.plan`).
 
-    try:
-        limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
-    except Exception:  # backends without memory statistics (CPU)
-        limit = None
-    return int(limit) if limit else None
+    The budget (`memory_budget`, else `ie_jax.mi.chunks.default_memory_budget`) holds the states kept on the
+    device and a chunk: states stay on the device (GPU/TPU, one process) when they take at most half of it,
+    else on the host. Raises `ie_jax.mi.chunks.MemoryPlanError` where one problem alone does not fit; a
+    `chunk_size` that does not fit is lowered (with a warning)."""
+    budget = chunks.memory_budget(memory_budget)
+    strict = memory_budget is not None or chunks.device_memory_limit() is not None
+    per_problem = chunk_bytes_per_problem(est, n_samples, dx, dy)
+    n_devices = distributed.mesh_size(n_problems)
+    on_device = states_on_device(states_bytes, budget)
+    reserved = states_bytes if on_device else 0
+    if on_device and not chunks.fits(1, per_problem, budget=budget, n_devices=n_devices, reserved=reserved):
+        on_device, reserved = False, 0  # the states go to the host to leave a problem room
+    fix = (f"fewer samples (--samples {n_samples} now)"
+           + (", a smaller estimator setting (e.g. --set batch_size=256)" if est.name == "neural" else ""))
+    size = chunks.plan(n_problems, per_problem, budget=budget if strict else None, n_devices=n_devices,
+                       reserved=reserved, what=f"one MI problem ({est.settings[0]}, N = {n_samples}, d = {dx})",
+                       fix=fix)
+    plan = ChunkPlan(size, on_device, per_problem, budget, reserved, n_devices, strict)
+    if chunk_size is None:
+        return plan
+    if plan.fits(chunk_size):
+        return dataclasses.replace(plan, chunk_size=int(chunk_size))
+    return dataclasses.replace(plan, warning=(
+        f"chunk_size={chunk_size} needs {chunks.gib(chunks.peak_bytes(chunk_size, per_problem, n_devices, reserved))} "
+        f"of device memory, more than the {chunks.gib(budget)} memory budget: chunks of {size} instead (a larger "
+        "--memory-budget, if the device has it, lets more problems share a chunk)"))
+
+
+def chunk_bytes_per_problem(est: Estimator, n_samples: int, dx: int, dy: int) -> int:
+    """Device memory one problem of a sweep's chunk needs: the estimator's (`Estimator.bytes_per_problem`, its
+    inputs included), or the sweep's own steps where larger: a chunk formed from states on the device (the
+    problems' rows and their stacked copy) and the distinct-state counts of x and y (`ie_jax.mi.ceilings`)."""
+    from ie_jax.mi.discrete import screen_bytes
+
+    raw = 4 * n_samples * (dx + dy)
+    return max(int(est.bytes_per_problem(n_samples, dx, dy)), 2 * raw,
+               raw + max(screen_bytes(n_samples, dx), screen_bytes(n_samples, dy)))
 
 
 def states_on_device(states_bytes: int, memory_budget_bytes: int | None = None) -> bool:
-    """Whether a sweep keeps its captured states on the device: when they fit beside the chunks' working
-    memory (the memory budget, default half the device), in one process. Not on the CPU, whose states are host
-    memory either way, nor across processes (each holds its chunks' problems only)."""
-    limit = device_memory_limit()
-    if limit is None or distributed.process_count() > 1:
+    """Whether a sweep keeps its captured states on the device: where JAX reports the device's memory, in one
+    process, when they take at most half the memory budget (`ie_jax.mi.chunks.memory_budget`), which also holds
+    the chunks. Not on the CPU, whose states are host memory either way, nor across processes (each holds its
+    chunks' problems only)."""
+    if chunks.device_memory_limit() is None or distributed.process_count() > 1:
         return False
-    budget = memory_budget_bytes if memory_budget_bytes is not None else default_memory_budget()
-    return states_bytes <= limit - budget
+    return 2 * states_bytes <= chunks.memory_budget(memory_budget_bytes)
 
 
-def parse_bytes(text) -> int:
-    """'8GiB', '512M', '2e9' or an int -> bytes (K/M/G/T are powers of 1024, with or without 'iB'/'B')."""
-    if isinstance(text, (int, np.integer)):
-        return int(text)
-    match = re.fullmatch(r"\s*([0-9.eE+]+)\s*([KMGT]?)(i?B)?\s*", str(text), flags=re.IGNORECASE)
-    if not match:
-        raise ValueError(f"cannot read {text!r} as a memory size: use e.g. 8GiB, 512M or a number of bytes")
-    return int(float(match.group(1)) * 1024 ** " KMGT".index(match.group(2).upper() or " "))
-
-
-def _estimate_all(variables, problems, est, store, size, report, on_chunk, generating_entropy, timings):
-    """[S][P] annotated estimates in nats, chunk by chunk; finished problems come from / go to `store`.
+def _estimate_all(variables, problems, est, store, size, report, on_chunk, generating_entropy, timings,
+                  warn=None):
+    """([S][P] annotated estimates in nats, the chunk sizes used), chunk by chunk; finished problems come from /
+    go to `store`.
 
     Chunks are consecutive runs of `size` problems of the whole list; a chunk whose problems are all in
     `store` (from any earlier run, whatever its chunk size) is read back, the others are estimated (their
-    finished problems skipped, the rest padded to `size`) and saved as a new chunk file."""
-    from ie_jax.mi.ceilings import annotate_counts, state_counts
-
+    finished problems skipped, the rest padded to `size`) and saved as a new chunk file. A chunk that runs out
+    of device memory (`ie_jax.mi.chunks.is_out_of_memory`; one process) is tried again at half the size, and
+    the rest of the run keeps that size: every finished chunk stays, and a resumed run takes the last size."""
     n_chunks = math.ceil(len(problems) / size)
     finished = _finished_estimates(store, len(est.settings)) if store is not None else {}
     # Process 0 alone reads the store: every process then skips the same finished problems (same chunks).
@@ -293,53 +336,86 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
     results: list[list[MIEstimate | None]] = [[None] * len(problems) for _ in est.settings]
     report(f"{len(problems)} MI problems in {n_chunks} chunk{'s' * (n_chunks > 1)} of {size} "
            f"({', '.join(est.settings)}); {sum(p in finished for p in problems)} already done")
-    start, estimated_s, estimate_compile_s, n_estimated = time.perf_counter(), 0.0, 0.0, 0
-    for c in range(n_chunks):
-        chunk = problems[c * size : (c + 1) * size]
+    clock = dict(start=time.perf_counter(), estimated_s=0.0, compile_s=0.0, n_estimated=0)
+    sizes, start, c = [size], 0, 0
+    while start < len(problems):
+        chunk = problems[start : start + size]
         todo = [p for p in chunk if tuple(p.key()) not in done]
         if todo:
+            try:
+                rows = _estimate_chunk(variables, todo, est, size, generating_entropy, timings, clock)
+            except Exception as error:  # noqa: BLE001 - only an out-of-memory error is handled here
+                if not (chunks.is_out_of_memory(error) and size > 1 and distributed.process_count() == 1):
+                    raise
+                first = str(error).strip().splitlines()[0][:300]
+                rows = None  # leave the except block: the error's traceback holds the chunk's device arrays
+            if rows is None:
+                gc.collect()
+                size = math.ceil(size / 2)
+                sizes.append(size)
+                message = (f"chunk {c + 1} ran out of device memory ({first}): going on with chunks of {size} "
+                           "problems (finished chunks are kept; a smaller --memory-budget plans smaller chunks "
+                           "from the start)")
+                report(f"warning: {message}")
+                if warn is not None:
+                    warn(message)
+                continue
             t0 = time.perf_counter()
-            pairs = [problem_pair(variables, p) for p in todo]
-            pad = size - len(todo)  # repeat the last problem: one compiled shape for every chunk
-            xs, ys = (_stack([pair[k] for pair in pairs] + [pairs[-1][k]] * pad) for k in (0, 1))
-            # distinct-state counts once per variable (each problem's x and y), not once per setting
-            counts = list(zip(state_counts(xs), state_counts(ys)))[: len(todo)]
-            t1 = time.perf_counter()
-            with _compile_clock() as compile_s:
-                rows = est.estimate_settings(xs, ys)
-            t2 = time.perf_counter()
-            rows = [[annotate_counts(e, cx, cy, generating_entropy_nats=generating_entropy)
-                     for e, (cx, cy) in zip(list(row)[: len(todo)], counts)] for row in rows]
-            t3 = time.perf_counter()
             if store is not None:
                 store.save_chunk(max(store.finished_chunks(), default=-1) + 1, {
                     "problems": [p.key() for p in todo], "chunk_size": size,
                     "estimates": [[e.to_dict() for e in r] for r in rows]})
+            timings["write"] += time.perf_counter() - t0
+            clock["estimated_s"] += time.perf_counter() - t0
             for k, p in enumerate(todo):
                 finished[p] = [row[k] for row in rows]
-            timings["prepare"] += t1 - t0
-            timings["compile"] += compile_s()
-            estimate_compile_s += compile_s()
-            timings["train"] += t2 - t1 - compile_s()
-            timings["readout"] += t3 - t2
-            timings["write"] += time.perf_counter() - t3
-            estimated_s += time.perf_counter() - t0
-            n_estimated += 1
         for k, p in enumerate(chunk):
             for s, estimate in enumerate(finished.get(p, [None] * len(est.settings))):
-                results[s][c * size + k] = estimate
-        chunks_left = sum(any(tuple(p.key()) not in done and p not in finished
-                              for p in problems[d * size : (d + 1) * size]) for d in range(c + 1, n_chunks))
+                results[s][start + k] = estimate
+        start += len(chunk)
+        n_chunks = c + 1 + math.ceil((len(problems) - start) / size)
+        chunks_left = sum(any(tuple(p.key()) not in done and p not in finished for p in problems[d : d + size])
+                          for d in range(start, len(problems), size))
         # the ETA leaves out compilation: it happens once, in the first chunk estimated
-        per_chunk_s = max(0.0, estimated_s - estimate_compile_s) / max(1, n_estimated)
-        report(_progress_line(c, n_chunks, min((c + 1) * size, len(problems)), len(problems),
-                              time.perf_counter() - start, per_chunk_s if n_estimated else None, chunks_left))
+        per_chunk_s = max(0.0, clock["estimated_s"] - clock["compile_s"]) / max(1, clock["n_estimated"])
+        report(_progress_line(c, n_chunks, start, len(problems), time.perf_counter() - clock["start"],
+                              per_chunk_s if clock["n_estimated"] else None, chunks_left))
         if on_chunk is not None:
             on_chunk(c, n_chunks)
+        c += 1
     if done and distributed.process_count() > 1:  # process 0 alone read the finished problems: send its numbers
         payload = distributed.broadcast_json([[e and e.to_dict() for e in row] for row in results])
         results = [[MIEstimate.from_dict(e) for e in row] for row in payload]
-    return results
+    return results, sizes
+
+
+def _estimate_chunk(variables, todo, est, size, generating_entropy, timings, clock) -> list[list[MIEstimate]]:
+    """[S][len(todo)] annotated estimates of one chunk: its problems padded to `size` (repeating the last one:
+    one compiled shape for every chunk), estimated under the sweep's plan (`ie_jax.mi.chunks.planned`)."""
+    from ie_jax.mi.ceilings import annotate_counts, state_counts
+
+    t0 = time.perf_counter()
+    pairs = [problem_pair(variables, p) for p in todo]
+    pad = size - len(todo)
+    xs, ys = (_stack([pair[k] for pair in pairs] + [pairs[-1][k]] * pad) for k in (0, 1))
+    del pairs  # states on the device: the problems' rows are copies, freed once stacked
+    # distinct-state counts once per variable (each problem's x and y), not once per setting
+    counts = list(zip(state_counts(xs), state_counts(ys)))[: len(todo)]
+    t1 = time.perf_counter()
+    with _compile_clock() as compile_s, chunks.planned(size):
+        rows = est.estimate_settings(xs, ys)
+    t2 = time.perf_counter()
+    rows = [[annotate_counts(e, cx, cy, generating_entropy_nats=generating_entropy)
+             for e, (cx, cy) in zip(list(row)[: len(todo)], counts)] for row in rows]
+    t3 = time.perf_counter()
+    timings["prepare"] += t1 - t0
+    timings["compile"] += compile_s()
+    timings["train"] += t2 - t1 - compile_s()
+    timings["readout"] += t3 - t2
+    clock["compile_s"] += compile_s()
+    clock["estimated_s"] += t3 - t0
+    clock["n_estimated"] += 1
+    return rows
 
 
 def _stack(arrays):

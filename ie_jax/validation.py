@@ -236,11 +236,9 @@ def check_model(lm, layers=None) -> None:
 
 def check_capture(lm, dataset, layers, micro: str, token_curve: bool) -> None:
     """The captured states fit in memory (ie_jax.variables' own check, run before the run directory is claimed)."""
-    from ie_jax.variables import _check_memory
+    from ie_jax.variables import check_host_memory, states_nbytes
 
-    positions = dataset.seq_len if token_curve or micro == "in_context" else 1
-    n_layers = lm.config.num_layers if layers is None else len(layers)
-    _check_memory(n_layers, dataset.n_samples, positions, lm.config.hidden_size)
+    check_host_memory(states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve))
 
 
 def check_output_dir(out) -> None:

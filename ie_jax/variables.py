@@ -14,7 +14,6 @@ Isolated token states depend only on the token id, so they are computed once per
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
@@ -89,7 +88,7 @@ def extract(lm, data, *, layers=None, micro: str = "isolated", token_curve: bool
     check_context(lm, T)
     positions = tuple(range(T)) if token_curve or micro == "in_context" else (T - 1,)
     if not on_device:
-        _check_memory(len(layers), data.n_samples, len(positions), lm.config.hidden_size)
+        check_host_memory(states_nbytes(lm, data, layers=layers, micro=micro, token_curve=token_curve))
     if isinstance(data, GaussianData):
         out = _extract_gaussian(lm, data, layers, positions, micro, batch_size, progress, on_device)
     elif isinstance(data, TokenData):
@@ -230,12 +229,11 @@ def _extract_gaussian(lm, data, layers, positions, micro, batch_size, progress, 
                      np.arange(N * T, dtype=np.int64).reshape(N, T))
 
 
-def _check_memory(n_layers: int, n_samples: int, n_positions: int, hidden: int) -> None:
-    need = 2 * n_layers * n_samples * n_positions * hidden * 4
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return
-    if need > 0.6 * total:
-        raise ValueError(f"the hidden states would take {need / 2**30:.1f} GiB of {total / 2**30:.1f} GiB memory: "
+def check_host_memory(states_bytes: int) -> None:
+    """Refuse states (`states_nbytes`) that would take more than 60% of the host's memory, with the fix."""
+    from ie_jax.mi.chunks import host_memory
+
+    total = host_memory()
+    if total is not None and states_bytes > 0.6 * total:
+        raise ValueError(f"the hidden states would take {states_bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB memory: "
                          f"measure fewer layers or samples, or pass token_curve=False to keep only the last position")

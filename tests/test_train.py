@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.train import TrainConfig, balanced_chunk, bytes_per_problem, paper_schedule, train_batch
+from ie_jax.mi.chunks import balanced_chunk
+from ie_jax.mi.train import TrainConfig, paper_schedule, train_batch, training_bytes
 
 
 def test_paper_schedule_is_hf_polynomial_decay_with_warmup():
@@ -67,20 +68,20 @@ def test_chunking_matches_one_chunk_and_budget_scales():
     for k in whole:
         np.testing.assert_allclose(chunked[k], whole[k], rtol=1e-6, atol=1e-6)
     paper, _ = resolve("paper", {})
-    small = bytes_per_problem(paper, 10_000, 0, 768, 768, 1)
-    big = bytes_per_problem(paper, 300_000, 0, 768, 768, 1)
+    small = training_bytes(paper, 10_000, 0, 768, 768, 1)
+    big = training_bytes(paper, 300_000, 0, 768, 768, 1)
     assert 20 < big / small < 40 and big > 5e9  # N = 300,000 at d = 768 needs several GB per critic
 
 
-def test_balanced_chunks_pad_little_and_bf16_data_halves_its_bytes():
+def test_balanced_chunks_pad_little_and_bf16_data_copies_are_counted():
     assert balanced_chunk(108, 24, 2) == 22  # 5 chunks, 110 problems with padding (not 5 x 24 = 120)
     assert balanced_chunk(108, 60, 2) == 54
     assert balanced_chunk(108, 200, 8) == 112
     assert balanced_chunk(5, 2, 1) == 2 and balanced_chunk(1, 7, 1) == 1
     f32, _ = resolve("paper", {})
     bf16, _ = resolve("paper", {"dtype": "bfloat16"})
-    full, half = (bytes_per_problem(c, 1000, 0, 768, 768, 1) for c in (f32, bf16))
-    assert full - half == 2 * 1000 * 2 * 768
+    full, half = (training_bytes(c, 1000, 0, 768, 768, 1) for c in (f32, bf16))
+    assert half - full == 3 * 2 * 1000 * 2 * 768  # the program's bf16 copies of the data (the caller holds the input)
 
 
 def test_config_validation():

@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax import distributed, sharding
-from ie_jax.mi import gaussian_critic, inputs, prepare, selection
+from ie_jax.mi import chunks, gaussian_critic, inputs, prepare, selection
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import (FLAG_KEYS, SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
                               convert, saturated as is_saturated, with_flags)
-from ie_jax.mi.train import TrainConfig, plan_chunks, seed_keys, train_critics
+from ie_jax.mi.train import TrainConfig, seed_keys, train_critics, training_bytes
 
 # The sample-size and critic checks flag a gain above half the accuracy bar max(0.1 nat, 10%).
 CHECK_NATS = 0.05
@@ -43,8 +43,6 @@ OVERFIT_FRACTION = 0.1
 CRITIC_CHECKS = {"concat": dict(critic="concat", hidden=(256, 256), skip=False),
                  "separable": dict(critic="separable", hidden=(256,), embed_dim=64, skip=True)}
 Z95 = 1.959963984540054
-# Raw input, its prepared copy and the half-N subset share the device during a chunk (`plan_chunks`).
-DATA_COPIES = 3
 MARGINAL_NORMALIZATIONS = prepare.MARGINAL_NORMALIZATIONS
 
 
@@ -88,8 +86,8 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         raise ValueError("seeds is empty: give at least one seed")
     n_problems, n, dx = x.shape
     dy = y.shape[2]
-    n_test = int(round(n * options["test_fraction"]))
-    n_train = n - n_test
+    layout = _layout(cfg, options, n)
+    n_test, n_train, eval_batch, n_select = layout.n_test, layout.n_train, layout.eval_batch, layout.n_select
     if cfg.batch_size is not None and n_train < cfg.batch_size:
         raise ValueError(f"N={n} gives {n_train} training pairs, below batch_size={cfg.batch_size}: "
                          "pass more samples or a smaller batch_size")
@@ -97,25 +95,15 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
         raise ValueError(f"N={n} with test_fraction={options['test_fraction']} leaves {n_test} held-out pairs: "
                          "need at least 2")
     train_idx, test_idx = prepare.split_indices(n, n_test, seed)
-    # held-out batches of eval_batch_size, at most the training batch (a smaller batch_size= shrinks both)
-    eval_batch = min(int(options["eval_batch_size"] or n_test), int(cfg.batch_size or n_test), n_test) if n_test else 0
-    n_select = _selection_batches(cfg, options, n_test, eval_batch)
     half = None
-    if _convergence_check_applies(cfg, options, n_train):
+    if layout.half_check:
         # The same critics trained on a random half of the training pairs, read out on the same held-out
         # batches: what doubling N added says whether the estimate is still limited by the sample size.
         half = np.sort(np.random.default_rng([seed, 1]).permutation(n_train)[: n_train // 2]).astype(np.int32)
-    # A critic of another family on the same pairs: all held-out bounds are lower bounds, so one that scores
-    # clearly higher shows the main critic is too weak for this dependence (e.g. a spiral).
-    alt_cfg = _critic_check_config(cfg, options)
-    gaussian_bound = None
-    if options["gaussian_check"] and readout == "heldout" and n_test // eval_batch >= 2:
-        # The closed-form Gaussian critic, read out on the same held-out batches (ie_jax.mi.gaussian_critic).
-        gaussian_bound = "infonce" if cfg.bound == "infonce" else "dv"
+    alt_cfg, gaussian_bound = layout.alt_cfg, layout.gaussian_bound
     slots = max(n_problems, int(pad_problems_to or 0))
-    mesh, chunk = plan_chunks(cfg, slots, n_train, n_test, dx, dy, len(seeds), mesh=mesh, data_copies=DATA_COPIES,
-                              max_problems_per_chunk=options["max_problems_per_chunk"],
-                              memory_budget_bytes=options["memory_budget_bytes"])
+    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(slots))
+    chunk = _chunk_size(cfg, options, slots, n, dx, dy, len(seeds), mesh.devices.size)
     fixed = dict(keys=seed_keys(seeds, mesh), train_idx=train_idx, test_idx=test_idx, half=half,
                  table=prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32))
     outputs = []
@@ -152,6 +140,85 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     )
     clock.lap("format_s")
     return estimates
+
+
+@dataclasses.dataclass(frozen=True)
+class _Layout:
+    """What a chunk of N-sample problems runs, from the protocol's settings (`estimate_batch` and its memory)."""
+
+    n_test: int
+    n_train: int
+    eval_batch: int  # held-out batch size (0: no held-out pairs)
+    n_select: int  # held-out batches the selection reads (0: no selection)
+    half_check: bool  # the half-N critics (sample-size check)
+    alt_cfg: TrainConfig | None  # the other critic family (critic check)
+    gaussian_bound: str | None  # the Gaussian critic's bound (Gaussian check), None without it
+
+
+def _layout(cfg: TrainConfig, options: dict, n: int) -> _Layout:
+    n_test = int(round(n * options["test_fraction"]))
+    n_train = n - n_test
+    # held-out batches of eval_batch_size, at most the training batch (a smaller batch_size= shrinks both)
+    eval_batch = min(int(options["eval_batch_size"] or n_test), int(cfg.batch_size or n_test), n_test) if n_test else 0
+    gaussian_bound = None
+    if options["gaussian_check"] and options["readout"] == "heldout" and eval_batch and n_test // eval_batch >= 2:
+        # The closed-form Gaussian critic, read out on the same held-out batches (ie_jax.mi.gaussian_critic).
+        gaussian_bound = "infonce" if cfg.bound == "infonce" else "dv"
+    # A critic of another family on the same pairs (`_critic_check_config`): all held-out bounds are lower
+    # bounds, so one that scores clearly higher shows the main critic is too weak for this dependence (a spiral).
+    return _Layout(n_test, n_train, eval_batch, _selection_batches(cfg, options, n_test, eval_batch),
+                   _convergence_check_applies(cfg, options, n_train), _critic_check_config(cfg, options),
+                   gaussian_bound)
+
+
+def bytes_per_problem(n: int, dx: int, dy: int, *, protocol: str = "fast", seeds=(0,), **overrides) -> int:
+    """Device memory one problem of N samples needs in a chunk of `estimate_batch` (x [N, dx], y [N, dy]):
+    a chunk of C problems needs at most C times this on each device (C / devices of them), what
+    `ie_jax.mi.chunks.plan` sizes chunks by. Counted (`_chunk_bytes`): every program of a chunk, and the
+    arrays kept between them."""
+    cfg, options = resolve(protocol, overrides)
+    return _chunk_bytes(cfg, options, n, dx, dy, len(tuple(seeds)))
+
+
+def _chunk_bytes(cfg: TrainConfig, options: dict, n: int, dx: int, dy: int, n_seeds: int) -> int:
+    """Per problem: the arrays a chunk keeps (the float32 inputs, their prepared copy, the half-N subsets, the
+    critics' records) plus the largest working memory of one of its programs: preparation, each critic set's
+    training (main, half-N, other family), the Gaussian critic, the readout and the selection's candidates
+    (copula, nearest neighbours). Each term is an upper bound of that compiled program's `memory_analysis()`
+    (tests/test_chunks.py), counted for every problem of the chunk: programs that run one problem at a time
+    (`lax.map`) are counted as if vmapped, since an accelerator's compiler may batch them."""
+    how = prepare.marginal_normalization(options["standardize"])
+    lay = _layout(cfg, options, n)
+    training = functools.partial(training_bytes, n_test=lay.n_test, dx=dx, dy=dy, n_seeds=n_seeds,
+                                 eval_batch=lay.eval_batch)
+    critic_sets = [(cfg, lay.n_train)] + [(cfg, lay.n_train // 2)] * lay.half_check
+    critic_sets += [(lay.alt_cfg, lay.n_train)] * (lay.alt_cfg is not None)
+    programs = [prepare.prepare_bytes(n, dx, dy, how)] + [training(c, n_train=m) for c, m in critic_sets]
+    if lay.gaussian_bound is not None:
+        programs.append(gaussian_critic.heldout_bytes(lay.n_train, lay.n_test, dx, dy, lay.eval_batch))
+    if lay.n_select:
+        programs.append(selection.candidates_bytes(lay.n_train, dx, dy))
+    raw = 4 * n * (dx + dy)
+    records = 4 * n_seeds * (2 * cfg.steps + lay.n_test + 16)  # each critic set's, kept until the readout
+    held = 2 * raw + 2 * (dx + dy) + len(critic_sets) * records  # inputs; prepared rows and constant flags
+    if lay.half_check:
+        held += 4 * (lay.n_train // 2) * (dx + dy)
+    readout = 4 * 3 * records + 4096  # the readout reads every record once more; a few dozen [P] statistics
+    fixed = 4 * (4 * n + 16)  # split and half indices, the normal-score table, keys: once, counted per problem
+    return int(held + max(programs + [readout]) + fixed)
+
+
+def _chunk_size(cfg: TrainConfig, options: dict, n_problems: int, n: int, dx: int, dy: int, n_seeds: int,
+                n_devices: int) -> int:
+    """Problems per chunk: `max_problems_per_chunk`, else the caller's plan (`ie_jax.mi.chunks.planned`: a
+    sweep's chunk is one chunk here), else `ie_jax.mi.chunks.plan` from `_chunk_bytes` and the memory budget."""
+    most = options["max_problems_per_chunk"] or chunks.planned_chunk()
+    if most is not None:
+        return chunks.balanced_chunk(n_problems, int(most), n_devices)
+    return chunks.plan(n_problems, _chunk_bytes(cfg, options, n, dx, dy, n_seeds),
+                       budget=options["memory_budget_bytes"], n_devices=n_devices,
+                       what=f"one MI problem of N = {n} samples (dx = {dx}, dy = {dy})",
+                       fix="fewer samples (--samples)")
 
 
 def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, n_select, x, y, *, keys, train_idx,

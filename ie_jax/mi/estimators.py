@@ -4,7 +4,8 @@ Every estimator takes P problems at once, x [P, N, dx] and y [P, N, dy], and ret
 one with several settings (the noise estimator over a sigma grid) returns one `MIEstimates` per setting from
 `estimate_settings`. Settings are checked when the estimator is made, so a bad one fails before any work.
 What a sweep needs to plan its chunks is part of the interface: `min_samples(dx, dy)`,
-`bytes_per_problem(n, dx, dy)` (device working memory) and `setting_params` (what identifies a run).
+`bytes_per_problem(n, dx, dy)` (device memory per problem, `ie_jax.mi.chunks`) and `setting_params` (what
+identifies a run).
 
   neural          critics trained on variational bounds (`ie_jax.mi.estimate_batch`); settings: protocol,
                   seeds, mesh and any protocol setting (steps=, batch_size=, ...)
@@ -49,7 +50,11 @@ class Estimator:
         return 2
 
     def bytes_per_problem(self, n: int, dx: int, dy: int) -> int:
-        """Device working memory of one problem; the sweep sizes its chunks by it. Default: x and y in float32."""
+        """Device memory one problem needs in a call on P problems, which needs at most P times this (per
+        device, P / devices of them): its inputs x, y, every array kept between the estimator's programs and the
+        largest program's working memory. Chunks are planned by it (`ie_jax.mi.chunks.plan`); tests hold it to
+        the compiled programs' `memory_analysis()` (tests/test_chunks.py). Default (estimators that compute on
+        the host): x and y in float32."""
         return 4 * n * (dx + dy)
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
@@ -122,11 +127,9 @@ class NeuralEstimator(Estimator):
             n += 1
 
     def bytes_per_problem(self, n: int, dx: int, dy: int) -> int:
-        from ie_jax.mi.train import bytes_per_problem
+        from ie_jax.mi.estimate import bytes_per_problem
 
-        n_test = int(round(n * self.run_options["test_fraction"]))
-        # the checks train one critic set after another: the largest one, plus the prepared copies of x and y
-        return bytes_per_problem(self.cfg, n - n_test, n_test, dx, dy, len(self.seeds)) + 2 * 4 * n * (dx + dy)
+        return bytes_per_problem(n, dx, dy, protocol=self.protocol, seeds=self.seeds, **self.options)
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.estimate import estimate_batch
@@ -160,10 +163,10 @@ class NoiseEstimator(Estimator):
                 for s in self.sigmas]
 
     def bytes_per_problem(self, n: int, dx: int, dy: int) -> int:
-        # the states and their centred rows (float32), the float64 centring of one side at a time, and the
-        # mixture's logits: one [draws, components] block per noise level, three (x, y, joint) at a time
-        draws, components = self.options.get("n_mc", 512), min(n, self.options.get("chunk", 2048))
-        return 2 * 4 * n * (dx + dy) + 2 * 8 * n * max(dx, dy) + 3 * 4 * len(self.sigmas) * draws * components
+        from ie_jax.mi.noise import bytes_per_problem
+
+        sizes = {k: self.options[k] for k in ("n_mc", "chunk", "dtype") if k in self.options}
+        return bytes_per_problem(n, dx, dy, n_sigmas=len(self.sigmas), **sizes)
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.noise import noise_mi_curve_batch

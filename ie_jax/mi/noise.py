@@ -233,6 +233,27 @@ def _run(
         return np.asarray(values, dtype=np.float64)[: len(problems)]
 
 
+def bytes_per_problem(n: int, dx: int, dy: int, *, n_sigmas: int = 1, n_mc: int = 512, chunk: int = 2048,
+                      dtype: str = "float32") -> int:
+    """Device memory of one problem in `noise_mi_curve_batch` (P problems of x [N, dx], y [N, dy]): P problems
+    need at most P times this. Held: the states (as float64, as host inputs reach the device), their centred
+    rows (one per distinct state, at most N padded to the component chunk) and the per-state weights and
+    labels; plus the largest program: the distinct-state screen (`ie_jax.mi.discrete.screen_bytes`), the
+    float64 scales and centred rows (2 float64 copies of one side) or the Monte Carlo draws of one noise level
+    (the rows of every component, gathered at once, the noisy draws and [n_mc, chunk] logits). An upper bound
+    of the compiled programs' `memory_analysis()` (tests/test_chunks.py)."""
+    from ie_jax.mi.discrete import screen_bytes
+
+    itemsize = 8 if dtype == "float64" else 4
+    c = min(chunk, _round_up(n, 8))
+    k = _round_up(n, c)  # distinct states, padded to whole chunks
+    held = 8 * n * (dx + dy) + itemsize * k * (dx + dy) + (4 + 1 + itemsize) * 3 * k + 4 * n_mc + 16 * n_sigmas
+    draws = itemsize * (1.25 * k * (dx + dy) + 4 * n_mc * (dx + dy) + 8 * n_mc * c + 3 * c * (dx + dy)
+                        + 2 * n_sigmas * n_mc + 8 * k)
+    programs = [screen_bytes(n, max(dx, dy)), 2 * 8 * k * max(dx, dy), draws]
+    return int(held + max(programs))
+
+
 def _shard(arrays, zx, zy, mesh):
     """Split the problem axis over every device of `mesh` (padded with copies of the last problem)."""
     from ie_jax.sharding import pad_problems

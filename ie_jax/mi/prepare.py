@@ -110,3 +110,14 @@ def prepare(x, y, train_idx, test_idx, table, *, how: str):
     y_train, y_test, constant_y = one(y, train_idx, test_idx, table)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
             "constant_x": constant_x, "constant_y": constant_y}
+
+
+# Temporary float32 words of `prepare` per input word, by normalisation: the rank transform sorts every column
+# with its row numbers, finds tie groups and sorts the scores back (3.5 per input word compiled on the CPU).
+_PREPARE_TEMP = {"rank": 4.5, "zscore": 2.5, "none": 1.5}
+
+
+def prepare_bytes(n: int, dx: int, dy: int, how: str) -> int:
+    """Temporary device memory of `prepare` for one problem of N samples, its outputs (the train/test rows, as
+    many bytes as the input) not included: an upper bound of the compiled program's (tests/test_chunks.py)."""
+    return int(_PREPARE_TEMP[marginal_normalization(how)] * 4 * n * (dx + dy))

@@ -11,8 +11,8 @@ permutation of y per step for the marginal pairs, Adam 1e-4 with a cubic polynom
 after 5 linear warm-up steps (HF `get_polynomial_decay_schedule_with_warmup`), training stops at the
 first non-finite bound. A stopped critic keeps its last finite parameters; later steps record NaN.
 
-`plan_chunks` cuts the problem axis into equal chunks that fit a memory budget, each sharded over a device
-mesh (`ie_jax.sharding`); `train_batch` runs `train_critics` chunk by chunk for arbitrary P.
+`training_bytes` is the program's working memory per problem (what `ie_jax.mi.chunks` plans chunks with);
+`train_batch` runs `train_critics` chunk by chunk for arbitrary P, each chunk sharded over a device mesh.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from ie_jax.mi import bounds as _bounds
+from ie_jax.mi import chunks
 from ie_jax.mi.critics import Critic, make_critic
 
 TRAIN_BOUNDS = ("dv", "nwj", "infonce", "smile", "mine")
@@ -262,63 +263,39 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
     return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
 
 
-def bytes_per_problem(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int,
-                      data_copies: int = 1) -> int:
-    """Rough device memory of one problem (all its seeds): data (`data_copies` times, e.g. raw and prepared)
-    + activations kept for the backward pass."""
+def critic_parameters(cfg: TrainConfig, dx: int, dy: int) -> int:
+    """Parameters of one critic (its init traced for shapes only: nothing is computed)."""
+    shapes = jax.eval_shape(lambda key: cfg.make_critic().init(key, dx, dy), jax.random.key(0))
+    return sum(math.prod(a.shape) for a in jax.tree.leaves(shapes))
+
+
+def training_bytes(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int,
+                   eval_batch: int = 0) -> int:
+    """Working memory of `train_critics` for one problem, all its seeds: its temporaries and outputs, not the
+    data it is given (the caller holds those). An upper bound of the compiled program's `memory_analysis()`
+    (tests/test_chunks.py), from the critic's size:
+
+    per seed, float32 words: 8 copies of the parameters (parameters, Adam's two moments, gradients, the
+    early-stopping checkpoint and the updates), the activations of one training step (both sides of a separable
+    critic at every width and its B x B scores, 4 copies: values, activations and their gradients; a concat
+    critic's joint and marginal rows, 2 copies) and of one held-out batch, the minibatch's rows and indices,
+    and the records; plus, for bfloat16 matmuls, the bf16 copies of the data (3 of them)."""
     batch = n_train if cfg.batch_size is None else min(int(cfg.batch_size), n_train)
     hidden = cfg.hidden or ((768, 384, 192, 96, 48, 24, 12, 6, 3) if cfg.critic == "paper" else (256, 256))
-    if cfg.critic == "separable":
-        widths = 2 * batch * (sum(hidden) + cfg.embed_dim) + 3 * batch * batch
-    else:
-        widths = 2 * batch * sum(hidden) + 2 * batch * hidden[0]  # joint + marginal, plus x/y first-layer parts
-    activations = 4 * 3 * widths  # fp32 pre-activation, activation and gradient
-    params = 4 * 4 * ((dx + dy) * hidden[0] + sum(a * b for a, b in zip(hidden[:-1], hidden[1:])))  # + Adam m, v, grad
-    # The training copy in cfg.dtype, plus float32 copies (raw input, prepared) where data_copies > 1.
-    itemsize = jnp.dtype(DTYPES[cfg.dtype]).itemsize + 4 * (data_copies - 1)
-    data = itemsize * (n_train + n_test) * (dx + dy)
-    return int(n_seeds * (activations + params) + data + 4 * batch * (dx + dy))
 
+    def activations(b: int) -> int:
+        if cfg.critic == "separable":
+            return 4 * (2 * b * (sum(hidden) + cfg.embed_dim) + b * b)
+        return 2 * (2 * b * sum(hidden) + b * hidden[0])
 
-def default_memory_budget() -> int:
-    """Half of the first device's memory where JAX reports it (GPU/TPU), else 4 GiB (CPU)."""
-    try:
-        stats = jax.devices()[0].memory_stats() or {}
-    except Exception:  # CPU backends may not implement memory_stats
-        stats = {}
-    limit = stats.get("bytes_limit")
-    return int(limit) // 2 if limit else 4 << 30
-
-
-def balanced_chunk(n_problems: int, max_per_chunk: int, n_devices: int) -> int:
-    """Problems per chunk: the fewest chunks of at most max_per_chunk, equal sizes, a multiple of n_devices.
-
-    n_chunks = ceil(P / max_per_chunk), chunk = ceil(P / n_chunks) rounded up to the device count, so the
-    padding is at most n_chunks x n_devices problems (108 problems, at most 24, 2 devices: 5 x 22 = 110).
-    """
-    n_chunks = math.ceil(n_problems / max(1, max_per_chunk))
-    chunk = math.ceil(n_problems / n_chunks)
-    return math.ceil(chunk / n_devices) * n_devices  # every device gets the same number of problems
-
-
-def plan_chunks(cfg: TrainConfig, n_problems: int, n_train: int, n_test: int, dx: int, dy: int, n_seeds: int, *,
-                mesh=None, max_problems_per_chunk: int | None = None, memory_budget_bytes: int | None = None,
-                data_copies: int = 1):
-    """(mesh, problems per chunk) for P problems: chunk = `max_problems_per_chunk`, else as many problems as
-    `memory_budget_bytes` allows (`bytes_per_problem`), balanced and a multiple of the mesh's device count
-    (`balanced_chunk`). Default mesh: all devices, but never more than there are problems (no device trains
-    only padding)."""
-    from ie_jax import sharding
-
-    from ie_jax import distributed
-
-    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(n_problems))
-    n_devices = mesh.devices.size
-    if max_problems_per_chunk is None:
-        budget = memory_budget_bytes or default_memory_budget() * n_devices
-        per_problem = bytes_per_problem(cfg, n_train, n_test, dx, dy, n_seeds, data_copies)
-        max_problems_per_chunk = max(1, budget // max(1, per_problem))
-    return mesh, balanced_chunk(n_problems, int(max_problems_per_chunk), n_devices)
+    steps = int(cfg.steps)
+    records = steps + steps // max(1, cfg.eval_every or steps) + (n_test // eval_batch if eval_batch else 0) + 4
+    words = (8 * critic_parameters(cfg, dx, dy) + activations(batch) + (activations(eval_batch) if eval_batch else 0)
+             + 4 * n_train + 2 * batch * (dx + dy) + records)
+    data = 0
+    if cfg.dtype != "float32":
+        data = 3 * jnp.dtype(DTYPES[cfg.dtype]).itemsize * (n_train + n_test) * (dx + dy)
+    return int(4 * n_seeds * words + data)
 
 
 def seed_keys(seeds, mesh) -> jax.Array:
@@ -333,7 +310,8 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
                 memory_budget_bytes: int | None = None) -> dict[str, np.ndarray]:
     """`train_critics` for any P: chunks of the problem axis, each padded and sharded over `mesh`.
 
-    x [P, N, dx] etc. (numpy or jax arrays); seeds: sequence of ints. Chunks as `plan_chunks`. Padding
+    x [P, N, dx] etc. (numpy or jax arrays); seeds: sequence of ints. Chunks: `max_problems_per_chunk`, else
+    as many as `memory_budget_bytes` (per device; default `ie_jax.mi.chunks.memory_budget()`) holds. Padding
     problems repeat the last real one and are dropped. Returns the dict of `train_critics` as numpy arrays
     with leading axis P (`ie_jax.mi.estimate` keeps its records on the device instead).
     """
@@ -342,8 +320,14 @@ def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max
     n_problems, n_train, dx = x.shape
     dy, n_test = y.shape[2], x_test.shape[1]
     eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
-    mesh, chunk = plan_chunks(cfg, n_problems, n_train, n_test, dx, dy, len(seeds), mesh=mesh,
-                              max_problems_per_chunk=max_problems_per_chunk, memory_budget_bytes=memory_budget_bytes)
+    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(n_problems))
+    if max_problems_per_chunk is None:  # the data (float32 or the training dtype) and the training program
+        data = jnp.dtype(DTYPES[cfg.dtype]).itemsize * (n_train + n_test) * (dx + dy)
+        per_problem = data + training_bytes(cfg, n_train, n_test, dx, dy, len(seeds), eval_batch)
+        chunk = chunks.plan(n_problems, per_problem, budget=memory_budget_bytes, n_devices=mesh.devices.size,
+                            what="training one problem's critics")
+    else:
+        chunk = chunks.balanced_chunk(n_problems, int(max_problems_per_chunk), mesh.devices.size)
     if cfg.dtype != "float32":  # bf16 data travel as bf16: half the memory, and the matmuls read bf16 anyway
         x, y, x_test, y_test = (a.astype(DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
     keys = seed_keys(seeds, mesh)
