@@ -202,9 +202,10 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         elif held is not None:
             size = held
     size = distributed.broadcast_json(min(size, len(problems)))  # process 0's: every process the same chunks
-    estimates, sizes = _estimate_all(variables, problems, est, store, size, report, on_chunk,
-                                     getattr(dataset, "generating_entropy_nats", None), timings,
-                                     warn=lambda message: _warn(message, progress))
+    sizes = []  # the chunk size, then each size it was halved to
+    estimates = _estimate_all(variables, problems, est, store, size, report, on_chunk,
+                              getattr(dataset, "generating_entropy_nats", None), timings,
+                              warn=lambda message: _warn(message, progress), sizes=sizes)
 
     metadata = _metadata(lm, dataset, est, micro, variables, units)
     metadata["chunks"] = {"problems": len(problems), "chunk_size": sizes[0], "n_chunks": math.ceil(len(problems) / sizes[0]),
@@ -277,7 +278,7 @@ def plan_chunks(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: in
     budget = chunks.memory_budget(memory_budget)
     strict = memory_budget is not None or chunks.device_memory_limit() is not None
     per_problem = chunk_bytes_per_problem(est, n_samples, dx, dy)
-    n_devices = distributed.mesh_size(n_problems)
+    n_devices = est.n_devices(n_problems)
     on_device = states_on_device(states_bytes, budget)
     reserved = states_bytes if on_device else 0
     if on_device and not chunks.fits(1, per_problem, budget=budget, n_devices=n_devices, reserved=reserved):
@@ -320,15 +321,15 @@ def states_on_device(states_bytes: int, memory_budget_bytes: int | None = None) 
 
 
 def _estimate_all(variables, problems, est, store, size, report, on_chunk, generating_entropy, timings,
-                  warn=None):
-    """([S][P] annotated estimates in nats, the chunk sizes used), chunk by chunk; finished problems come from /
-    go to `store`.
+                  warn=None, sizes=None):
+    """[S][P] annotated estimates in nats, chunk by chunk; finished problems come from / go to `store`.
 
     Chunks are consecutive runs of `size` problems of the whole list; a chunk whose problems are all in
     `store` (from any earlier run, whatever its chunk size) is read back, the others are estimated (their
     finished problems skipped, the rest padded to `size`) and saved as a new chunk file. A chunk that runs out
     of device memory (`ie_jax.mi.chunks.is_out_of_memory`; one process) is tried again at half the size, and
-    the rest of the run keeps that size: every finished chunk stays, and a resumed run takes the last size."""
+    the rest of the run keeps that size: every finished chunk stays, and a resumed run takes the last size.
+    `sizes` (a list) receives the chunk size and every size it was halved to."""
     n_chunks = math.ceil(len(problems) / size)
     finished = _finished_estimates(store, len(est.settings)) if store is not None else {}
     # Process 0 alone reads the store: every process then skips the same finished problems (same chunks).
@@ -337,7 +338,9 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
     report(f"{len(problems)} MI problems in {n_chunks} chunk{'s' * (n_chunks > 1)} of {size} "
            f"({', '.join(est.settings)}); {sum(p in finished for p in problems)} already done")
     clock = dict(start=time.perf_counter(), estimated_s=0.0, compile_s=0.0, n_estimated=0)
-    sizes, start, c = [size], 0, 0
+    sizes = [] if sizes is None else sizes
+    sizes.append(size)
+    start, c = 0, 0
     while start < len(problems):
         chunk = problems[start : start + size]
         todo = [p for p in chunk if tuple(p.key()) not in done]
@@ -386,7 +389,7 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
     if done and distributed.process_count() > 1:  # process 0 alone read the finished problems: send its numbers
         payload = distributed.broadcast_json([[e and e.to_dict() for e in row] for row in results])
         results = [[MIEstimate.from_dict(e) for e in row] for row in payload]
-    return results, sizes
+    return results
 
 
 def _estimate_chunk(variables, todo, est, size, generating_entropy, timings, clock) -> list[list[MIEstimate]]:

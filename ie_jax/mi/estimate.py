@@ -94,24 +94,15 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     if readout == "heldout" and n_test < 2:
         raise ValueError(f"N={n} with test_fraction={options['test_fraction']} leaves {n_test} held-out pairs: "
                          "need at least 2")
-    train_idx, test_idx = prepare.split_indices(n, n_test, seed)
-    half = None
-    if layout.half_check:
-        # The same critics trained on a random half of the training pairs, read out on the same held-out
-        # batches: what doubling N added says whether the estimate is still limited by the sample size.
-        half = np.sort(np.random.default_rng([seed, 1]).permutation(n_train)[: n_train // 2]).astype(np.int32)
-    alt_cfg, gaussian_bound = layout.alt_cfg, layout.gaussian_bound
     slots = max(n_problems, int(pad_problems_to or 0))
     mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(slots))
     chunk = _chunk_size(cfg, options, slots, n, dx, dy, len(seeds), mesh.devices.size)
-    fixed = dict(keys=seed_keys(seeds, mesh), train_idx=train_idx, test_idx=test_idx, half=half,
-                 table=prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32))
+    run = chunk_program(cfg, options, n, seed, seeds, mesh)
     outputs = []
     for start in range(0, slots, chunk):
         xc, yc = (_chunk_on_mesh(a, start, chunk, mesh) for a in (x, y))
         clock.lap("setup_s", (xc, yc))
-        outputs.append(_estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, n_select, xc, yc,
-                                       clock=clock, seed=seed, **fixed))
+        outputs.append(run(xc, yc, clock=clock))
     outputs = distributed.to_host(outputs)  # the one transfer back (across hosts: all-gathered): [P] statistics and flags, no data
     clock.lap("transfer_s")
     stats = {k: np.concatenate([o[k] for o in outputs])[:n_problems] for k in outputs[0]}
@@ -219,6 +210,28 @@ def _chunk_size(cfg: TrainConfig, options: dict, n_problems: int, n: int, dx: in
                        budget=options["memory_budget_bytes"], n_devices=n_devices,
                        what=f"one MI problem of N = {n} samples (dx = {dx}, dy = {dy})",
                        fix="fewer samples (--samples)")
+
+
+def chunk_program(cfg: TrainConfig, options: dict, n: int, seed: int, seeds, mesh):
+    """`run(x, y, clock=None)`: one chunk of `estimate_batch` (x [C, N, dx], y [C, N, dy] on `mesh`) with
+    everything its problems share (split, half-N rows, keys, normal-score table) fixed: device arrays of [C]
+    statistics. Also what tests/test_chunks.py traces to hold `bytes_per_problem` to the compiled programs."""
+    layout = _layout(cfg, options, n)
+    how = prepare.marginal_normalization(options["standardize"])
+    train_idx, test_idx = prepare.split_indices(n, layout.n_test, seed)
+    half = None
+    if layout.half_check:
+        # The same critics trained on a random half of the training pairs, read out on the same held-out
+        # batches: what doubling N added says whether the estimate is still limited by the sample size.
+        half = np.sort(np.random.default_rng([seed, 1]).permutation(layout.n_train)[: layout.n_train // 2]).astype(np.int32)
+    fixed = dict(keys=seed_keys(tuple(seeds), mesh), train_idx=train_idx, test_idx=test_idx, half=half,
+                 table=prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32), seed=seed)
+
+    def run(x, y, clock=None):
+        return _estimate_chunk(cfg, layout.alt_cfg, options["readout"], how, layout.gaussian_bound, layout.eval_batch,
+                               layout.n_select, x, y, clock=clock or _PhaseClock(None), **fixed)
+
+    return run
 
 
 def _estimate_chunk(cfg, alt_cfg, readout, how, gaussian_bound, eval_batch, n_select, x, y, *, keys, train_idx,

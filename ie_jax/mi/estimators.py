@@ -57,6 +57,10 @@ class Estimator:
         the host): x and y in float32."""
         return 4 * n * (dx + dy)
 
+    def n_devices(self, n_problems: int) -> int:
+        """Devices a call on n_problems problems spreads them over (each holds its share of the chunk)."""
+        return 1
+
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         raise NotImplementedError
 
@@ -131,6 +135,11 @@ class NeuralEstimator(Estimator):
 
         return bytes_per_problem(n, dx, dy, protocol=self.protocol, seeds=self.seeds, **self.options)
 
+    def n_devices(self, n_problems: int) -> int:
+        from ie_jax import distributed
+
+        return self.mesh.devices.size if self.mesh is not None else distributed.mesh_size(n_problems)
+
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.estimate import estimate_batch
 
@@ -167,6 +176,9 @@ class NoiseEstimator(Estimator):
 
         sizes = {k: self.options[k] for k in ("n_mc", "chunk", "dtype") if k in self.options}
         return bytes_per_problem(n, dx, dy, n_sigmas=len(self.sigmas), **sizes)
+
+    def n_devices(self, n_problems: int) -> int:
+        return 1 if self.mesh is None else self.mesh.devices.size
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
         from ie_jax.mi.noise import noise_mi_curve_batch
