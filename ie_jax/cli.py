@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--data-seed", type=int, default=0)
     m.add_argument("--chunk-size", type=int, default=None, help="MI problems per compiled call (default: by memory)")
     m.add_argument("--memory-budget", default=None, metavar="BYTES",
-                   help="device memory per chunk of MI problems, e.g. 40GiB (default: half the GPU's; 1GiB on CPU)")
+                   help="device memory (per device) for the states kept there and a chunk of MI problems, e.g. "
+                        "40GiB (default: 80%% of what JAX may still allocate on the GPU; 4GiB on CPU)")
     m.add_argument("--save-states", action="store_true", help="also save the hidden states under OUT/states")
     m.add_argument("--out", required=True, help="run directory (a rerun with the same arguments resumes)")
     hosts = m.add_argument_group("across hosts", "one process per host (or GPU) on JAX's multi-controller runtime; "

@@ -208,8 +208,11 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
                               warn=lambda message: _warn(message, progress), sizes=sizes)
 
     metadata = _metadata(lm, dataset, est, micro, variables, units)
-    metadata["chunks"] = {"problems": len(problems), "chunk_size": sizes[0], "n_chunks": math.ceil(len(problems) / sizes[0]),
-                          "bytes_per_problem": plan.bytes_per_problem, "memory_budget_bytes": plan.budget}
+    metadata["chunks"] = {
+        "problems": len(problems), "chunk_size": sizes[0], "n_chunks": math.ceil(len(problems) / sizes[0]),
+        "bytes_per_problem": plan.bytes_per_problem, "memory_budget_bytes": plan.budget,
+        # the first device: planned (in use before, states kept there, a chunk) and measured (GPU/TPU)
+        "planned_peak_bytes": plan.peak_bytes(sizes[-1]), "device_peak_bytes": chunks.device_memory_peak()}
     if len(sizes) > 1:  # halved after out-of-memory errors
         metadata["chunks"]["halved_to"] = sizes[1:]
     metadata["timing_s"] = timings
@@ -260,11 +263,17 @@ class ChunkPlan:
     reserved: int  # bytes of the budget the states kept on the device take
     n_devices: int
     strict: bool  # the budget is a limit (given, or a device's): a chunk over it is not run
+    in_use: int = 0  # bytes already in use on the first device when planned (the model's weights), outside the budget
     warning: str | None = None
 
     def fits(self, size: int) -> bool:
         return not self.strict or chunks.fits(size, self.bytes_per_problem, budget=self.budget,
                                                 n_devices=self.n_devices, reserved=self.reserved)
+
+    def peak_bytes(self, size: int) -> int:
+        """Planned peak of the first device with chunks of `size`: what was in use, the states kept there and
+        the chunk (compare with the device's `peak_bytes_in_use`)."""
+        return self.in_use + chunks.peak_bytes(size, self.bytes_per_problem, self.n_devices, self.reserved)
 
 
 def plan_chunks(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int, states_bytes: int,
@@ -283,12 +292,12 @@ def plan_chunks(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: in
     reserved = states_bytes if on_device else 0
     if on_device and not chunks.fits(1, per_problem, budget=budget, n_devices=n_devices, reserved=reserved):
         on_device, reserved = False, 0  # the states go to the host to leave a problem room
-    fix = (f"fewer samples (--samples {n_samples} now)"
-           + (", a smaller estimator setting (e.g. --set batch_size=256)" if est.name == "neural" else ""))
+    fix = f"fewer samples (--samples {n_samples} now)"
     size = chunks.plan(n_problems, per_problem, budget=budget if strict else None, n_devices=n_devices,
                        reserved=reserved, what=f"one MI problem ({est.settings[0]}, N = {n_samples}, d = {dx})",
                        fix=fix)
-    plan = ChunkPlan(size, on_device, per_problem, budget, reserved, n_devices, strict)
+    plan = ChunkPlan(size, on_device, per_problem, budget, reserved, n_devices, strict,
+                     chunks.device_memory_in_use())
     if chunk_size is None:
         return plan
     if plan.fits(chunk_size):
@@ -359,9 +368,7 @@ def _estimate_all(variables, problems, est, store, size, report, on_chunk, gener
                 message = (f"chunk {c + 1} ran out of device memory ({first}): going on with chunks of {size} "
                            "problems (finished chunks are kept; a smaller --memory-budget plans smaller chunks "
                            "from the start)")
-                report(f"warning: {message}")
-                if warn is not None:
-                    warn(message)
+                (warn or warnings.warn)(message)
                 continue
             t0 = time.perf_counter()
             if store is not None:

@@ -235,5 +235,6 @@ def check_host_memory(states_bytes: int) -> None:
 
     total = host_memory()
     if total is not None and states_bytes > 0.6 * total:
-        raise ValueError(f"the hidden states would take {states_bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB memory: "
-                         f"measure fewer layers or samples, or pass token_curve=False to keep only the last position")
+        raise ValueError(f"the hidden states would take {states_bytes / 2**30:.1f} GiB of {total / 2**30:.1f} GiB "
+                         "memory: measure fewer layers or samples, or pass token_curve=False to keep only the last "
+                         "position")

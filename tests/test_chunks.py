@@ -108,7 +108,8 @@ def test_noise_estimator_planned_peak_bounds_the_compiled_peak(case):
     P, n, d = (case.pop(k) for k in ("P", "n", "d"))
     est = ie_jax.mi.get_estimator("noise", sigma=[0.3, 1.0], n_mc=64, **case)
     peak = noise_peak(P, n, d, d, n_sigmas=2, n_mc=64, **case)
-    assert peak.peak_bytes <= P * est.bytes_per_problem(n, d, d), (P * est.bytes_per_problem(n, d, d) / MiB, _show(peak))
+    planned = P * est.bytes_per_problem(n, d, d)
+    assert peak.peak_bytes <= planned, (planned / MiB, _show(peak))
 
 
 def test_sweep_cost_counts_its_own_steps():

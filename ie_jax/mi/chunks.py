@@ -78,6 +78,12 @@ def device_memory_in_use() -> int:
     return int(_memory_stats().get("bytes_in_use") or 0)
 
 
+def device_memory_peak() -> int | None:
+    """Most bytes allocated on the first device so far (None where the backend does not say)."""
+    peak = _memory_stats().get("peak_bytes_in_use")
+    return int(peak) if peak is not None else None
+
+
 def host_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

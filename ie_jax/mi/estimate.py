@@ -70,6 +70,9 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     `ie_jax.sharding.make_mesh` to shard the problem axis over (default: all devices, at most P).
     `pad_problems_to`: plan chunks as if there were this many problems (padding repeats the last one), so
     that calls with fewer problems, such as a sweep's last chunk, reuse the same compiled programs.
+    Chunks (`ie_jax.mi.chunks`): `max_problems_per_chunk=`, else the caller's plan (`chunks.planned`), else as
+    many problems as `memory_budget_bytes=` (per device; default `chunks.default_memory_budget()`) holds at
+    `bytes_per_problem` each.
     `timings`: a dict to receive the seconds of each phase (setup_s, prepare_s, train_s, gaussian_s,
     readout_s, transfer_s, format_s, summed over chunks); each phase then waits for the device, which
     costs the overlap of host and device work, so pass it for profiling only.
@@ -223,7 +226,8 @@ def chunk_program(cfg: TrainConfig, options: dict, n: int, seed: int, seeds, mes
     if layout.half_check:
         # The same critics trained on a random half of the training pairs, read out on the same held-out
         # batches: what doubling N added says whether the estimate is still limited by the sample size.
-        half = np.sort(np.random.default_rng([seed, 1]).permutation(layout.n_train)[: layout.n_train // 2]).astype(np.int32)
+        order = np.random.default_rng([seed, 1]).permutation(layout.n_train)
+        half = np.sort(order[: layout.n_train // 2]).astype(np.int32)
     fixed = dict(keys=seed_keys(tuple(seeds), mesh), train_idx=train_idx, test_idx=test_idx, half=half,
                  table=prepare.normal_score_table(n) if how == "rank" else np.zeros(1, np.float32), seed=seed)
 

@@ -263,6 +263,7 @@ def train_critics(cfg: TrainConfig, x, y, x_test, y_test, keys, *, eval_batch: i
     return jax.vmap(over_seeds, in_axes=(0, 0, 0, 0, None))(x, y, x_test, y_test, keys)
 
 
+@functools.lru_cache(maxsize=64)
 def critic_parameters(cfg: TrainConfig, dx: int, dy: int) -> int:
     """Parameters of one critic (its init traced for shapes only: nothing is computed)."""
     shapes = jax.eval_shape(lambda key: cfg.make_critic().init(key, dx, dy), jax.random.key(0))

@@ -1,0 +1,103 @@
+"""The default run's memory plan on GPU-sized devices, and what its compiled programs need (runs on a CPU).
+
+For GPT-2 small (d = 768, 12 layers) and medium (d = 1024, 24 layers) at N = 20,000, T = 8, Gaussian inputs with
+isolated tokens (16 problems per layer), the fast protocol (the default estimator): the plan `ie-jax measure`
+makes (`ie_jax.sweep.plan_chunks`) on one device where JAX may allocate 78 or 40 GiB, or 75% of an H100 80GB or
+A100 40GB (JAX's default preallocation, its `bytes_limit`), with the model's weights (at most 1.5 GiB) in use: the budget, where the
+states stay, the bytes per problem, the chunk size and the planned peak.
+
+--compile: the planned chunk is also compiled for this machine's CPU from shapes alone (nothing is allocated,
+`ie_jax.mi.chunks.compiled_peak`) and its compiled peak set beside the plan. The CPU's memory analysis
+approximates the GPU's; the default budget leaves 20% of the device free for the difference. Minutes per row.
+
+    python benchmarks/memory_plan.py [--compile] [--out benchmarks/results/memory_plan_cpu.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from ie_jax import sharding, sweep  # noqa: E402
+from ie_jax.mi import chunks  # noqa: E402
+from ie_jax.mi.protocols import resolve  # noqa: E402
+
+MODELS = {"gpt2": dict(d=768, layers=12), "gpt2-medium": dict(d=1024, layers=24)}
+# what JAX may allocate: all of 78 / 40 GiB, or JAX's default 75% of an H100 80GB (81,559 MiB) / A100 40GB (40,536 MiB)
+DEVICES_GIB = {"78 GiB": 78.0, "40 GiB": 40.0, "H100 80GB, JAX's 75%": 0.75 * 81559 / 1024,
+               "A100 40GB, JAX's 75%": 0.75 * 40536 / 1024}
+GiB = 2**30
+
+
+def plan_for(model: str, device_gib: float, n: int = 20_000, seq_len: int = 8, weights_gib: float = 1.5):
+    d, layers = MODELS[model]["d"], MODELS[model]["layers"]
+    est = sweep.make_estimator("fast", None, None, (0,), False, {})
+    est.n_devices = lambda n_problems: 1  # one device
+    states = 2 * 4 * layers * d * (n * seq_len + n * seq_len)  # context and isolated-token states, both sides
+    budget = int(chunks.DEFAULT_FRACTION * (device_gib - weights_gib) * GiB)  # `default_memory_budget` there
+    limit, chunks.device_memory_limit = chunks.device_memory_limit, lambda: int(device_gib * GiB)
+    try:
+        return sweep.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget), layers * 2 * seq_len, d
+    finally:
+        chunks.device_memory_limit = limit
+
+
+def compiled_chunk_peak(size: int, n: int, d: int) -> int:
+    """Compiled peak of one chunk of the fast protocol's `estimate_batch`, as a GPU runs it (the Gaussian critic
+    vmapped over problems)."""
+    estimate = importlib.import_module("ie_jax.mi.estimate")
+    cfg, options = resolve("fast", {})
+    run = estimate.chunk_program(cfg, options, n, 0, (0,), sharding.make_mesh(1))
+    backend, jax.default_backend = jax.default_backend, lambda: "gpu"
+    try:
+        shape = jax.ShapeDtypeStruct((size, n, d), jnp.float32)
+        return chunks.compiled_peak(run, shape, shape).peak_bytes
+    finally:
+        jax.default_backend = backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compile", action="store_true", help="compile each planned chunk for the CPU")
+    parser.add_argument("--out", default=None, help="write the rows as JSON")
+    args = parser.parse_args()
+    rows = []
+    for model in MODELS:
+        for device, device_gib in DEVICES_GIB.items():
+            plan, n_problems, d = plan_for(model, device_gib)
+            chunk_peak = chunks.peak_bytes(plan.chunk_size, plan.bytes_per_problem)
+            row = {"model": model, "device": device, "device_gib": device_gib, "budget_gib": plan.budget / GiB,
+                   "states_on_device": plan.states_on_device, "states_gib": plan.reserved / GiB,
+                   "bytes_per_problem_gib": plan.bytes_per_problem / GiB, "problems": n_problems,
+                   "chunk_size": plan.chunk_size, "n_chunks": -(-n_problems // plan.chunk_size),
+                   "planned_chunk_gib": chunk_peak / GiB, "planned_peak_gib": (plan.reserved + chunk_peak) / GiB}
+            if args.compile:
+                t0 = time.perf_counter()
+                row["compiled_chunk_gib"] = compiled_chunk_peak(plan.chunk_size, 20_000, d) / GiB
+                row["compile_s"] = time.perf_counter() - t0
+                jax.clear_caches()
+            rows.append(row)
+            print(f"{model:12s} {device:22s} budget {row['budget_gib']:5.1f} GiB, states "
+                  f"{'on the device' if plan.states_on_device else 'on the host  '} {row['states_gib']:5.1f} GiB, "
+                  f"{row['bytes_per_problem_gib']:.3f} GiB/problem: {row['n_chunks']:2d} chunks of "
+                  f"{plan.chunk_size:2d}, planned chunk {row['planned_chunk_gib']:5.1f} GiB, peak "
+                  f"{row['planned_peak_gib']:5.1f} GiB"
+                  + (f"; compiled chunk (CPU) {row['compiled_chunk_gib']:5.1f} GiB" if args.compile else ""),
+                  flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
