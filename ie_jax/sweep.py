@@ -155,11 +155,12 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
     validation.check_capture(lm, dataset, layers, micro, token_curve)
     states_bytes = variables_lib.states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve)
     n_problems = _count_problems(lm, dataset, layers, micro, token_curve)
+    # the memory plan, before the run directory is claimed: a run that cannot fit is refused here
     plan = plan_chunks(est, n_problems, dataset.n_samples, hidden, hidden, states_bytes, budget, chunk_size)
-    if plan.warning:
-        _warn(plan.warning, progress)
     store = finished = None
     progress = progress and distributed.is_leader()
+    if plan.warning and distributed.is_leader():
+        _warn(plan.warning, progress)
     if out is not None and distributed.is_leader():
         store = RunStore(out, _identity(lm, dataset, est, micro, layers, token_curve, units))
         finished = store.finished_result()  # a finished run reruns from its result, without a capture
