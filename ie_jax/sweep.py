@@ -34,7 +34,7 @@ from ie_jax import distributed
 from ie_jax import plan
 from ie_jax import validation
 from ie_jax import variables as variables_lib
-from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
+from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, estimator_name, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
 from ie_jax.store import RunStore
@@ -73,13 +73,15 @@ def problem_pair(variables: variables_lib.Variables, p: Problem) -> tuple[np.nda
     return variables.micro_pair(p.layer_index, p.t)
 
 
-def make_estimator(protocol: str, estimator: str | None, sigma, seeds, discrete: bool, overrides: dict) -> Estimator:
+def make_estimator(protocol: str | None, estimator: str | None, sigma, seeds, discrete: bool,
+                   overrides: dict) -> Estimator:
     """The sweep's estimator from measure()'s arguments (seeds: neural critics; the noise estimator's first)."""
+    name = estimator_name(estimator, protocol)
+    protocol = protocol or "fast"
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
-    name = estimator or "neural"
     if name not in ESTIMATOR_NAMES:
-        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES} (None = neural)")
+        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES} (None = the default, noise)")
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
@@ -94,7 +96,7 @@ def make_estimator(protocol: str, estimator: str | None, sigma, seeds, discrete:
     return get_estimator(name, **overrides)
 
 
-def measure(model, data, *, protocol: str = "fast", estimator: str | None = None, micro: str = "isolated",
+def measure(model, data, *, protocol: str | None = None, estimator: str | None = None, micro: str = "isolated",
             n_samples: int | None = None, seq_len: int | None = None, seeds=(0,), layers=None, out=None,
             sigma=None, units: str = "nats", token_curve: bool = True, data_seed: int = 0,
             chunk_size: int | None = None, memory_budget=None, save_states: bool = False, capture_batch: int = 64,
@@ -103,9 +105,12 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
 
     model: a LoadedModel, a model name ("default") or a path (HF dir / .gguf).
     data: a spec ("icl:country", "text:kjv", "text:PATH", "gaussian[:VAR]") or a TokenData/GaussianData.
-    protocol: neural protocol "fast" | "paper"; estimator: None (neural), "exact_discrete", "noise" (with
-      `sigma`, a float or list: one setting each), "gaussian" (closed form). overrides go to the estimator
-      (`ie_jax.mi.get_estimator`).
+    estimator: None (the default: "noise", the noise-regularised IE(sigma) over `ie_jax.mi.estimators.
+      DEFAULT_SIGMAS`, or "neural" when a protocol is named), "noise" (with `sigma`, a float or list: one setting
+      each), "neural" (critics; protocol "fast" | "paper", default fast), "exact_discrete" (counting),
+      "gaussian" (closed form). overrides go to the estimator (`ie_jax.mi.get_estimator`).
+      With several settings the result selects the smallest sigma at which the most layers have a measured IE
+      (metadata["selected_setting"] says which and why); `IEResult.select` picks another.
     micro: "isolated" (each token alone, the paper's definition) | "in_context" (position t of the full pass).
     n_samples, seq_len, data_seed: used when `data` is a spec. seeds: neural critics per problem (CIs include
       their spread); the noise estimator uses the first as its Monte Carlo seed.
@@ -175,7 +180,7 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         timings["write"] += time.perf_counter() - t0
 
     problems = problems_for(variables)
-    slow = plan.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
+    slow = plan.slow_warning(est.name, protocol or "fast", overrides, n_problems=len(problems), n_seeds=len(seeds),
                              n_samples=dataset.n_samples, hidden_size=hidden)
     if slow is not None:
         _warn(slow, progress)
@@ -451,9 +456,24 @@ def _assemble(variables, problems, estimates, est, units, metadata) -> IEResult:
         if variables.micro_mode == "isolated":
             micro.append(tuple(tuple(row[index["micro", i, t]] for t in range(T)) for i in range(L)))
     assert all(len(r) == P for s in context for r in s)
-    return IEResult(layers=variables.layers, seq_len=T, micro_mode=variables.micro_mode, settings=est.settings,
-                    context_positions=variables.positions, context=tuple(context),
-                    micro=tuple(micro) if micro else None, units=units, metadata=metadata)
+    result = IEResult(layers=variables.layers, seq_len=T, micro_mode=variables.micro_mode, settings=est.settings,
+                      context_positions=variables.positions, context=tuple(context),
+                      micro=tuple(micro) if micro else None, units=units, metadata=metadata)
+    index, why = reported_setting(result)
+    metadata["selected_setting"] = {"index": index, "setting": est.settings[index], "reason": why}
+    return result.select(index)
+
+
+def reported_setting(result: IEResult) -> tuple[int, str]:
+    """(index, why) of the setting a sweep reports first: the one at which the most layers have a measured IE,
+    of those the smallest noise level (the finest resolution at which the states can be measured)."""
+    counts = [int(result.select(i).ie_measured.sum()) for i in range(len(result.settings))]
+    sigmas = [p.get("sigma", 0.0) for p in result.metadata.get("setting_params", [{}] * len(counts))]
+    index = min(range(len(counts)), key=lambda i: (-counts[i], sigmas[i] if sigmas[i] is not None else 0.0, i))
+    if len(counts) == 1:
+        return index, "the only setting"
+    return index, (f"{result.settings[index]}: IE measured at {counts[index]} of {len(result.layers)} layers, the most "
+                   "of any setting" + (" (the smallest sigma among those)" if counts.count(counts[index]) > 1 else ""))
 
 
 def _identity(lm, dataset, est, micro, layers, token_curve, units) -> dict:

@@ -30,19 +30,16 @@ import numpy as np
 from ie_jax import distributed, sharding
 from ie_jax.mi import gaussian_critic, inputs, prepare, selection
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import (FLAG_KEYS, SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units,
-                              convert, saturated as is_saturated, with_flags)
+from ie_jax.mi.result import (CHECK_FRACTION, CHECK_NATS, FLAG_KEYS, SATURATION_MARGIN_NATS, Z95, MIEstimate,
+                              MIEstimates, check_tolerance, check_units, convert, saturated as is_saturated,
+                              with_flags)
 from ie_jax.mi.train import TrainConfig, plan_chunks, seed_keys, train_critics
 
-# The sample-size and critic checks flag a gain above half the accuracy bar max(0.1 nat, 10%).
-CHECK_NATS = 0.05
-CHECK_FRACTION = 0.05
 OVERFIT_NATS = 0.1
 OVERFIT_FRACTION = 0.1
 # Other critic families for the critic check (`critic_check=` run option).
 CRITIC_CHECKS = {"concat": dict(critic="concat", hidden=(256, 256), skip=False),
                  "separable": dict(critic="separable", hidden=(256,), embed_dim=64, skip=True)}
-Z95 = 1.959963984540054
 # Raw input, its prepared copy and the half-N subset share the device during a chunk (`plan_chunks`).
 DATA_COPIES = 3
 MARGINAL_NORMALIZATIONS = prepare.MARGINAL_NORMALIZATIONS
@@ -319,7 +316,7 @@ def _select(stats: dict, value: float, stderr: float, diagnostics: dict, n_selec
     for key in FLAG_KEYS:
         out[key] = False
     growth = pick["value"] - pick["value_half_n"]
-    out["sample_limited"] = bool(math.isfinite(growth) and growth > selection.tolerance(v) + 2.0 * math.sqrt(2.0) * pick["stderr"])
+    out["sample_limited"] = bool(math.isfinite(growth) and growth > float(check_tolerance(v)) + 2.0 * math.sqrt(2.0) * pick["stderr"])
     # The copula is a model: say so where no held-out check could have refuted it from above. Beyond the data
     # ceiling (ln N_test, ln B(B-1)) no bound reaches it; and where a fitted Gaussian critic is expected to
     # realise less than half of it on new pairs (its Wishart loss at large d / N, e.g. d = 768), clusters would
@@ -327,7 +324,7 @@ def _select(stats: dict, value: float, stderr: float, diagnostics: dict, n_selec
     ceiling = min(diagnostics["ceilings"].values())
     expected = evidence.get("gaussian_expected")
     beyond = chosen == "copula" and v > ceiling - 1.0
-    blind = chosen == "copula" and v > selection.TOLERANCE_NATS and (expected is None or expected < 0.5 * min(v, cap - 1.0))
+    blind = chosen == "copula" and v > CHECK_NATS and (expected is None or expected < 0.5 * min(v, cap - 1.0))
     out["unverified"] = bool(beyond or blind)
     out["no_interval"] = False
     out = with_flags(out)

@@ -44,14 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax.mi import knn, linalg
+from ie_jax.mi.result import Z95, check_tolerance
 
 KSG_MAX_DIM = 6  # KSG is a candidate up to dx + dy = 6; beyond, its bias grows quickly with the width
 KSG_K = 3
 JITTER = 1e-5  # breaks exact ties (discrete data) for the nearest-neighbour candidates
 RIDGE = 1e-6  # keeps constant columns invertible in the copula's covariance
-Z95 = 1.959963984540054
-TOLERANCE_NATS = 0.05  # half the accuracy bar max(0.1 nat, 10%), as the checks in `ie_jax.mi.estimate`
-TOLERANCE_FRACTION = 0.05
 CANDIDATES = ("copula", "ksg", "radial", "neural")
 
 
@@ -137,10 +135,6 @@ def closed_form_candidates(x_train, y_train, *, seed: int) -> dict:
     return {"copula": copula, **out}
 
 
-def tolerance(value: float) -> float:
-    return max(TOLERANCE_NATS, TOLERANCE_FRACTION * abs(value))
-
-
 def candidate_summary(value: float, half_a: float, half_b: float, asymptotic_stderr: float) -> dict:
     """Value, stderr and bias-aware 95% CI of a closed-form candidate from its full and half-sample values."""
     half = 0.5 * (half_a + half_b)
@@ -181,12 +175,12 @@ def choose(candidates: dict, evidence: dict) -> tuple[str, str]:
     # an unknown spread (NaN) refutes nothing
     spread = lambda se: se if math.isfinite(se) else math.inf
     too_low = [(name, v) for name, v, se in witnesses
-               if math.isfinite(v) and v > c + tolerance(c) + 2.0 * math.hypot(spread(se), spread(copula["stderr"]))]
+               if math.isfinite(v) and v > c + float(check_tolerance(c)) + 2.0 * math.hypot(spread(se), spread(copula["stderr"]))]
     too_high = None
     expected = evidence.get("gaussian_expected")
     if evidence.get("gaussian_critic") is not None and expected is not None and math.isfinite(expected):
         g, g_se = evidence["gaussian_critic"]
-        if math.isfinite(g) and g < expected - tolerance(expected) - 2.0 * spread(g_se):
+        if math.isfinite(g) and g < expected - float(check_tolerance(expected)) - 2.0 * spread(g_se):
             too_high = g
     if not too_low and too_high is None:
         return "copula", (f"copula {c:.3f} nats: no lower bound on the selection batches exceeds it and the "
