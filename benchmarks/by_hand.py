@@ -2,7 +2,7 @@
 
 - results/default_measure_cpu.json: `make run` on a fresh clone, and `ie-jax measure --model default
   --data icl:country` with its CPU defaults, on the shared 2-core CPU.
-- results/multihost_example_cpu.json: README's 2-process example (docs/distributed.md) against 1 process with
+- results/multihost_example_cpu.json: the 2-process example of docs/distributed.md against 1 process with
   the same 4 devices, on the same CPU.
 
 `make docs` writes results/<name>.md from each (`tables()`).
@@ -22,7 +22,7 @@ def _minutes(seconds: float) -> str:
 
 def default_measure_table(r: dict) -> str:
     run, fresh = r["timing_s_from_result_json"], r["make_run_fresh_clone"]
-    lines = ["# `make run` and `ie-jax measure` timed on this CPU (`default_measure_cpu.json`, by hand)", "",
+    lines = ["**`make run` and `ie-jax measure` timed on this CPU** (`default_measure_cpu.json`, by hand)", "",
              f"Written by `benchmarks/by_hand.py` from that file. {r['machine']}; {r['date_utc']} UTC; jax "
              f"{r['versions']['jax']}, Python {r['versions']['python']}. Wall time is set by the other jobs; CPU time "
              "(user + sys) is the work.", "",
@@ -38,7 +38,7 @@ def default_measure_table(r: dict) -> str:
 def multihost_table(r: dict) -> str:
     two, one = r["two_processes"], r["one_process"]
     cpu_two = sum(two["cpu_user_s_per_process"]) / len(two["cpu_user_s_per_process"])
-    lines = ["# The 2-process example on this CPU (`multihost_example_cpu.json`, by hand)", "",
+    lines = ["**The 2-process example on this CPU** (`multihost_example_cpu.json`, by hand)", "",
              f"Written by `benchmarks/by_hand.py` from that file: {r['what']}. {r['machine']}; {r['date_utc']}, jax "
              f"{r['jax']}, {r['code']}.", "",
              "| run | devices in all | wall | CPU (user) per process |", "|---|---|---|---|",

@@ -105,7 +105,7 @@ def tables() -> dict[Path, str]:
     """results/capture_cpu.md from the committed capture_cpu.json."""
     r = json.loads(OUT.read_text())
     m, s, i = r["machine"], r["seconds"], r["input"]
-    lines = ["# SmolLM2-135M on this CPU, ie_jax against transformers (`capture_cpu.json`)", "",
+    lines = ["**SmolLM2-135M on this CPU, ie_jax against transformers** (`capture_cpu.json`)", "",
              f"Written by `benchmarks/capture_cpu.py` from that file. {r['model']}; {m['cpu']}, {m['cores']} cores "
              f"shared with other jobs (1-minute load average {m['load_average_1min']:.1f} while it ran); jax {m['jax']}, "
              f"torch {m['torch']}. A {i['batch']} x {i['tokens']}-token batch; median of {i['repeats']} runs after a "

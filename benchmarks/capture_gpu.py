@@ -269,7 +269,7 @@ def tables(results: Path = RESULTS) -> dict[Path, str]:
     run = json.loads((results / "capture_jax_gpu.json").read_text())
     gb = [m["bytes_min"] / 1e9 for m in run["models"].values()]
     lines = [
-        "# Capture throughput, ie_jax against HF transformers (`capture_*gpu.json`)", "",
+        "**Capture throughput, ie_jax against HF transformers** (`capture_*gpu.json`)", "",
         f"Written by `benchmarks/capture_gpu.py` from those files. Batch {run['config']['batch']} x "
         f"{run['config']['tokens']} tokens, random init, every block's input and output; median of "
         f"{run['config']['repeats']} after warm-up (and compilation). {env['capture_jax_gpu']['devices'][0]}, jax "

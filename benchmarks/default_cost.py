@@ -68,7 +68,7 @@ def tables(results: Path = RESULTS) -> dict[Path, str]:
     for path in sorted(results.glob("default_cost_*.json")):
         r = json.loads(path.read_text())
         m = r["meta"]
-        lines = [f"# What the selection default costs (`{path.name}`)", "",
+        lines = [f"**What the selection default costs** (`{path.name}`)", "",
                  f"Written by `benchmarks/default_cost.py` from that file. One d = {m['d']} problem, N = {m['n']:,}, "
                  f"true MI {m['true_mi_nats']:g} nats, through `mi.estimate` on {m['device']} (jax {m['jax']}); both "
                  f"defaults in one process, alternately: the first call of each (compilation included), then "

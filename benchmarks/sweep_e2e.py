@@ -237,7 +237,7 @@ def table(records: list[dict]) -> str:
     def run(name, commit):
         return next(r for r in records if r["run"] == name and r["commit"] == commit and r["model"] == "gpt2")
 
-    lines = ["# `ie-jax measure` end to end on one H200 (`sweep_e2e_h200.json`)", "",
+    lines = ["**`ie-jax measure` end to end on one H200** (`sweep_e2e_h200.json`)", "",
              "Written by `benchmarks/sweep_e2e.py` from that file. Total: seconds from the start of the process; "
              "phases from the result's `metadata[\"timing_s\"]`; before measure: JAX start and model init; states: "
              "where the captured states were kept; busy: mean `nvidia-smi` utilisation over the run.", "",

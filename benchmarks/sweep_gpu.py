@@ -722,7 +722,7 @@ def critic_tables(results: Path = RESULTS) -> str:
     times = ", ".join(f"`{n}.json` {d['env']['date_utc'][11:16]}" for n, d in
                       (("critic_gpu", c), ("variants_gpu", var), ("variants_bf16_gpu", var16)))
     lines = [
-        f"# Critic training on {gpu} (`critic_gpu.json`, `reference_torch_gpu.json`, `variants_*gpu.json`)", "",
+        f"**Critic training on {gpu}** (`critic_gpu.json`, `reference_torch_gpu.json`, `variants_*gpu.json`)", "",
         f"Written by `benchmarks/sweep_gpu.py` from those files. {gpu} ({memory}, {power.replace('.00 W', ' W')}, "
         f"{clock} max SM clock, driver {driver}); jax {c['env']['jax']}, {c['env']['date_utc'][:10]} (UTC: {times}). "
         "The critic run and the PyTorch reference ran on a 2-GPU host (1-GPU rows on its GPU 0), the variants on "
@@ -766,7 +766,7 @@ def critic_tables(results: Path = RESULTS) -> str:
         rows.append((label, sig3(1e3 * v["step_s_per_problem"]) + " per problem", f"{1 / v['step_s_per_problem']:.1f}",
                      f"{v['executed_tflops']:.0f} ({100 * v['executed_tflops'] / peak:.0f}%)",
                      f"{v['executed_tflops'] * issue_factor:.0f}"))
-    lines += ["", "## Paper protocol, per step", ""]
+    lines += ["", "**Paper protocol, per step**", ""]
     lines += _table("paper protocol | ms / step | critic-steps/s | TFLOP/s executed (% peak) | issue-convention TFLOP/s",
                     rows)
 
@@ -780,7 +780,7 @@ def critic_tables(results: Path = RESULTS) -> str:
     vs = lambda key: _x(sweep["reference"] / sweep[key])  # noqa: E731
     one, two = c["paper_bfloat16_1gpu"]["P108"], c["paper_bfloat16_2gpu"]["P108"]
     f1, f2, api = c["fast_1gpu"]["P108"], c["fast_2gpu"]["P108"], c["api_fast"]
-    lines += ["", f"## Whole GPT-2-small-shaped sweep, {SWEEP_PROBLEMS} problems (12 layers x (8 micro + 1 macro))", ""]
+    lines += ["", f"**Whole GPT-2-small-shaped sweep, {SWEEP_PROBLEMS} problems (12 layers x (8 micro + 1 macro))**", ""]
     lines += _table("sweep | time | vs PyTorch fp32 reference (same run)", [
         ("PyTorch reference fp32, one critic at a time (extrapolated)", f"{_hours(sweep['reference'])} h", "1x"),
         ("JAX faithful baseline (extrapolated)", f"{_hours(sweep['faithful'])} h", vs("faithful")),
@@ -801,7 +801,7 @@ def critic_tables(results: Path = RESULTS) -> str:
          f"{api['per_problem_s_second_call']:.1f} s per problem)", ""),
     ])
 
-    lines += ["", "## Speed variants of the paper critic (same protocol; ms per problem-step)", ""]
+    lines += ["", "**Speed variants of the paper critic (same protocol; ms per problem-step)**", ""]
     lines += _table("variant | run | ms / problem-step | TFLOP/s executed (% peak)", [
         (label, run, sig3(1e3 * v["step_s_per_problem"]),
          f"{v['executed_tflops']:.0f} ({100 * v['executed_tflops'] / peak:.0f}%)")
@@ -821,7 +821,7 @@ def critic_tables(results: Path = RESULTS) -> str:
     step2 = c["paper_bfloat16_2gpu"]["P24"]["critic_steps_per_s"] / p12["critic_steps_per_s"]
     sweep2, fast2 = sweep["bf16_1gpu"] / sweep["bf16_2gpu"], f1["total_s"] / f2["total_s"]
     t = ISSUE6
-    lines += ["", "## Targets (issue 6)", ""]
+    lines += ["", "**Targets (issue 6)**", ""]
     lines += _table("target (issue 6) | measured | met?", [
         (f"paper sweep <= {t['sweep_h']:.0f} h on one GPU",
          f"{_hours(sweep['bf16_1gpu'])} h bf16 ({_hours(sweep['variant'])} h with the bf16-activation variant; "
@@ -850,7 +850,7 @@ def critic_tables(results: Path = RESULTS) -> str:
          ", ".join(f"{name} {p:.0f}%" for name, p in large), _met(all(p >= t["peak_pct"] for _, p in large))),
     ])
 
-    lines += ["", "## Accuracy note: the fast protocol through `estimate_batch` at this size (not a speed result)", ""]
+    lines += ["", "**Accuracy note: the fast protocol through `estimate_batch` at this size (not a speed result)**", ""]
     lines += _table("quantity | value", [
         ("true MI of y = 0.1 x + noise, d = 768", f"{api['true_mi_nats']:.2f} nats"),
         ("held-out estimate, mean of the P problems", f"{sum(api['values_nats']) / len(api['values_nats']):.2f} nats"),
@@ -881,7 +881,7 @@ def critic_x4_table(results: Path = RESULTS) -> str:
     rows.append(("faithful fp32 baseline, one critic, host loop", f"{1e3 * faithful['step_s_median']:.1f}",
                  f"{1 / faithful['step_s_median']:.1f}", "-", f"sweep {_hours(faithful['extrapolated_sweep_108_s'])} h"))
     gpu = x["env"]["nvidia_smi"].splitlines()[0].split(",")[0]
-    lines = [f"# Four-GPU run (`critic_gpu_x4.json`)", "",
+    lines = ["**Four-GPU run** (`critic_gpu_x4.json`)", "",
              f"Written by `benchmarks/sweep_gpu.py` from that file. One call on a 4 x {gpu} host, "
              f"{x['env']['date_utc'][:10]} {x['env']['date_utc'][11:16]} UTC, jax {x['env']['jax']}; bf16 matmul peak "
              f"measured in the same run: {peak:.0f} TFLOP/s. Paper critic, N = {x['config']['n']:,}, "

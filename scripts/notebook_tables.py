@@ -26,7 +26,7 @@ def _span(values, digits: int = 2) -> str:
 
 
 def _doc(title: str, name: str, intro: str, body: list[str], found: str) -> str:
-    head = [f"# {title} (`{name}.json`)", "",
+    head = [f"**{title}** (`{name}.json`)", "",
             f"Written by `scripts/notebook_tables.py` from the JSON of `notebooks/{name}.py`. {intro}", ""]
     return "\n".join(head + body + ["", f"The notebook's own summary: {found}"]) + "\n"
 
