@@ -107,7 +107,8 @@ def tables() -> dict[Path, str]:
     m, s, i = r["machine"], r["seconds"], r["input"]
     lines = ["**SmolLM2-135M on this CPU, ie_jax against transformers** (`capture_cpu.json`)", "",
              f"Written by `benchmarks/capture_cpu.py` from that file. {r['model']}; {m['cpu']}, {m['cores']} cores "
-             f"shared with other jobs (1-minute load average {m['load_average_1min']:.1f} while it ran); jax {m['jax']}, "
+             f"shared with other jobs (1-minute load average {m['load_average_1min']:.1f} while it ran); "
+             f"jax {m['jax']}, "
              f"torch {m['torch']}. A {i['batch']} x {i['tokens']}-token batch; median of {i['repeats']} runs after a "
              "warm-up.", "",
              "| step | ie_jax s | transformers s |", "|---|---|---|",

@@ -255,7 +255,8 @@ def capture_table(jax_file: Path, hf_file: Path, peak_tflops: float) -> list[str
         tflops = f"{m['tflops']:.0f}" + (f" ({100 * m['tflops'] / peak_tflops:.0f}%)" if bf16 else "")
         ratio = f"{m['tokens_per_s'] / max(hf.values()):.2f}x" + ("" if bf16 else "*")
         lines.append(f"| {shape} | {'bf16' if bf16 else 'fp32'} | {m['block_params'] / 1e6:.0f} M | "
-                     f"{sig3(m['tokens_per_s'] / 1e3)} | {tflops} | {sig3(hf['eager'] / 1e3)} | {sig3(hf['sdpa'] / 1e3)} | "
+                     f"{sig3(m['tokens_per_s'] / 1e3)} | {tflops} | {sig3(hf['eager'] / 1e3)} | "
+                     f"{sig3(hf['sdpa'] / 1e3)} | "
                      f"{ratio} | {m['first_call_incl_compile_s']:.1f} |")
     return lines
 
@@ -278,8 +279,9 @@ def tables(results: Path = RESULTS) -> dict[Path, str]:
         f"{min(gb):.1f}-{max(gb):.1f} GB. % peak is of the bf16 peak measured in the critic run "
         f"(`critic_gpu.json`, another H200 of the same model): {peak:.0f} TFLOP/s.", ""]
     lines += capture_table(results / "capture_jax_gpu.json", results / "capture_hf_gpu.json", peak)
-    lines += ["", f"Two more families, bf16 only, UTC {env['capture_families_jax_gpu']['date_utc'][:16].replace('T', ' ')} "
-              "(`capture_families_jax_gpu.json`, `capture_families_hf_gpu.json`):", ""]
+    when = env["capture_families_jax_gpu"]["date_utc"][:16].replace("T", " ")
+    lines += ["", f"Two more families, bf16 only, UTC {when} (`capture_families_jax_gpu.json`, "
+              "`capture_families_hf_gpu.json`):", ""]
     lines += capture_table(results / "capture_families_jax_gpu.json", results / "capture_families_hf_gpu.json", peak)
     lines += ["", "\\* not like for like: JAX's default runs fp32 matmuls as TF32, PyTorch's default "
               "(`allow_tf32 = False`) as strict fp32."]

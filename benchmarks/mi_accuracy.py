@@ -177,7 +177,8 @@ def summary_table(rows: list[dict]) -> list[str]:
         group = [r for r in rows if (r["family"], r["d"]) == (family, d)]
         target = count(group, "meets_target") if "meets_target" in group[0] else "-"
         lines.append(f"| {family} | {d} | {len(group)} | {span([r['true_mi_nats'] for r in group])} | "
-                     f"{span([r['value_nats'] for r in group])} | {count(group, 'within_bar')} | {count(group, 'passes')} | "
+                     f"{span([r['value_nats'] for r in group])} | {count(group, 'within_bar')} | "
+                     f"{count(group, 'passes')} | "
                      f"{target} | {sum(not r['flags'] for r in group)}/{len(group)} | "
                      f"{', '.join(sorted({r.get('selected') or '-' for r in group}))} |")
     # one estimate_batch call per d since the selection default (all families together), per (family, d) before

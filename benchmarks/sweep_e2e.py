@@ -241,7 +241,8 @@ def table(records: list[dict]) -> str:
              "Written by `benchmarks/sweep_e2e.py` from that file. Total: seconds from the start of the process; "
              "phases from the result's `metadata[\"timing_s\"]`; before measure: JAX start and model init; states: "
              "where the captured states were kept; busy: mean `nvidia-smi` utilisation over the run.", "",
-             "| run | code (device call) | total s | before measure | capture | prepare | compile | train | states | busy |",
+             "| run | code (device call) | total s | before measure | capture | prepare | compile | train | states "
+             "| busy |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         if r["run"].startswith("baseline"):
@@ -255,13 +256,14 @@ def table(records: list[dict]) -> str:
                      f"({r['device_call'][11:]}, `{r['log']}`) | {total} | {before} | {phases} | {states} | "
                      f"{_busy(r['device_busy_fraction'])} |")
     lines += ["", "One chunk of the sweep through the package at 97b21cf, before issue 14:", "",
-              "| device call | problems | first call s | second call s | annotation s | 192 problems at the second call's rate |",
+              "| device call | problems | first call s | second call s | annotation s | 192 problems at the second "
+              "call's rate |",
               "|---|---|---|---|---|---|"]
     for r in records:
         if r["run"].startswith("baseline"):
             first, second = r["calls"][0], r["calls"][1]
-            lines.append(f"| {r['commit']} ({r['device_call'][11:]}) | {r['chunk_problems']} | {first['estimate_s']:.1f} | "
-                         f"{second['estimate_s']:.1f} | {second['annotate_s']:.1f} | "
+            lines.append(f"| {r['commit']} ({r['device_call'][11:]}) | {r['chunk_problems']} | "
+                         f"{first['estimate_s']:.1f} | {second['estimate_s']:.1f} | {second['annotate_s']:.1f} | "
                          f"{192 / r['chunk_problems'] * second['estimate_s'] / 60:.0f} min |")
     now, before, old, merged = (run(n, COMMITS[k]) for n, k in (("fast-gaussian", "now"), ("fast-gaussian", "main"),
                                                                ("noise-gaussian", "old"), ("fast-gaussian", "merged")))

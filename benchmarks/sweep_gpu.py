@@ -713,11 +713,13 @@ def critic_tables(results: Path = RESULTS) -> str:
     issue 6's targets, from critic_gpu.json, reference_torch_gpu.json, variants_gpu.json, variants_bf16_gpu.json
     (and the capture JSON for the capture targets)."""
     load = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
-    c, ref, var, var16 = load("critic_gpu"), load("reference_torch_gpu"), load("variants_gpu"), load("variants_bf16_gpu")
+    c, ref = load("critic_gpu"), load("reference_torch_gpu")
+    var, var16 = load("variants_gpu"), load("variants_bf16_gpu")
     peak = c["peak"]["bf16"]["tflops"]
     flops, nbytes = c["flops_per_step_per_problem"]["paper"], c["bytes_per_step_per_problem"]["paper"]
     issue_factor = flops["issue_convention"] / flops["executed"]
-    v12, v16_12, v16_24 = var["variants_P12"], var16["variants_P12"]["bf16_act_data"], var16["variants_P24"]["bf16_act_data"]
+    v12 = var["variants_P12"]
+    v16_12, v16_24 = (var16[f"variants_P{p}"]["bf16_act_data"] for p in (12, 24))
     gpu, memory, clock, power, driver = (p.strip() for p in c["env"]["nvidia_smi"].splitlines()[0].split(","))
     times = ", ".join(f"`{n}.json` {d['env']['date_utc'][11:16]}" for n, d in
                       (("critic_gpu", c), ("variants_gpu", var), ("variants_bf16_gpu", var16)))
@@ -738,8 +740,10 @@ def critic_tables(results: Path = RESULTS) -> str:
         ('fp32 matmul, precision "highest"', f"{c['peak']['fp32_highest']['tflops']:.0f} TFLOP/s"),
         ("device copy (read + write)", f"{c['peak']['copy']['gb_per_s'] / 1e3:.2f} TB/s"),
         ("FLOPs per problem-step executed by ie_jax", f"{flops['executed'] / 1e12:.2f} TFLOP"),
-        ("FLOPs per problem-step of the reference's [2N, 2d] concat input", f"{flops['reference_executed'] / 1e12:.2f} TFLOP"),
-        ("FLOPs per problem-step, issue convention (6 x 2N x parameters)", f"{flops['issue_convention'] / 1e12:.2f} TFLOP"),
+        ("FLOPs per problem-step of the reference's [2N, 2d] concat input",
+         f"{flops['reference_executed'] / 1e12:.2f} TFLOP"),
+        ("FLOPs per problem-step, issue convention (6 x 2N x parameters)",
+         f"{flops['issue_convention'] / 1e12:.2f} TFLOP"),
         ("fewest bytes per problem-step, fp32 activations",
          f"{nbytes['total'] / 1e9:.1f} GB (data {nbytes['data'] / 1e9:.1f}, the 768-wide layer "
          f"{nbytes['first_layer'] / 1e9:.1f}, narrower layers {nbytes['other_layers'] / 1e9:.1f})"),
@@ -750,7 +754,8 @@ def critic_tables(results: Path = RESULTS) -> str:
     rows = []
     for label, r in (("PyTorch reference loop, fp32 (same GPU, same run)", ref["fp32"]),
                      ("PyTorch reference loop, bf16 autocast", ref["bf16_autocast"]),
-                     ("JAX faithful baseline: one critic, fp32 highest, host loop + readback", c["faithful_fp32_1gpu"])):
+                     ("JAX faithful baseline: one critic, fp32 highest, host loop + readback",
+                      c["faithful_fp32_1gpu"])):
         rows.append((label, sig3(1e3 * r["step_s_median"]), f"{1 / r['step_s_median']:.1f}",
                      f"{r['reference_executed_tflops']:.0f}", f"{r['issue_convention_tflops']:.0f}"))
     for label, r, devices in (("ie_jax bf16, P = 1", c["paper_bfloat16_1gpu"]["P1"], 1),
@@ -767,8 +772,8 @@ def critic_tables(results: Path = RESULTS) -> str:
                      f"{v['executed_tflops']:.0f} ({100 * v['executed_tflops'] / peak:.0f}%)",
                      f"{v['executed_tflops'] * issue_factor:.0f}"))
     lines += ["", "**Paper protocol, per step**", ""]
-    lines += _table("paper protocol | ms / step | critic-steps/s | TFLOP/s executed (% peak) | issue-convention TFLOP/s",
-                    rows)
+    lines += _table("paper protocol | ms / step | critic-steps/s | TFLOP/s executed (% peak) | "
+                    "issue-convention TFLOP/s", rows)
 
     sweep = {"reference": ref["fp32"]["extrapolated_sweep_108_s"],
              "faithful": c["faithful_fp32_1gpu"]["extrapolated_sweep_108_s"],
@@ -780,18 +785,20 @@ def critic_tables(results: Path = RESULTS) -> str:
     vs = lambda key: _x(sweep["reference"] / sweep[key])  # noqa: E731
     one, two = c["paper_bfloat16_1gpu"]["P108"], c["paper_bfloat16_2gpu"]["P108"]
     f1, f2, api = c["fast_1gpu"]["P108"], c["fast_2gpu"]["P108"], c["api_fast"]
-    lines += ["", f"**Whole GPT-2-small-shaped sweep, {SWEEP_PROBLEMS} problems (12 layers x (8 micro + 1 macro))**", ""]
+    lines += ["", f"**Whole GPT-2-small-shaped sweep, {SWEEP_PROBLEMS} problems (12 layers x (8 micro + 1 macro))**",
+              ""]
     lines += _table("sweep | time | vs PyTorch fp32 reference (same run)", [
         ("PyTorch reference fp32, one critic at a time (extrapolated)", f"{_hours(sweep['reference'])} h", "1x"),
         ("JAX faithful baseline (extrapolated)", f"{_hours(sweep['faithful'])} h", vs("faithful")),
-        ("PyTorch bf16 autocast, one at a time (extrapolated)", f"{_hours(sweep['reference_bf16'])} h", vs("reference_bf16")),
+        ("PyTorch bf16 autocast, one at a time (extrapolated)", f"{_hours(sweep['reference_bf16'])} h",
+         vs("reference_bf16")),
         (f"**ie_jax paper protocol, bf16, 1 GPU** ({one['n_chunks']} chunks of {one['chunk']}, extrapolated)",
          f"**{_hours(sweep['bf16_1gpu'])} h**", f"**{vs('bf16_1gpu')}**"),
         ('ie_jax paper protocol, "float32" (TF32), 1 GPU', f"{_hours(sweep['fp32_1gpu'])} h", vs("fp32_1gpu")),
         (f"**ie_jax paper protocol, bf16, 2 GPUs** ({two['n_chunks']} chunks of {two['chunk']}, extrapolated)",
          f"**{_hours(sweep['bf16_2gpu'])} h**", vs("bf16_2gpu")),
-        (f"variant bf16 activations + data, 1 GPU ({SWEEP_PROBLEMS} problems x {sig3(1e3 * v16_12['step_s_per_problem'])} "
-         "ms x 10k)", f"{_hours(sweep['variant'])} h", vs("variant")),
+        (f"variant bf16 activations + data, 1 GPU ({SWEEP_PROBLEMS} problems x "
+         f"{sig3(1e3 * v16_12['step_s_per_problem'])} ms x 10k)", f"{_hours(sweep['variant'])} h", vs("variant")),
         (f"**ie_jax fast protocol, 1 GPU** ({f1['n_chunks']} chunks of {f1['chunk']}, all {f1['steps']:,} steps run, "
          "held-out evals included)", f"**{f1['total_s']:.1f} s** + {f1['chunk_run']['compile_s']:.1f} s compile", ""),
         (f"**ie_jax fast protocol, 2 GPUs** ({f2['n_chunks']} chunks of {f2['chunk']})",
@@ -879,7 +886,8 @@ def critic_x4_table(results: Path = RESULTS) -> str:
             for label, r, devices in (("1 GPU, P = 1", one, 1), ("1 GPU, P = 12", twelve, 1),
                                       ("4 GPUs, P = 48 (12 per GPU)", four, 4))]
     rows.append(("faithful fp32 baseline, one critic, host loop", f"{1e3 * faithful['step_s_median']:.1f}",
-                 f"{1 / faithful['step_s_median']:.1f}", "-", f"sweep {_hours(faithful['extrapolated_sweep_108_s'])} h"))
+                 f"{1 / faithful['step_s_median']:.1f}", "-",
+                 f"sweep {_hours(faithful['extrapolated_sweep_108_s'])} h"))
     gpu = x["env"]["nvidia_smi"].splitlines()[0].split(",")[0]
     lines = ["**Four-GPU run** (`critic_gpu_x4.json`)", "",
              f"Written by `benchmarks/sweep_gpu.py` from that file. One call on a 4 x {gpu} host, "
@@ -887,7 +895,8 @@ def critic_x4_table(results: Path = RESULTS) -> str:
              f"measured in the same run: {peak:.0f} TFLOP/s. Paper critic, N = {x['config']['n']:,}, "
              f"d = {x['config']['d']}, bf16, {four['steps_timed']} steps timed after compiling, extrapolated to "
              "10,000 steps; 1-GPU rows on GPU 0 of the same host.", ""]
-    lines += _table("run | ms / step / chunk | critic-steps/s | TFLOP/s executed (% of peak x devices) | 10k steps", rows)
+    lines += _table("run | ms / step / chunk | critic-steps/s | TFLOP/s executed (% of peak x devices) | 10k steps",
+                    rows)
     lines += [""] + _table("quantity | value | target (issue 7)", [
         ("critic-steps/s, 4 GPUs over 1", f"{step_scaling:.2f}x ({four['critic_steps_per_s']:.1f} vs "
          f"{twelve['critic_steps_per_s']:.1f})", f">= {ISSUE7_SCALING}x: {_met(step_scaling >= ISSUE7_SCALING)}"),

@@ -35,7 +35,8 @@ def icl_ascent(nb: dict) -> str:
     rows = [(cat, r["shots"], len(r["layers"]), f"{r['curve_layer_mean'][-1]:.2f}", f"{r['mi_macro_ceiling'][-1]:.2f}",
              nb["ceiling_shot"][cat], r["saturation_shot"]) for cat, r in nb["categories"].items()]
     return _doc("ICL ascent", "icl_ascent",
-                f"N = {nb['config']['n_samples']:,} lists per category; noise-regularised IE at sigma = {nb['sigma']:g}.",
+                f"N = {nb['config']['n_samples']:,} lists per category; noise-regularised IE at "
+                f"sigma = {nb['sigma']:g}.",
                 _table("category | shots | layers | E(t) at the last token (mean over layers) | sample ceiling ln N | "
                        "shot at which the context MI reaches ln N | shot from which entity gains are < 10% of the "
                        "largest", rows), nb["found"])
@@ -75,7 +76,8 @@ def hallucination_signal(nb: dict) -> str:
     rows = [("four-shot country lists", f"{nb['n']:,}"),
             ("greedy next entity right", f"{nb['n_right']} ({nb['accuracy']:.0%})"),
             ("correlation of right with the layer-mean pointwise IE, r [95% bootstrap CI]", ci(*nb["corr_ie"])),
-            ("correlation of right with the spread of IE over noise draws, r [95% bootstrap CI]", ci(*nb["corr_spread"])),
+            ("correlation of right with the spread of IE over noise draws, r [95% bootstrap CI]",
+             ci(*nb["corr_spread"])),
             ("mean pointwise IE", f"{nb['mean_pointwise_ie']:.2f}")]
     return _doc("Hallucination signal", "hallucination_signal",
                 f"Pointwise noise-regularised IE at sigma = {nb['sigma']:g}, {nb['config']['n_draws']} noise draws.",

@@ -43,7 +43,8 @@ def test_an_edited_region_is_restored():
 def test_a_table_that_differs_from_its_json_is_caught(monkeypatch):
     table = ROOT / "benchmarks" / "results" / "capture_cpu.md"
     monkeypatch.setattr(docs, "tables", lambda: {table: table.read_text() + "edited\n"})
-    assert docs.problems() == ["benchmarks/results/capture_cpu.md: differs from what its writer makes of the results JSON"]
+    assert docs.problems() == [
+        "benchmarks/results/capture_cpu.md: differs from what its writer makes of the results JSON"]
 
 
 def test_broken_includes_and_links_are_caught(tmp_path, monkeypatch):
