@@ -43,9 +43,10 @@ run: install
 test: install-test
 	$(BIN)/python -m pytest -q tests
 
-# Every number quoted in README.md, benchmarks/README.md and notebooks/README.md, from the committed results JSON.
+# Each results table from its committed JSON, then every include region of the docs from its table
+# (scripts/docs.py; `--check` only compares, as tests/test_docs.py does).
 docs: install
-	$(BIN)/python scripts/make_docs.py
+	$(BIN)/python scripts/docs.py
 
 # The lock: a fresh venv with everything `make test` installs, frozen (torch's +cpu local label dropped so
 # the pin also matches the PyPI build). Rerun after changing dependencies in pyproject.toml.
