@@ -36,8 +36,7 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 run: install
-	$(BIN)/ie-jax measure --model default --data icl:country --data text:kjv --samples 1000 \
-		--estimator noise --sigma 0.1,0.3,1 --out runs/default
+	$(BIN)/ie-jax measure --model default --data icl:country --data text:kjv --samples 1000 --out runs/default
 	$(BIN)/ie-jax report runs/default
 
 test: install-test

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
                         "cache, or downloaded) | random:SHAPE")
     m.add_argument("--data", action="append", default=None,
-                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
+                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE] | tokens:random; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
     m.add_argument("--samples", type=int, default=None,
                    help="number of sequences N (default 8192 with an accelerator, 1000 on a CPU)")

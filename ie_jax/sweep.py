@@ -227,7 +227,8 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
     if not isinstance(data, str):
         raise TypeError(f"data must be a spec string or TokenData/GaussianData, got {type(data).__name__}")
     n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples  # 0 is refused, never replaced
-    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
+    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed,
+                              vocab_size=lm.config.vocab_size)
 
 
 def chunk_size_for(est: Estimator, n_problems: int, n_samples: int, dx: int, dy: int,

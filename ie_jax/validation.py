@@ -125,9 +125,9 @@ def check_data_spec(spec: str, seq_len=None) -> None:
     elif kind == "gaussian":
         if arg:
             data_lib.gaussian_variance(arg)
-    else:
+    elif spec != "tokens:random":
         raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(data_lib.ENTITIES)}), "
-                         f"text:kjv, text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")
+                         f"text:kjv, text:PATH (.jsonl/.txt), gaussian[:VARIANCE] or tokens:random")
 
 
 def estimator_defaults(name: str, protocol: str) -> dict:

@@ -37,8 +37,15 @@ def test_k_separated_points_small_sigma_is_ln_k():
     assert est.stderr < 1e-5
     d = est.diagnostics
     assert d["counting_nats"] == pytest.approx(math.log(k))
-    assert d["saturated"] and not d["constant"]
+    # 20 copies of each state: the sample covers them, so ln k is the population's value, exact, not saturated
+    assert d["covered"] and not d["saturated"] and not d["constant"] and not d["sample_specific"]
     assert d["normaliser"] == "centred_std" and d["n_distinct_joint"] == k
+    # every sample its own state: the same small sigma gives ln N, the sample's size, a lower bound that leaving
+    # each draw's own point out exposes
+    unique = np.arange(120)
+    d = noise_mi(_separated(unique, 120, 32, 1), _separated(unique, 120, 8, 2), sigma=0.01, n_mc=64).diagnostics
+    assert not d["covered"] and d["saturated"] and d["sample_specific"]
+    assert d["value_leave_one_out_nats"] < 0.0 and "sample_specific" in d["flags"]
 
 
 def test_small_sigma_equals_counting_on_discrete_toy_data():

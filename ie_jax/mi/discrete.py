@@ -156,6 +156,18 @@ def joint_labels(labels_x: np.ndarray, labels_y: np.ndarray) -> tuple[np.ndarray
     return _first_appearance(lx * (int(ly.max()) + 1) + ly)
 
 
+def plugin_mi(labels_x, labels_y) -> tuple[float, float]:
+    """Plug-in MI (nats) of paired discrete labels [N] and its delta-method standard error sqrt(Var_i[pmi_i] / N),
+    pmi_i = ln p(x_i, y_i) / (p(x_i) p(y_i)); exactly 0 (and 0) where a side is constant."""
+    lx, ly = np.asarray(labels_x, dtype=np.int64), np.asarray(labels_y, dtype=np.int64)
+    lxy, _ = joint_labels(lx, ly)
+    cx, cy, cxy = (np.bincount(lab) for lab in (lx, ly, lxy))
+    if cx.size == 1 or cy.size == 1:
+        return 0.0, 0.0  # a constant side: exactly 0, not rounding
+    pmi = np.log(lx.size) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])
+    return max(float(pmi.mean()), 0.0), float(pmi.std() / math.sqrt(lx.size))
+
+
 def plugin_entropy(labels) -> float:
     """Plug-in (maximum-likelihood) entropy in nats of a sample of discrete labels [N]."""
     _, counts = np.unique(np.asarray(labels), return_counts=True)
@@ -236,11 +248,8 @@ def exact_discrete_mi(
             "the inputs really are discrete"
         )
     lxy, nxy = joint_labels(lx, ly)
-    cx, cy, cxy = (np.bincount(lab) for lab in (lx, ly, lxy))
-    pmi = np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])
+    value, stderr = plugin_mi(lx, ly)
     constant = nx == 1 or ny == 1
-    value = 0.0 if constant else max(float(pmi.mean()), 0.0)  # a constant side: exactly 0, not rounding
-    stderr = 0.0 if constant else float(pmi.std() / math.sqrt(n))
     hx, hy, hxy = plugin_entropy(lx), plugin_entropy(ly), plugin_entropy(lxy)
     ceilings = {"ln_n_samples": math.log(n), "entropy_x_sample": hx, "entropy_y_sample": hy}
     covered = coverage(lxy)["covered"]
