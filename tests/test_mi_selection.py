@@ -114,11 +114,15 @@ def test_the_choice_never_reads_the_readout_batches():
     y_shuffled[readout_rows] = y[np.random.default_rng(1).permutation(readout_rows)]
     a, b = (estimate_batch(x[None], yy[None], steps=STEPS, seed=seed).diagnostics[0] for yy in (y, y_shuffled))
     assert a["selected"] == b["selected"]
+    # Equal up to the last float32 bit: on the CPU the Gaussian critic's first execution in a process was seen to
+    # round its last bit differently from later ones (its float64 solves run in host callbacks, ie_jax.mi.linalg),
+    # whatever the data; reading the readout batches would move these values by far more.
+    same = lambda u, v: u == pytest.approx(v, rel=1e-6, abs=1e-7)
     for key in ("neural", "gaussian_critic"):
-        assert a["selection_evidence"][key][0] == b["selection_evidence"][key][0]
-    assert a["selection_evidence"]["gaussian_expected"] == b["selection_evidence"]["gaussian_expected"]
+        assert same(a["selection_evidence"][key][0], b["selection_evidence"][key][0])
+    assert same(a["selection_evidence"]["gaussian_expected"], b["selection_evidence"]["gaussian_expected"])
     for name in ("copula", "ksg", "radial"):
-        assert a["candidates"][name]["value"] == b["candidates"][name]["value"]
+        assert same(a["candidates"][name]["value"], b["candidates"][name]["value"])
     # the readout did see the change: the neural value on independent pairs drops to about nothing
     assert b["candidates"]["neural"]["value"] < a["candidates"]["neural"]["value"] - 0.5
 
