@@ -6,7 +6,10 @@ utilisation (the device busy fraction). The per-phase seconds (capture, prepare,
 write) come from the result's metadata; `progress` holds the per-chunk lines (problems done, seconds). A run
 that passes its time limit is recorded with the problems it finished and the elapsed time.
 
-Runs (--runs, comma-separated NAME:MODEL:DATA:ESTIMATOR):
+Runs (--runs, comma-separated NAME:MODEL:DATA:ESTIMATOR; ESTIMATOR "default" = no estimator arguments):
+  default-gaussian:gpt2:gaussian:default  the default (IE(sigma) over the sigma grid), Gaussian inputs
+  default-tokens:gpt2:tokens:default      the same on random token ids
+  default-gaussian:gpt2-medium:gaussian:default
   fast-gaussian:gpt2:gaussian:neural      fast protocol with its checks, Gaussian inputs (192 problems)
   fast-tokens:gpt2:tokens:neural          the same on random token ids (uniform over the vocabulary)
   noise-gaussian:gpt2:gaussian:noise      the noise estimator, sigmas 0.3 and 1, 512 draws
@@ -30,7 +33,8 @@ import tempfile
 import threading
 import time
 
-DEFAULT_RUNS = ("fast-gaussian:gpt2:gaussian:neural,noise-gaussian:gpt2:gaussian:noise,"
+DEFAULT_RUNS = ("default-gaussian:gpt2:gaussian:default,default-tokens:gpt2:tokens:default,"
+                "default-gaussian:gpt2-medium:gaussian:default,fast-gaussian:gpt2:gaussian:neural,"
                 "fast-tokens:gpt2:tokens:neural,fast-gaussian:gpt2-medium:gaussian:neural")
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,7 +43,6 @@ def _worker(spec: dict) -> None:
     """One sweep in this process (the path of `ie-jax measure`); prints the result's metadata as JSON."""
     import numpy as np
 
-    from ie_jax import data as data_lib
     from ie_jax.cli import load_model_spec
     from ie_jax.sweep import enable_compilation_cache, measure
 
@@ -47,19 +50,23 @@ def _worker(spec: dict) -> None:
     t0 = time.perf_counter()
     lm = load_model_spec(f"random:{spec['model']}")
     load_s = time.perf_counter() - t0
-    if spec["data"] == "tokens":
-        ids = np.random.default_rng(0).integers(0, lm.config.vocab_size, (spec["samples"], 8)).astype(np.int32)
-        dataset = data_lib.TokenData(ids, "random tokens", "text", "tokens:random")
-    else:
-        dataset = spec["data"]
+    dataset = "tokens:random" if spec["data"] == "tokens" else spec["data"]
     kwargs = dict(sigma=[0.3, 1.0], n_mc=512) if spec["estimator"] == "noise" else {}
-    result = measure(lm, dataset, n_samples=spec["samples"], estimator=None if spec["estimator"] == "neural"
-                     else spec["estimator"], layers=spec.get("layers"), out=spec["out"], progress=True, **kwargs)
+    protocol = "fast" if spec["estimator"] == "neural" else None
+    estimator = None if spec["estimator"] == "default" else spec["estimator"]
+    result = measure(lm, dataset, n_samples=spec["samples"], estimator=estimator, protocol=protocol,
+                     layers=spec.get("layers"), out=spec["out"], progress=True, **kwargs)
     meta = result.metadata
     print("RESULT " + json.dumps({"load_model_s": load_s, "timing_s": meta["timing_s"], "chunks": meta["chunks"],
                                   "devices": meta["devices"], "states_on_device": meta.get("states_on_device"),
                                   "states_gib": meta.get("states_gib"), "generator": meta["data"].get("generator"),
-                                  "ie": np.asarray(result.ie).tolist()}), flush=True)
+                                  "memory": meta.get("memory"), "setting": result.setting,
+                                  "selected_setting": meta.get("selected_setting"),
+                                  "ie_measured": int(result.ie_measured.sum()), "n_layers": len(result.layers),
+                                  "ie_text": result.ie_text(3), "ie_bound": result.ie_bound,
+                                  "measured_per_setting": [int(result.select(i).ie_measured.sum())
+                                                           for i in range(len(result.settings))],
+                                  "ie": [None if not np.isfinite(v) else float(v) for v in result.ie]}), flush=True)
 
 
 def _baseline_worker(spec: dict) -> None:
