@@ -36,16 +36,16 @@ $(TEST_STAMP): $(STAMP)
 	touch $(TEST_STAMP)
 
 run: install
-	$(BIN)/ie-jax measure --model default --data icl:country --data text:kjv --samples 1000 \
-		--estimator noise --sigma 0.1,0.3,1 --out runs/default
+	$(BIN)/ie-jax measure --model default --data icl:country --data text:kjv --samples 1000 --out runs/default
 	$(BIN)/ie-jax report runs/default
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
 
-# Every number quoted in README.md, benchmarks/README.md and notebooks/README.md, from the committed results JSON.
+# Each results table from its committed JSON, then every include region of the docs from its table
+# (scripts/docs.py; `--check` only compares, as tests/test_docs.py does).
 docs: install
-	$(BIN)/python scripts/make_docs.py
+	$(BIN)/python scripts/docs.py
 
 # The lock: a fresh venv with everything `make test` installs, frozen (torch's +cpu local label dropped so
 # the pin also matches the PyPI build). Rerun after changing dependencies in pyproject.toml.

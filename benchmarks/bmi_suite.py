@@ -38,20 +38,6 @@ DEFAULT_SAMPLES = Path(__file__).parent.parent / "runs" / "bmi_samples.npz"
 DEFAULT_BASELINES = Path(__file__).parent.parent / "runs" / "bmi_baselines.json"
 SAMPLE_SIZES = (5_000, 10_000)
 
-# Published mean absolute errors (nats) on this suite at N = 5,000 / 10,000, as tabulated in the issue (a 2026
-# comparison of these estimators on the bmi suite, MINDE: Franzese et al., ICLR 2024; bmi: Czyz et al., NeurIPS
-# 2023). Quoted for orientation only: they are not rerun here.
-PUBLISHED_MAE = {
-    "MINDE-C (diffusion)": (0.070, 0.065),
-    "MINE": (0.117, 0.108),
-    "InfoNCE": (0.123, 0.083),
-    "DV": (0.279, 0.144),
-    "NWJ": (1.26, 0.130),
-    "CCA": (0.192, 0.181),
-    "KSG": (0.240, 0.219),
-}
-
-
 def within_bar(estimate: float, true: float) -> bool:
     return abs(estimate - true) <= max(0.1, 0.1 * true)
 
@@ -155,7 +141,7 @@ def estimate(args) -> None:
     run_meta = {"protocol": args.protocol, "device": device.device_kind, "platform": device.platform,
                 "jax": jax.__version__, "host": platform.node(), "sizes": [n for n in meta["sizes"] if n in args.sizes],
                 "bmi_version": meta["bmi_version"], "bmi_baselines_ran_on": meta.get("sample_host"),
-                "bmi_seconds": meta["bmi_seconds"], "group_seconds": seconds, "published_mae": PUBLISHED_MAE}
+                "bmi_seconds": meta["bmi_seconds"], "group_seconds": seconds}
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     def save():
@@ -237,8 +223,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
     for name, per_n in table.items():
         lines.append(f"| {name} | " + " | ".join(f"{per_n[n][0]:.3f}" for n in sizes) + " | "
                      + " | ".join(f"{per_n[n][1]}/{per_n[n][2]}" for n in sizes) + " |")
-    for name, (a, b) in meta["published_mae"].items():
-        lines.append(f"| published: {name} | {a:.3f} | {b:.3f} | | |")
     common = [r for r in rows if all(name in r["values"] for name in table)]
     if len(common) < len(rows):
         sub = summary(common, sizes)
@@ -247,7 +231,6 @@ def markdown(rows: list[dict], meta: dict) -> str:
     cov = coverage(rows, sizes)
     counts = ", ".join(f"{sum(r['n'] == n for r in rows)}/40 at N = {n:,}" for n in sizes)
     lines += ["", f"Tasks in this table: {counts} (the MAE and counts are over these tasks only).", "",
-              "Published rows: as tabulated in a 2026 comparison on this suite (issue 16); not rerun here.", "",
               "Default's 95% CI holds the truth on " + ", ".join(f"{c}/{t} unflagged tasks at N = {n:,}"
                                                                    for n, (c, t) in cov.items()) + ".", ""]
     names = list(table)
@@ -263,6 +246,12 @@ def markdown(rows: list[dict], meta: dict) -> str:
                      + f" | {'-' if ci is None else f'[{ci[0]:.3f}, {ci[1]:.3f}]'} | {r.get('selected') or '-'} | "
                      + f"{', '.join(r.get('flags') or []) or '-'} |")
     return "\n".join(lines) + "\n"
+
+
+def tables(results: Path = RESULTS) -> dict[Path, str]:
+    """results/bmi_suite.md from the committed bmi_suite.json."""
+    run = json.loads((results / "bmi_suite.json").read_text())
+    return {results / "bmi_suite.md": markdown(run["rows"], run["meta"])}
 
 
 def main(argv=None):

@@ -100,5 +100,24 @@ def main():
     print(f"wrote {OUT}")
 
 
+
+def tables() -> dict[Path, str]:
+    """results/capture_cpu.md from the committed capture_cpu.json."""
+    r = json.loads(OUT.read_text())
+    m, s, i = r["machine"], r["seconds"], r["input"]
+    lines = ["**SmolLM2-135M on this CPU, ie_jax against transformers** (`capture_cpu.json`)", "",
+             f"Written by `benchmarks/capture_cpu.py` from that file. {r['model']}; {m['cpu']}, {m['cores']} cores "
+             f"shared with other jobs (1-minute load average {m['load_average_1min']:.1f} while it ran); "
+             f"jax {m['jax']}, "
+             f"torch {m['torch']}. A {i['batch']} x {i['tokens']}-token batch; median of {i['repeats']} runs after a "
+             "warm-up.", "",
+             "| step | ie_jax s | transformers s |", "|---|---|---|",
+             f"| load the model | {s['load_ie_jax']:.1f} | {s['load_transformers']:.1f} |",
+             f"| forward with every block's input and output (first call, compilation included) | "
+             f"{s['capture_ie_jax_first_call_incl_compile']:.1f} | |",
+             f"| forward with every block's input and output (`capture`; `output_hidden_states=True`) | "
+             f"{s['capture_ie_jax']:.1f} | {s['forward_hidden_states_torch']:.1f} |"]
+    return {OUT.with_suffix(".md"): "\n".join(lines) + "\n"}
+
 if __name__ == "__main__":
     main()

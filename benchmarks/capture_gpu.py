@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import math
 import re
 import statistics
@@ -25,7 +26,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sweep_gpu import Budget, now, nvidia_smi, write  # noqa: E402
+from sweep_gpu import RESULTS, Budget, now, nvidia_smi, sig3, write  # noqa: E402
 
 MODELS = "gpt2,gpt2-medium,gpt2-large,gpt2-xl,openllama-3b,gemma-2b,gemma-7b,qwen2.5-1.5b,gemma-2-2b"
 
@@ -238,6 +239,53 @@ def main():
     write(Path(args.out), results)
     if math.isfinite(results["wall_s"]):
         print(f"wall {results['wall_s']:.0f} s")
+
+
+
+def capture_table(jax_file: Path, hf_file: Path, peak_tflops: float) -> list[str]:
+    """One row per shape and dtype: ie_jax and HF tokens/s, ie_jax TFLOP/s (% of the bf16 peak), their ratio."""
+    jax_models = json.loads(jax_file.read_text())["models"]
+    hf_models = json.loads(hf_file.read_text())["models"]
+    lines = ["| shape | dtype | block params | ie_jax k tok/s | ie_jax TFLOP/s (% peak) | HF eager k tok/s | "
+             "HF sdpa k tok/s | ie_jax / best HF | compile s |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in jax_models.items():
+        shape, dtype = key.split("/")
+        hf = {a: hf_models[f"{key}/{a}"]["tokens_per_s"] for a in ("eager", "sdpa")}
+        bf16 = dtype == "bfloat16"
+        tflops = f"{m['tflops']:.0f}" + (f" ({100 * m['tflops'] / peak_tflops:.0f}%)" if bf16 else "")
+        ratio = f"{m['tokens_per_s'] / max(hf.values()):.2f}x" + ("" if bf16 else "*")
+        lines.append(f"| {shape} | {'bf16' if bf16 else 'fp32'} | {m['block_params'] / 1e6:.0f} M | "
+                     f"{sig3(m['tokens_per_s'] / 1e3)} | {tflops} | {sig3(hf['eager'] / 1e3)} | "
+                     f"{sig3(hf['sdpa'] / 1e3)} | "
+                     f"{ratio} | {m['first_call_incl_compile_s']:.1f} |")
+    return lines
+
+
+def tables(results: Path = RESULTS) -> dict[Path, str]:
+    """results/capture_gpu.md from capture_{jax,hf}_gpu.json and capture_families_{jax,hf}_gpu.json (the bf16 peak
+    from critic_gpu.json)."""
+    peak = json.loads((results / "critic_gpu.json").read_text())["peak"]["bf16"]["tflops"]
+    env = {n: json.loads((results / f"{n}.json").read_text())["env"] for n in
+           ("capture_jax_gpu", "capture_hf_gpu", "capture_families_jax_gpu")}
+    run = json.loads((results / "capture_jax_gpu.json").read_text())
+    gb = [m["bytes_min"] / 1e9 for m in run["models"].values()]
+    lines = [
+        "**Capture throughput, ie_jax against HF transformers** (`capture_*gpu.json`)", "",
+        f"Written by `benchmarks/capture_gpu.py` from those files. Batch {run['config']['batch']} x "
+        f"{run['config']['tokens']} tokens, random init, every block's input and output; median of "
+        f"{run['config']['repeats']} after warm-up (and compilation). {env['capture_jax_gpu']['devices'][0]}, jax "
+        f"{env['capture_jax_gpu']['jax']}; UTC: ie_jax {env['capture_jax_gpu']['date_utc'][:16].replace('T', ' ')}, "
+        f"HF {env['capture_hf_gpu']['date_utc'][:16].replace('T', ' ')}. Fewest bytes per call (weights + states): "
+        f"{min(gb):.1f}-{max(gb):.1f} GB. % peak is of the bf16 peak measured in the critic run "
+        f"(`critic_gpu.json`, another H200 of the same model): {peak:.0f} TFLOP/s.", ""]
+    lines += capture_table(results / "capture_jax_gpu.json", results / "capture_hf_gpu.json", peak)
+    when = env["capture_families_jax_gpu"]["date_utc"][:16].replace("T", " ")
+    lines += ["", f"Two more families, bf16 only, UTC {when} (`capture_families_jax_gpu.json`, "
+              "`capture_families_hf_gpu.json`):", ""]
+    lines += capture_table(results / "capture_families_jax_gpu.json", results / "capture_families_hf_gpu.json", peak)
+    lines += ["", "\\* not like for like: JAX's default runs fp32 matmuls as TF32, PyTorch's default "
+              "(`allow_tf32 = False`) as strict fp32."]
+    return {results / "capture_gpu.md": "\n".join(lines) + "\n"}
 
 
 if __name__ == "__main__":

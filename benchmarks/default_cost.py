@@ -61,5 +61,30 @@ def main(argv=None):
     print(json.dumps({k: out[k] for k in ("warm_median_seconds", "ratio_warm", "ratio_first_call")}, indent=1))
 
 
+
+def tables(results: Path = RESULTS) -> dict[Path, str]:
+    """results/default_cost_<tag>.md from each committed default_cost_<tag>.json."""
+    out = {}
+    for path in sorted(results.glob("default_cost_*.json")):
+        r = json.loads(path.read_text())
+        m = r["meta"]
+        lines = [f"**What the selection default costs** (`{path.name}`)", "",
+                 f"Written by `benchmarks/default_cost.py` from that file. One d = {m['d']} problem, N = {m['n']:,}, "
+                 f"true MI {m['true_mi_nats']:g} nats, through `mi.estimate` on {m['device']} (jax {m['jax']}); both "
+                 f"defaults in one process, alternately: the first call of each (compilation included), then "
+                 f"{m['repeats']} warm calls.", "",
+                 "| default | first call s | warm median s | value nats [95% CI] | reported | flags |",
+                 "|---|---|---|---|---|---|"]
+        for name, label in (("selection default", "selection default"),
+                            ("previous default", "previous default (`select=False`, its old held-out layout)")):
+            v = r["values"][name]
+            lines.append(f"| {label} | {r['first_call_seconds'][name]:.1f} | {r['warm_median_seconds'][name]:.2f} | "
+                         f"{v['value_nats']:.2f} [{v['ci95_nats'][0]:.2f}, {v['ci95_nats'][1]:.2f}] | "
+                         f"{v['selected'] or '-'} | {', '.join(v['flags'] or []) or '-'} |")
+        lines += ["", f"Selection default over previous default: {r['ratio_warm']:.2f}x warm, "
+                      f"{r['ratio_first_call']:.2f}x on the first call."]
+        out[path.with_suffix(".md")] = "\n".join(lines) + "\n"
+    return out
+
 if __name__ == "__main__":
     main()

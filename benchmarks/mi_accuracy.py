@@ -134,6 +134,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "Target (issue 16): a row whose truth is below ln(N_test) - 1 within the bar outright; above it, flagged "
         "and not above the truth. Choice: the candidate the selection default reported (`ie_jax.mi.selection`).",
         "",
+    ]
+    lines += summary_table(rows) + [
+        "",
         "| task | true MI | estimate [95% CI] | choice | flags | within bar | pass | target | Gaussian critic "
         "| Gaussian closed form | copula, bias-corrected |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -160,6 +163,36 @@ def markdown(rows: list[dict], meta: dict) -> str:
               f"{len(unflagged)} rows carry no flag and {trusted} of them are within the bar; the bias-corrected "
               f"copula baseline is within the bar on {copula}/{len(rows)}. Values in nats."]
     return "\n".join(lines) + "\n"
+
+
+def summary_table(rows: list[dict]) -> list[str]:
+    """One row per family and d: how many rows are within the bar, pass, meet the target, carry no flag; the range
+    of the estimates and truths; the candidates reported; and the seconds of estimation in all."""
+    lines = ["| family | d | rows | true MI | estimate | within bar | pass | target | no flag | reported |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    span = lambda values: f"{min(values):.1f}" if f"{min(values):.1f}" == f"{max(values):.1f}" else \
+        f"{min(values):.1f} to {max(values):.1f}"  # noqa: E731
+    count = lambda group, key: f"{sum(bool(r.get(key)) for r in group)}/{len(group)}"  # noqa: E731
+    for family, d in dict.fromkeys((r["family"], r["d"]) for r in rows):
+        group = [r for r in rows if (r["family"], r["d"]) == (family, d)]
+        target = count(group, "meets_target") if "meets_target" in group[0] else "-"
+        lines.append(f"| {family} | {d} | {len(group)} | {span([r['true_mi_nats'] for r in group])} | "
+                     f"{span([r['value_nats'] for r in group])} | {count(group, 'within_bar')} | "
+                     f"{count(group, 'passes')} | "
+                     f"{target} | {sum(not r['flags'] for r in group)}/{len(group)} | "
+                     f"{', '.join(sorted({r.get('selected') or '-' for r in group}))} |")
+    # one estimate_batch call per d since the selection default (all families together), per (family, d) before
+    calls = {(r["d"],) if "meets_target" in r else (r["family"], r["d"]): r["group_seconds"] for r in rows}
+    return lines + ["", f"Estimation: {sum(calls.values()):.0f} s in all ({len(calls)} `estimate_batch` calls)."]
+
+
+def tables(results: Path = RESULTS) -> dict[Path, str]:
+    """results/mi_accuracy_<tag>.md from each committed mi_accuracy_<tag>.json."""
+    out = {}
+    for path in sorted(results.glob("mi_accuracy_*.json")):
+        run = json.loads(path.read_text())
+        out[path.with_suffix(".md")] = markdown(run["rows"], run["meta"])
+    return out
 
 
 def _fmt(value) -> str:

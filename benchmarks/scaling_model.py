@@ -185,5 +185,10 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+
+def tables() -> dict[pathlib.Path, str]:
+    """results/scaling_model.md from the committed scaling_model.json."""
+    return {OUT_MD: markdown(json.loads(OUT_JSON.read_text()))}
+
 if __name__ == "__main__":
     main()

@@ -665,6 +665,260 @@ def main():
         run_jax(args)
 
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Tables: results/critic_gpu.md and results/critic_gpu_x4.md from the committed JSON (`make docs` writes them)
+
+RESULTS = Path(__file__).parent / "results"
+ISSUE6 = {"sweep_h": 2.0, "speedup": 15.0, "peak_pct": 60.0, "fast_s": 120.0, "two_gpus": 1.9, "capture_vs_hf": 2.0}
+ISSUE7_SCALING = 3.6  # issue 7: 4 GPUs at least 3.6x one
+
+
+def sig3(x: float) -> str:
+    """Three significant figures, thousands separated (1,563; 642; 84.9; 7.27)."""
+    return f"{x:,.{max(0, 2 - math.floor(math.log10(abs(x))))}f}" if x else "0"
+
+
+def _hours(seconds: float) -> str:
+    return sig3(seconds / 3600)
+
+
+def _x(ratio: float) -> str:
+    return f"{ratio:.{2 if ratio < 1 else 1}f}x"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def _table(head: str, rows) -> list[str]:
+    return [f"| {head} |", "|" + "---|" * (head.count("|") + 1)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
+def capture_bf16(results: Path = RESULTS) -> list[tuple[str, int, float, float]]:
+    """Per bf16 capture shape: (shape, block parameters, ie_jax / best HF tokens per second, % of the bf16 peak)."""
+    jax_models = json.loads((results / "capture_jax_gpu.json").read_text())["models"]
+    hf_models = json.loads((results / "capture_hf_gpu.json").read_text())["models"]
+    peak = json.loads((results / "critic_gpu.json").read_text())["peak"]["bf16"]["tflops"]
+    out = []
+    for key, m in jax_models.items():
+        if key.endswith("/bfloat16"):
+            best_hf = max(hf_models[f"{key}/{a}"]["tokens_per_s"] for a in ("eager", "sdpa"))
+            out.append((key.split("/")[0], m["block_params"], m["tokens_per_s"] / best_hf, 100 * m["tflops"] / peak))
+    return out
+
+
+def critic_tables(results: Path = RESULTS) -> str:
+    """results/critic_gpu.md: ceilings, the paper protocol per step, the 108-problem sweep, the speed variants and
+    issue 6's targets, from critic_gpu.json, reference_torch_gpu.json, variants_gpu.json, variants_bf16_gpu.json
+    (and the capture JSON for the capture targets)."""
+    load = lambda name: json.loads((results / f"{name}.json").read_text())  # noqa: E731
+    c, ref = load("critic_gpu"), load("reference_torch_gpu")
+    var, var16 = load("variants_gpu"), load("variants_bf16_gpu")
+    peak = c["peak"]["bf16"]["tflops"]
+    flops, nbytes = c["flops_per_step_per_problem"]["paper"], c["bytes_per_step_per_problem"]["paper"]
+    issue_factor = flops["issue_convention"] / flops["executed"]
+    v12 = var["variants_P12"]
+    v16_12, v16_24 = (var16[f"variants_P{p}"]["bf16_act_data"] for p in (12, 24))
+    gpu, memory, clock, power, driver = (p.strip() for p in c["env"]["nvidia_smi"].splitlines()[0].split(","))
+    times = ", ".join(f"`{n}.json` {d['env']['date_utc'][11:16]}" for n, d in
+                      (("critic_gpu", c), ("variants_gpu", var), ("variants_bf16_gpu", var16)))
+    lines = [
+        f"**Critic training on {gpu}** (`critic_gpu.json`, `reference_torch_gpu.json`, `variants_*gpu.json`)", "",
+        f"Written by `benchmarks/sweep_gpu.py` from those files. {gpu} ({memory}, {power.replace('.00 W', ' W')}, "
+        f"{clock} max SM clock, driver {driver}); jax {c['env']['jax']}, {c['env']['date_utc'][:10]} (UTC: {times}). "
+        "The critic run and the PyTorch reference ran on a 2-GPU host (1-GPU rows on its GPU 0), the variants on "
+        f"1-GPU machines. Paper critic, N = {c['config']['n']:,} pairs, d = {c['config']['d']}, full batch; ie_jax "
+        f"timed {c['paper_bfloat16_1gpu']['P1']['steps_timed']} steps after compilation, the PyTorch reference "
+        f"{len(ref['fp32']['step_s'])}, the JAX faithful baseline {c['faithful_fp32_1gpu']['steps_timed']} (medians), "
+        "extrapolated to 10,000 steps. % peak is of the measured bf16 peak.", "",
+    ]
+    floor_ms = 1e3 * nbytes["total"] / (c["peak"]["copy"]["gb_per_s"] * 1e9)
+    lines += _table("ceiling or count | value", [
+        ("bf16 matmul 8192^3", f"{peak:.0f} TFLOP/s"),
+        ('fp32 matmul at JAX\'s default precision (TF32)', f"{c['peak']['fp32_default']['tflops']:.0f} TFLOP/s"),
+        ('fp32 matmul, precision "highest"', f"{c['peak']['fp32_highest']['tflops']:.0f} TFLOP/s"),
+        ("device copy (read + write)", f"{c['peak']['copy']['gb_per_s'] / 1e3:.2f} TB/s"),
+        ("FLOPs per problem-step executed by ie_jax", f"{flops['executed'] / 1e12:.2f} TFLOP"),
+        ("FLOPs per problem-step of the reference's [2N, 2d] concat input",
+         f"{flops['reference_executed'] / 1e12:.2f} TFLOP"),
+        ("FLOPs per problem-step, issue convention (6 x 2N x parameters)",
+         f"{flops['issue_convention'] / 1e12:.2f} TFLOP"),
+        ("fewest bytes per problem-step, fp32 activations",
+         f"{nbytes['total'] / 1e9:.1f} GB (data {nbytes['data'] / 1e9:.1f}, the 768-wide layer "
+         f"{nbytes['first_layer'] / 1e9:.1f}, narrower layers {nbytes['other_layers'] / 1e9:.1f})"),
+        ("those bytes at the measured copy bandwidth", f"{floor_ms:.1f} ms"),
+        ("the executed FLOPs at the bf16 peak", f"{1e3 * flops['executed'] / (peak * 1e12):.1f} ms"),
+    ])
+
+    rows = []
+    for label, r in (("PyTorch reference loop, fp32 (same GPU, same run)", ref["fp32"]),
+                     ("PyTorch reference loop, bf16 autocast", ref["bf16_autocast"]),
+                     ("JAX faithful baseline: one critic, fp32 highest, host loop + readback",
+                      c["faithful_fp32_1gpu"])):
+        rows.append((label, sig3(1e3 * r["step_s_median"]), f"{1 / r['step_s_median']:.1f}",
+                     f"{r['reference_executed_tflops']:.0f}", f"{r['issue_convention_tflops']:.0f}"))
+    for label, r, devices in (("ie_jax bf16, P = 1", c["paper_bfloat16_1gpu"]["P1"], 1),
+                              ("ie_jax bf16, P = 12 (one chunk)", c["paper_bfloat16_1gpu"]["P12"], 1),
+                              ('ie_jax "float32" (TF32), P = 12', c["paper_float32_1gpu"]["P12"], 1),
+                              ("ie_jax bf16, P = 24 on 2 GPUs (12 each)", c["paper_bfloat16_2gpu"]["P24"], 2)):
+        per = "" if r["problems"] == 1 else f" per {r['problems']}"
+        pct = f"{100 * r['executed_tflops'] / (devices * peak):.0f}%" + (f" of {devices} x peak" if devices > 1 else "")
+        rows.append((label, sig3(1e3 * r["chunk_step_s"]) + per, f"{r['critic_steps_per_s']:.1f}",
+                     f"{r['executed_tflops']:.0f} ({pct})", f"{r['issue_convention_tflops']:.0f}"))
+    for label, v in (("variant: bf16 activations, P = 12", v12["bf16_act"]),
+                     ("variant: bf16 activations + bf16 data, P = 24", v16_24)):
+        rows.append((label, sig3(1e3 * v["step_s_per_problem"]) + " per problem", f"{1 / v['step_s_per_problem']:.1f}",
+                     f"{v['executed_tflops']:.0f} ({100 * v['executed_tflops'] / peak:.0f}%)",
+                     f"{v['executed_tflops'] * issue_factor:.0f}"))
+    lines += ["", "**Paper protocol, per step**", ""]
+    lines += _table("paper protocol | ms / step | critic-steps/s | TFLOP/s executed (% peak) | "
+                    "issue-convention TFLOP/s", rows)
+
+    sweep = {"reference": ref["fp32"]["extrapolated_sweep_108_s"],
+             "faithful": c["faithful_fp32_1gpu"]["extrapolated_sweep_108_s"],
+             "reference_bf16": ref["bf16_autocast"]["extrapolated_sweep_108_s"],
+             "bf16_1gpu": c["paper_bfloat16_1gpu"]["P108"]["extrapolated_10k_steps_s"],
+             "fp32_1gpu": c["paper_float32_1gpu"]["P108"]["extrapolated_10k_steps_s"],
+             "bf16_2gpu": c["paper_bfloat16_2gpu"]["P108"]["extrapolated_10k_steps_s"],
+             "variant": SWEEP_PROBLEMS * v16_12["step_s_per_problem"] * PAPER_STEPS}
+    vs = lambda key: _x(sweep["reference"] / sweep[key])  # noqa: E731
+    one, two = c["paper_bfloat16_1gpu"]["P108"], c["paper_bfloat16_2gpu"]["P108"]
+    f1, f2, api = c["fast_1gpu"]["P108"], c["fast_2gpu"]["P108"], c["api_fast"]
+    lines += ["", f"**Whole GPT-2-small-shaped sweep, {SWEEP_PROBLEMS} problems (12 layers x (8 micro + 1 macro))**",
+              ""]
+    lines += _table("sweep | time | vs PyTorch fp32 reference (same run)", [
+        ("PyTorch reference fp32, one critic at a time (extrapolated)", f"{_hours(sweep['reference'])} h", "1x"),
+        ("JAX faithful baseline (extrapolated)", f"{_hours(sweep['faithful'])} h", vs("faithful")),
+        ("PyTorch bf16 autocast, one at a time (extrapolated)", f"{_hours(sweep['reference_bf16'])} h",
+         vs("reference_bf16")),
+        (f"**ie_jax paper protocol, bf16, 1 GPU** ({one['n_chunks']} chunks of {one['chunk']}, extrapolated)",
+         f"**{_hours(sweep['bf16_1gpu'])} h**", f"**{vs('bf16_1gpu')}**"),
+        ('ie_jax paper protocol, "float32" (TF32), 1 GPU', f"{_hours(sweep['fp32_1gpu'])} h", vs("fp32_1gpu")),
+        (f"**ie_jax paper protocol, bf16, 2 GPUs** ({two['n_chunks']} chunks of {two['chunk']}, extrapolated)",
+         f"**{_hours(sweep['bf16_2gpu'])} h**", vs("bf16_2gpu")),
+        (f"variant bf16 activations + data, 1 GPU ({SWEEP_PROBLEMS} problems x "
+         f"{sig3(1e3 * v16_12['step_s_per_problem'])} ms x 10k)", f"{_hours(sweep['variant'])} h", vs("variant")),
+        (f"**ie_jax fast protocol, 1 GPU** ({f1['n_chunks']} chunks of {f1['chunk']}, all {f1['steps']:,} steps run, "
+         "held-out evals included)", f"**{f1['total_s']:.1f} s** + {f1['chunk_run']['compile_s']:.1f} s compile", ""),
+        (f"**ie_jax fast protocol, 2 GPUs** ({f2['n_chunks']} chunks of {f2['chunk']})",
+         f"**{f2['total_s']:.1f} s** + {f2['chunk_run']['compile_s']:.1f} s compile", ""),
+        (f'`estimate_batch(protocol="fast")` end to end, P = {api["problems"]} (host preparation included)',
+         f"{api['second_call_s']:.1f} s ({api['first_call_s']:.1f} s first call; "
+         f"{api['per_problem_s_second_call']:.1f} s per problem)", ""),
+    ])
+
+    lines += ["", "**Speed variants of the paper critic (same protocol; ms per problem-step)**", ""]
+    lines += _table("variant | run | ms / problem-step | TFLOP/s executed (% peak)", [
+        (label, run, sig3(1e3 * v["step_s_per_problem"]),
+         f"{v['executed_tflops']:.0f} ({100 * v['executed_tflops'] / peak:.0f}%)")
+        for label, run, v in (
+            ("base: fp32 activations", "variants_gpu, P = 12", v12["base"]),
+            ("unique-index gather instead of the permutation's scatter-add", "variants_gpu, P = 12", v12["unique"]),
+            ("inverse-permutation custom VJP", "variants_gpu, P = 12", v12["perm_vjp"]),
+            ("bf16 activations (fp32 accumulation, scores and loss)", "variants_gpu, P = 12", v12["bf16_act"]),
+            ("bf16 activations + x, y stored in bf16", "variants_bf16_gpu, P = 12", v16_12),
+            ("bf16 activations + x, y stored in bf16", "variants_bf16_gpu, P = 24", v16_24))])
+
+    caps = capture_bf16(results)
+    large = [(name, pct) for name, params, _, pct in caps if params >= 1e9]
+    p12 = c["paper_bfloat16_1gpu"]["P12"]
+    pct, pct_v = 100 * p12["executed_tflops"] / peak, 100 * v16_24["executed_tflops"] / peak
+    fast_end_to_end = SWEEP_PROBLEMS * api["per_problem_s_second_call"]
+    step2 = c["paper_bfloat16_2gpu"]["P24"]["critic_steps_per_s"] / p12["critic_steps_per_s"]
+    sweep2, fast2 = sweep["bf16_1gpu"] / sweep["bf16_2gpu"], f1["total_s"] / f2["total_s"]
+    t = ISSUE6
+    lines += ["", "**Targets (issue 6)**", ""]
+    lines += _table("target (issue 6) | measured | met?", [
+        (f"paper sweep <= {t['sweep_h']:.0f} h on one GPU",
+         f"{_hours(sweep['bf16_1gpu'])} h bf16 ({_hours(sweep['variant'])} h with the bf16-activation variant; "
+         f"{_hours(sweep['bf16_2gpu'])} h on 2 GPUs)",
+         f"{_met(sweep['bf16_1gpu'] <= 3600 * t['sweep_h'])} by {_x(sweep['bf16_1gpu'] / 3600 / t['sweep_h'])} "
+         f"({_x(sweep['variant'] / 3600 / t['sweep_h'])} with the variant)"),
+        (f">= {t['speedup']:.0f}x the reference",
+         f"{_x(sweep['reference'] / sweep['bf16_1gpu'])} the same-run PyTorch fp32 loop "
+         f"({_x(sweep['reference'] / sweep['variant'])} with the variant)",
+         _met(sweep["reference"] / sweep["bf16_1gpu"] >= t["speedup"])),
+        (f"critic training >= {t['peak_pct']:.0f}% of bf16 peak", f"{pct:.0f}% (P = 12); {pct_v:.0f}% with the variant",
+         _met(pct >= t["peak_pct"])),
+        (f"fast sweep <= {t['fast_s'] / 60:.0f} min",
+         f"{f1['total_s']:.1f} s of GPU training (+ {f1['chunk_run']['compile_s']:.1f} s compile); end to end through "
+         f"`estimate_batch` about {fast_end_to_end / 60:.0f} min ({api['per_problem_s_second_call']:.1f} s per "
+         f"problem, from P = {api['problems']})",
+         f"{_met(f1['total_s'] + f1['chunk_run']['compile_s'] <= t['fast_s'])} on the GPU, "
+         f"{_met(fast_end_to_end <= t['fast_s'])} end to end"),
+        (f"2 GPUs >= {t['two_gpus']:.1f}x one",
+         f"{step2:.2f}x per step (P = 24 on 2 vs 12 on 1); {sweep2:.2f}x for the {SWEEP_PROBLEMS}-problem sweep; "
+         f"fast sweep {fast2:.2f}x", f"{_met(step2 >= t['two_gpus'])} per step, {_met(sweep2 >= t['two_gpus'])} by "
+                                     "the sweep's chunking"),
+        (f"capture >= {t['capture_vs_hf']:.0f}x HF on gpt2-small shapes", f"{caps[0][2]:.2f}x (bf16)",
+         _met(caps[0][2] >= t["capture_vs_hf"])),
+        (f"capture >= {t['peak_pct']:.0f}% of bf16 peak at >= 1B parameters",
+         ", ".join(f"{name} {p:.0f}%" for name, p in large), _met(all(p >= t["peak_pct"] for _, p in large))),
+    ])
+
+    lines += ["", "**Accuracy note: the fast protocol through `estimate_batch` at this size (not a speed result)**", ""]
+    lines += _table("quantity | value", [
+        ("true MI of y = 0.1 x + noise, d = 768", f"{api['true_mi_nats']:.2f} nats"),
+        ("held-out estimate, mean of the P problems", f"{sum(api['values_nats']) / len(api['values_nats']):.2f} nats"),
+        ("training bound at the last step (fast protocol, 1 GPU)",
+         f"{f1['chunk_run']['train_value_last_nats']:.2f} nats"),
+        (f"host memory for {SWEEP_PROBLEMS} problems of [{api['n']:,}, 2 x {c['config']['d']}] fp32",
+         f"{SWEEP_PROBLEMS * api['n'] * 2 * c['config']['d'] * 4 / 1e9:.0f} GB"),
+    ])
+    return "\n".join(lines) + "\n"
+
+
+def critic_x4_table(results: Path = RESULTS) -> str:
+    """results/critic_gpu_x4.md: the paper critic on 1 and 4 GPUs of one host, and issue 7's scaling target."""
+    x = json.loads((results / "critic_gpu_x4.json").read_text())
+    peak = x["peak"]["bf16"]["tflops"]
+    one, twelve, four = x["paper_bfloat16_1gpu"]["P1"], x["paper_bfloat16_1gpu"]["P12"], x["paper_bfloat16_4gpu"]["P48"]
+    faithful = x["faithful_fp32_1gpu"]
+    n1, n4 = math.ceil(SWEEP_PROBLEMS / twelve["problems"]), math.ceil(SWEEP_PROBLEMS / four["problems"])
+    sweep1, sweep4 = n1 * twelve["extrapolated_10k_steps_s"], n4 * four["extrapolated_10k_steps_s"]
+    step_scaling = four["critic_steps_per_s"] / twelve["critic_steps_per_s"]
+    fast = {k: x[k]["P108"] for k in ("fast_1gpu", "fast_4gpu")}
+    compile_s = [f["chunk_run"]["compile_s"] for f in fast.values()]
+    rows = [(label, f"{1e3 * r['chunk_step_s']:.1f}", f"{r['critic_steps_per_s']:.1f}",
+             f"{r['executed_tflops']:,.0f} ({100 * r['executed_tflops'] / (devices * peak):.0f}%)",
+             f"{r['extrapolated_10k_steps_s']:,.0f} s")
+            for label, r, devices in (("1 GPU, P = 1", one, 1), ("1 GPU, P = 12", twelve, 1),
+                                      ("4 GPUs, P = 48 (12 per GPU)", four, 4))]
+    rows.append(("faithful fp32 baseline, one critic, host loop", f"{1e3 * faithful['step_s_median']:.1f}",
+                 f"{1 / faithful['step_s_median']:.1f}", "-",
+                 f"sweep {_hours(faithful['extrapolated_sweep_108_s'])} h"))
+    gpu = x["env"]["nvidia_smi"].splitlines()[0].split(",")[0]
+    lines = ["**Four-GPU run** (`critic_gpu_x4.json`)", "",
+             f"Written by `benchmarks/sweep_gpu.py` from that file. One call on a 4 x {gpu} host, "
+             f"{x['env']['date_utc'][:10]} {x['env']['date_utc'][11:16]} UTC, jax {x['env']['jax']}; bf16 matmul peak "
+             f"measured in the same run: {peak:.0f} TFLOP/s. Paper critic, N = {x['config']['n']:,}, "
+             f"d = {x['config']['d']}, bf16, {four['steps_timed']} steps timed after compiling, extrapolated to "
+             "10,000 steps; 1-GPU rows on GPU 0 of the same host.", ""]
+    lines += _table("run | ms / step / chunk | critic-steps/s | TFLOP/s executed (% of peak x devices) | 10k steps",
+                    rows)
+    lines += [""] + _table("quantity | value | target (issue 7)", [
+        ("critic-steps/s, 4 GPUs over 1", f"{step_scaling:.2f}x ({four['critic_steps_per_s']:.1f} vs "
+         f"{twelve['critic_steps_per_s']:.1f})", f">= {ISSUE7_SCALING}x: {_met(step_scaling >= ISSUE7_SCALING)}"),
+        (f"whole {SWEEP_PROBLEMS}-critic paper sweep (extrapolated)",
+         f"1 GPU {n1} chunks x {twelve['extrapolated_10k_steps_s']:,.0f} s = {_hours(sweep1)} h; 4 GPUs {n4} chunks "
+         f"of {four['problems']} x {four['extrapolated_10k_steps_s']:,.0f} s = {_hours(sweep4)} h: "
+         f"**{sweep1 / sweep4:.2f}x**", f">= {ISSUE7_SCALING}x: {_met(sweep1 / sweep4 >= ISSUE7_SCALING)}"),
+        (f"slots of the {four['problems']}-problem chunks filled by {SWEEP_PROBLEMS} problems",
+         f"{100 * SWEEP_PROBLEMS / (n4 * four['problems']):.0f}% of {n4 * four['problems']}", ""),
+        ("1-GPU paper sweep (bf16 activations) against the faithful fp32 baseline of the same run",
+         f"{faithful['extrapolated_sweep_108_s'] / sweep1:.1f}x faster", ""),
+        (f"fast protocol, {SWEEP_PROBLEMS} problems, {fast['fast_1gpu']['steps']} steps",
+         f"{fast['fast_1gpu']['total_s']:.1f} s on 1 GPU, {fast['fast_4gpu']['total_s']:.1f} s on 4 GPUs (plus "
+         f"{min(compile_s):.0f}-{max(compile_s):.0f} s compile)", ""),
+    ])
+    return "\n".join(lines) + "\n"
+
+
+def tables(results: Path = RESULTS) -> dict[Path, str]:
+    return {results / "critic_gpu.md": critic_tables(results), results / "critic_gpu_x4.md": critic_x4_table(results)}
+
+
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()

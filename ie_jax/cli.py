@@ -77,16 +77,17 @@ def _parser() -> argparse.ArgumentParser:
                    help="default | minilm | PATH (HF dir or .gguf) | ORG/NAME (Hugging Face id: from the local HF "
                         "cache, or downloaded) | random:SHAPE")
     m.add_argument("--data", action="append", default=None,
-                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE]; "
+                   help="icl:CATEGORY (country, animal, colour, ...) | text:kjv | text:PATH | gaussian[:VARIANCE] | tokens:random; "
                         "repeat for several data sets (each into OUT/<name>, one model load); default icl:country")
     m.add_argument("--samples", type=int, default=None,
                    help="number of sequences N (default 8192 with an accelerator, 1000 on a CPU)")
     m.add_argument("--seq-len", type=int, default=None, help="tokens per sequence T (default per data kind)")
     m.add_argument("--protocol", default=None, choices=["fast", "paper"], help="neural MI protocol (default fast)")
     m.add_argument("--estimator", default=None, choices=["neural", "exact_discrete", "noise", "gaussian"],
-                   help="default: neural with an accelerator or --protocol, noise with --sigma or on a CPU "
-                        "(the neural protocols take hours there)")
-    m.add_argument("--sigma", type=_floats, default=None, help="noise levels for --estimator noise, e.g. 0.1,0.3,1")
+                   help="default: noise, the noise-regularised IE(sigma) over a wide sigma grid (reported at the "
+                        "smallest sigma where the most layers are measured); neural with --protocol")
+    m.add_argument("--sigma", type=_floats, default=None,
+                   help="noise levels for --estimator noise, e.g. 0.3,1,3 (default 0.3,1,3,10,30,100)")
     m.add_argument("--set", type=_setting, action="append", default=[], metavar="KEY=VALUE",
                    help="estimator setting, e.g. --set steps=300 --set batch_size=256 (repeatable)")
     m.add_argument("--micro", default="isolated", choices=["isolated", "in_context"])
@@ -151,7 +152,7 @@ def _measure_all(args) -> int:
     estimator, samples = _estimator_and_samples(args)
     for spec in specs:  # every argument checked before the model is loaded or a file written
         check_measure_arguments(
-            data=spec, protocol=args.protocol or "fast", estimator=estimator, micro=args.micro, n_samples=samples,
+            data=spec, protocol=args.protocol, estimator=estimator, micro=args.micro, n_samples=samples,
             seq_len=args.seq_len, seeds=args.seeds, layers=args.layers, sigma=args.sigma, units=args.units,
             chunk_size=args.chunk_size, data_seed=args.data_seed, overrides=dict(args.set),
             out=_run_dir(args.out, spec, len(specs) > 1) if distributed.is_leader() else None)
@@ -160,7 +161,7 @@ def _measure_all(args) -> int:
         out = _run_dir(args.out, spec, len(specs) > 1)
         say(f"== {lm.name} on {spec} -> {out}")
         result = measure(
-            lm, spec, protocol=args.protocol or "fast", estimator=None if estimator == "neural" else estimator,
+            lm, spec, protocol=args.protocol, estimator=estimator,
             micro=args.micro, n_samples=samples, seq_len=args.seq_len, seeds=tuple(args.seeds),
             layers=args.layers, out=out, sigma=args.sigma, units=args.units,
             token_curve=not args.no_token_curve, data_seed=args.data_seed, chunk_size=args.chunk_size,
@@ -169,15 +170,30 @@ def _measure_all(args) -> int:
         timing = result.metadata["timing_s"]
         print("seconds: " + ", ".join(f"{k} {timing[k]:.1f}" for k in
                                       ("capture", "prepare", "compile", "train", "readout", "write", "total")))
-        for i, label in enumerate(result.settings):
-            s = result.select(i)
-            tot = s.totals
-            say(f"{label}: IE sum over layers {tot['sum_over_layers']['value']:.3f}, mean over layers "
-                f"{tot['mean_over_layers']['value']:.3f} {s.units}; per layer: "
-                + " ".join(f"{v:.2f}" for v in s.ie))
+        for line in _result_lines(result):
+            say(line)
         say(f"results: {out / 'result.json'} and result.csv")
     say(f"figures and HTML: ie-jax report {args.out}")
     return 0
+
+
+def _result_lines(result) -> list[str]:
+    """What the CLI prints of a result: the reported setting's IE at every layer (a number only where measured,
+    else '>= x', '<= x' or 'n/a'), its totals over measured layers, why that setting, and per other setting how
+    many layers are measured (result.json, result.csv and the report hold them all)."""
+    n = result.metadata.get("n_samples")
+    lines = [f"{result.setting}" + (f", N={n}" if n else "") + f": {result.totals_text()}; per layer: "
+             + " ".join(result.ie_text())]
+    unmeasured = [(layer, r) for layer, r in zip(result.layers, result.ie_reason) if r]
+    if unmeasured:
+        layer, reason = unmeasured[0]
+        lines.append(f"  not measured at {len(unmeasured)} layer(s), e.g. layer {layer}: {reason}")
+    if len(result.settings) > 1:
+        why = result.metadata.get("selected_setting", {}).get("reason", "")
+        counts = [f"{label.split('=')[-1]}:{int(result.select(i).ie_measured.sum())}"
+                  for i, label in enumerate(result.settings)]
+        lines.append(f"  reported: {why}. Layers measured per setting: " + " ".join(counts))
+    return lines
 
 
 def _estimator_and_samples(args) -> tuple[str, int]:
@@ -191,9 +207,9 @@ def _estimator_and_samples(args) -> tuple[str, int]:
         defaults["estimator"] = "noise"
     estimator = args.estimator or defaults["estimator"]
     samples = defaults["samples"] if args.samples is None else args.samples
-    if args.estimator is None and estimator != "neural":
-        print(f"No accelerator (JAX backend: cpu), so the CPU defaults: --estimator {estimator} --samples {samples}, "
-              "minutes here; the neural fast protocol (--estimator neural) would take hours on a CPU.")
+    if args.samples is None and not plan.accelerator():
+        print(f"No accelerator (JAX backend: cpu), so --samples {samples} by default (minutes here with the "
+              f"{estimator} estimator" + ("; the neural protocols take hours on a CPU)" if estimator == "neural" else ")"))
     return estimator, samples
 
 

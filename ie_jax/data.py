@@ -345,13 +345,26 @@ def text_windows(tokenizer, documents, *, seq_len: int = DEFAULT_TEXT_LEN, n_sam
                      examples=examples)
 
 
+def random_tokens(vocab_size: int, *, n_samples: int, seq_len: int = DEFAULT_TEXT_LEN, seed: int = 0) -> TokenData:
+    """N sequences of T token ids drawn uniformly and independently from the vocabulary: a control input with
+    no structure (generating entropy T ln V)."""
+    ids = np.random.default_rng([seed, 7]).integers(0, vocab_size, (n_samples, seq_len)).astype(np.int32)
+    return TokenData(ids, "tokens:random", "text", f"uniform random token ids over a vocabulary of {vocab_size}",
+                     generating_entropy_nats=seq_len * math.log(vocab_size))
+
+
 def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None = None, seed: int = 0,
-              variance: float = GAUSSIAN_VARIANCE, text_key: str = "text"):
-    """Parse a data spec: "icl:CATEGORY", "text:kjv", "text:PATH" (.jsonl or .txt), "gaussian".
+              variance: float = GAUSSIAN_VARIANCE, text_key: str = "text", vocab_size: int | None = None):
+    """Parse a data spec: "icl:CATEGORY", "text:kjv", "text:PATH" (.jsonl or .txt), "gaussian[:VAR]",
+    "tokens:random" (uniform token ids; needs `vocab_size`).
 
     seq_len: T tokens (ICL: 2 x shots, even; default per category; text default 8; Gaussian default 8).
     """
     kind, _, arg = spec.partition(":")
+    if kind == "tokens":
+        if arg != "random" or not vocab_size:
+            raise ValueError(f"unknown data spec {spec!r}: tokens:random needs a model with a vocabulary")
+        return random_tokens(vocab_size, n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, seed=seed)
     if kind == "icl":
         shots = None
         if seq_len is not None:
@@ -373,7 +386,7 @@ def load_data(spec: str, tokenizer=None, *, n_samples: int, seq_len: int | None 
         return GaussianData(n_samples=n_samples, seq_len=seq_len or DEFAULT_TEXT_LEN, variance=variance, seed=seed,
                             spec=spec)
     raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(ENTITIES)}), text:kjv, "
-                     f"text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")
+                     f"text:PATH (.jsonl/.txt), gaussian[:VARIANCE] or tokens:random")
 
 
 def gaussian_variance(arg: str) -> float:

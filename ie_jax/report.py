@@ -1,7 +1,8 @@
 """Figures (PNG) and one self-contained HTML page for IE results.
 
-figures(result) draws three figures: IE per layer with its 95% band and ceiling; MI macro vs mean micro per
-layer with ceilings; a layer x token heatmap of E(t) (or of the micro MI when no token curve was measured).
+figures(result) draws: IE per layer with its 95% band and ceiling (bounds as triangles where IE is not measured);
+MI macro vs mean micro per layer with ceilings; a layer x token heatmap of E(t) (or of the micro MI when no token
+curve was measured); and, for a sigma grid, a layer x sigma heatmap of IE(sigma) (blank where not measured).
 write_report(dir) finds every run under `dir` (directories holding result.json), writes their PNGs next to
 them and one report.html with the images inlined (base64), so the page can be mailed or archived alone.
 """
@@ -37,6 +38,13 @@ fed discrete inputs, the true MI between continuous states is the entropy of the
 distinct inputs stay distinct; the exact-counting and noise-regularised estimators (sigma relative to each
 layer's centred standard deviation) give well-defined numbers, which grow with the number of samples N. Read
 every number with N, the estimator and the flags next to it.</p>
+<p><b>When IE is a number.</b> Only where both terms are measurements: exact (counted over discrete states the
+sample covers) or verified below their ceilings. Elsewhere the tables say <i>&ge; x</i> (the macro MI is a lower
+bound, the micro MIs measured), <i>&le; x</i> (a micro MI is a lower bound) or <i>n/a</i>, with the reason, and
+totals add the measured layers only. The noise-regularised IE(&sigma;) is reported at the smallest &sigma; of its
+grid where the most layers are measured; below it the noise cannot hide which sample a state came from
+(<i>sample_specific</i>: leaving each draw's own sample out lowers the value), and the number would describe
+these N samples rather than the data. The layer &times; &sigma; heatmap shows the whole grid.</p>
 <p><b>E(t)</b> (heatmap) is the same difference after <i>t</i>+1 tokens: MI at position <i>t</i> of the full pass
 minus the mean micro MI of tokens 0..<i>t</i>.</p>
 """
@@ -69,12 +77,18 @@ def figure_ie(r: IEResult):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
     x = np.array(r.layers)
-    for i, label in enumerate(r.settings):
+    shown = [r.selected] if len(r.settings) > 3 else range(len(r.settings))  # a sigma grid: its heatmap has the rest
+    for i in shown:
         s = r.select(i)
         ie, ci, flags = s.ie, s.ie_ci, s.ie_flags
-        (line,) = ax.plot(x, ie, "-", lw=1.6, label=f"IE, {label} (sum {s.totals['sum_over_layers']['value']:.2f},"
-                                                      f" mean {s.totals['mean_over_layers']['value']:.2f})")
+        tot = s.totals["sum_over_layers"]
+        (line,) = ax.plot(x, ie, "-", lw=1.6, label=f"IE, {s.setting} (sum over {tot['n_layers_measured']}/"
+                                                      f"{tot['n_layers']} measured layers {tot['value']:.2f})")
         c = line.get_color()
+        bound, bound_value = np.array(s.ie_bound, dtype=object), s.ie_bound_value
+        for kind, marker in (("lower", "^"), ("upper", "v")):
+            at = bound == kind
+            ax.plot(x[at], bound_value[at], marker, color=c, mfc="none", ms=6)
         ax.fill_between(x, ci[:, 0], ci[:, 1], color=c, alpha=0.2, lw=0)
         sat = np.array([f["macro_saturated"] or f["micro_saturated"] for f in flags])
         ax.plot(x[~sat], ie[~sat], "o", color=c, ms=4)
@@ -91,6 +105,8 @@ def figure_ie(r: IEResult):
     ax.set_title(_title(r), fontsize=9)
     ax.plot([], [], "k--", lw=1, label="ceiling (macro ceiling - mean micro)")
     ax.plot([], [], "o", mfc="none", mec="k", label="saturated: bound only")
+    ax.plot([], [], "^", mfc="none", mec="k", label="not measured: IE at least this")
+    ax.plot([], [], "v", mfc="none", mec="k", label="not measured: IE at most this")
     ax.plot([], [], "x", color="k", label="an MI above its ceiling: estimator artefact")
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
@@ -147,12 +163,39 @@ def figure_heatmap(r: IEResult):
     return fig
 
 
+def figure_sigma_heatmap(r: IEResult):
+    """Layer x sigma heatmap of IE(sigma) for a noise grid: blank where IE is not measured at that sigma, the
+    reported sigma outlined."""
+    plt = _plt()
+    sigmas = [p.get("sigma") for p in r.metadata.get("setting_params", [])]
+    grid = np.array([r.select(i).ie for i in range(len(r.settings))]).T  # [L, S]
+    fig, ax = plt.subplots(figsize=(2.0 + 0.42 * len(sigmas), 1.6 + 0.16 * len(r.layers)))
+    finite = grid[np.isfinite(grid)]
+    top = float(np.abs(finite).max()) if finite.size else 1.0
+    im = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", origin="lower", cmap="RdBu_r", vmin=-top, vmax=top,
+                   interpolation="nearest")
+    ax.set_xticks(range(len(sigmas)))
+    ax.set_xticklabels([f"{s:g}" for s in sigmas], fontsize=6, rotation=90)
+    ax.set_yticks(range(len(r.layers)))
+    ax.set_yticklabels([str(l) for l in r.layers], fontsize=6)
+    ax.add_patch(plt.Rectangle((r.selected - 0.5, -0.5), 1, len(r.layers), fill=False, lw=1.5, ec="k"))
+    ax.set_xlabel(f"sigma (noise / centred std of each variable); outlined: reported")
+    ax.set_ylabel("block (layer)")
+    ax.set_title(f"IE(sigma) ({r.units}), blank: not measured; N={r.metadata.get('n_samples', '?')}", fontsize=9)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {"ie_per_layer": figure_ie, "mi_macro_vs_micro": figure_mi, "layer_token_heatmap": figure_heatmap}
 
 
 def figures(r: IEResult, out_dir=None) -> dict:
-    """{name: Figure}; written as out_dir/<name>.png when out_dir is given."""
+    """{name: Figure}; written as out_dir/<name>.png when out_dir is given. A result over a noise sigma grid
+    also gets "ie_sigma_heatmap"."""
     figs = {name: make(r) for name, make in FIGURES.items()}
+    if len(r.settings) > 1 and all(p.get("sigma") is not None for p in r.metadata.get("setting_params", [{}])):
+        figs["ie_sigma_heatmap"] = figure_sigma_heatmap(r)
     if out_dir is not None:
         out_dir = pathlib.Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -225,22 +268,23 @@ def _section(name, r: IEResult, images: list[str]) -> str:
     ]
     meta = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in meta_rows)
     tables = []
-    for i, label in enumerate(r.settings):
+    why = m.get("selected_setting", {}).get("reason")
+    if why and len(r.settings) > 1:
+        tables.append(f"<p>Reported setting: {html.escape(why)}. The tables of the other settings follow it.</p>")
+    for i in [r.selected] + [i for i in range(len(r.settings)) if i != r.selected]:
         s = r.select(i)
         rows = []
-        for l, layer in enumerate(s.layers):
+        for l, (layer, text) in enumerate(zip(s.layers, s.ie_text(3))):
             f = s.ie_flags[l]
+            interval = f"[{s.ie_ci[l, 0]:.3f}, {s.ie_ci[l, 1]:.3f}]" if f["ie_measured"] else html.escape(f["ie_reason"])
             rows.append(
-                f"<tr><td>{layer}</td><td>{s.ie[l]:.3f}</td><td>[{s.ie_ci[l, 0]:.3f}, {s.ie_ci[l, 1]:.3f}]</td>"
+                f"<tr><td>{layer}</td><td>{html.escape(text)}</td><td>{interval}</td>"
                 f"<td>{f['ie_ceiling']:.3f}</td><td>{s.mi_macro[l]:.3f}</td><td>{s.mi_macro_ceiling[l]:.3f}</td>"
                 f"<td>{s.mi_micro_mean[l]:.3f}</td><td>{html.escape(', '.join(f['flags']) or '-')}</td></tr>")
-        tot = s.totals
-        totals = "; ".join(f"{k.replace('_', ' ')}: {v['value']:.3f} [{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]"
-                           for k, v in tot.items())
         tables.append(
-            f"<h3>{html.escape(label)}</h3><p>IE {totals} ({r.units})</p><table><tr><th>block</th><th>IE</th>"
-            f"<th>95% CI</th><th>IE ceiling</th><th>MI macro</th><th>macro ceiling</th><th>MI micro (mean)</th>"
-            f"<th>flags</th></tr>{''.join(rows)}</table>")
+            f"<h3>{html.escape(s.setting)}</h3><p>{html.escape(s.totals_text())}</p><table><tr><th>block</th><th>IE</th>"
+            f"<th>95% CI, or why no number</th><th>IE ceiling</th><th>MI macro</th><th>macro ceiling</th>"
+            f"<th>MI micro (mean)</th><th>flags</th></tr>{''.join(rows)}</table>")
     return (f"<h2>{html.escape(str(name))}</h2><table class='meta'>{meta}</table>"
             f"<div class='figs'>{''.join(images)}</div>{''.join(tables)}")
 

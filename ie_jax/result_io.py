@@ -18,7 +18,7 @@ from ie_jax.mi.result import MIEstimate
 
 FORMAT = "ie_jax.IEResult/1"
 CSV_COLUMNS = ["setting", "quantity", "layer", "position", "value", "stderr", "ci95_low", "ci95_high", "ceiling",
-               "flags", "units"]
+               "flags", "units", "bound", "bound_value"]
 
 
 def summary(r) -> dict[str, Any]:
@@ -28,7 +28,8 @@ def summary(r) -> dict[str, Any]:
         s = r.select(i)
         row = {
             "setting": s.setting, "layers": list(s.layers), "ie": s.ie, "ie_stderr": s.ie_stderr,
-            "ie_ci95": s.ie_ci, "mi_macro": s.mi_macro, "mi_macro_ci95": s.mi_macro_ci,
+            "ie_ci95": s.ie_ci, "ie_measured": s.ie_measured, "ie_bound": s.ie_bound,
+            "ie_bound_value": s.ie_bound_value, "ie_reason": s.ie_reason, "mi_macro": s.mi_macro, "mi_macro_ci95": s.mi_macro_ci,
             "mi_macro_ceiling": s.mi_macro_ceiling, "mi_micro": s.mi_micro, "mi_micro_mean": s.mi_micro_mean,
             "ie_flags": s.ie_flags, "totals": s.totals,
         }
@@ -64,35 +65,48 @@ def fields_from_dict(d: dict[str, Any]) -> dict[str, Any]:
     return dict(layers=tuple(d["layers"]), seq_len=d["seq_len"], micro_mode=d["micro"],
                 settings=tuple(d["settings"]), context_positions=tuple(d["context_positions"]),
                 context=load(est["context"]), micro=None if est["micro"] is None else load(est["micro"]),
-                units=d["units"], metadata=d.get("metadata", {}))
+                units=d["units"], metadata=d.get("metadata", {}),
+                selected=int(d.get("metadata", {}).get("selected_setting", {}).get("index", 0)))
 
 
 def to_csv(r) -> str:
     """One row per number: setting, quantity (ie | mi_macro | mi_micro | token_curve | ie_<total>), layer,
-    position, value, stderr, ci95_low, ci95_high, ceiling, flags, units."""
+    position, value, stderr, ci95_low, ci95_high, ceiling, flags, units, bound, bound_value. An IE that is not a
+    measurement has an empty value; bound says "lower", "upper" or "none", bound_value the bound's value; a
+    total counts the measured layers only (flags: "layers=M/L")."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(CSV_COLUMNS)
     for i in range(len(r.settings)):
         s = r.select(i)
         ie, ie_se, ie_ci, flags = s.ie, s.ie_stderr, s.ie_ci, s.ie_flags
+        bound_value = s.ie_bound_value
         for l, layer in enumerate(s.layers):
-            w.writerow([s.setting, "ie", layer, "", ie[l], ie_se[l], *ie_ci[l], flags[l]["ie_ceiling"],
-                        "|".join(flags[l]["flags"]), s.units])
+            measured = flags[l]["ie_measured"]
+            w.writerow([s.setting, "ie", layer, "", *_blank_nan(ie[l], ie_se[l], *ie_ci[l]), flags[l]["ie_ceiling"],
+                        "|".join(flags[l]["flags"]), s.units, "" if measured else (flags[l]["ie_bound"] or "none"),
+                        "" if measured else _blank_nan(bound_value[l])[0]])
             w.writerow(_estimate_row(s, "mi_macro", layer, s.seq_len - 1, s.macro_estimates()[l]))
             for t, e in enumerate(s.micro_estimates()[l]):
                 w.writerow(_estimate_row(s, "mi_micro", layer, t, e))
             if s.has_token_curve:
                 for t, (v, (lo, hi)) in enumerate(zip(s.token_curve[l], s.token_curve_ci[l])):
-                    w.writerow([s.setting, "token_curve", layer, t, v, "", lo, hi, "", "", s.units])
+                    w.writerow([s.setting, "token_curve", layer, t, *_blank_nan(v), "", *_blank_nan(lo, hi), "", "",
+                                s.units, "", ""])
         for name, tot in s.totals.items():
-            w.writerow([s.setting, f"ie_{name}", "", "", tot["value"], tot["stderr"], *tot["ci95"], "", "", s.units])
+            w.writerow([s.setting, f"ie_{name}", "", "", *_blank_nan(tot["value"], tot["stderr"], *tot["ci95"]), "",
+                        f"layers={tot['n_layers_measured']}/{tot['n_layers']}", s.units, "", ""])
     return buf.getvalue()
 
 
 def _estimate_row(r, quantity, layer, position, e: MIEstimate) -> list:
     return [r.setting, quantity, layer, position, e.value, e.stderr, *e.ci95, ceiling(e.diagnostics, r.units),
-            "|".join(estimate_flags(e.diagnostics)), r.units]
+            "|".join(estimate_flags(e.diagnostics)), r.units, "", ""]
+
+
+def _blank_nan(*values) -> list:
+    """Numbers for a CSV cell: NaN (no measurement) as an empty cell."""
+    return ["" if isinstance(v, float) and math.isnan(v) else v for v in (float(x) for x in values)]
 
 
 def _estimate(d: dict) -> MIEstimate:

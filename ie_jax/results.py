@@ -18,7 +18,7 @@ from ie_jax import result_io
 from ie_jax.fileio import atomic_write_text, describe_error, read_json
 from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE, estimate_arrays, ie_weights, linear_combination
 from ie_jax.ie_flags import ceiling, layer_flags
-from ie_jax.mi.result import MIEstimate
+from ie_jax.mi.result import MIEstimate, bound_kind
 
 __all__ = ["IEResult", "INDEPENDENCE_NOTE", "ie_weights", "linear_combination"]
 
@@ -87,29 +87,36 @@ class IEResult:
             return self.context[self.selected]
         return self.micro[self.selected]
 
-    def _distinct(self):
-        """Per layer the distinct estimates [L, K] as (values, stderrs, low, high), K as in `ie_weights`."""
+    def _rows(self) -> list[list[MIEstimate]]:
+        """Per layer the distinct estimates [L][K], K as in `ie_weights` (missing context positions: NaN)."""
         ctx = self.context[self.selected]
         if self.micro_mode == "in_context":
-            rows = ctx
-        else:
-            T = self.seq_len
-            nan = MIEstimate(math.nan, math.nan, (math.nan, math.nan), self.units, "missing")
-            # Context rows padded to all T positions so the weights of `ie_weights` apply (missing ones get 0).
-            rows = []
-            for l, row in enumerate(ctx):
-                full = [nan] * T
-                for p, e in zip(self.context_positions, row):
-                    full[p] = e
-                rows.append(full + list(self.micro[self.selected][l]))
-        return estimate_arrays(rows)
+            return [list(r) for r in ctx]
+        T = self.seq_len
+        nan = MIEstimate(math.nan, math.nan, (math.nan, math.nan), self.units, "missing")
+        # Context rows padded to all T positions so the weights of `ie_weights` apply (missing ones get 0).
+        rows = []
+        for l, row in enumerate(ctx):
+            full = [nan] * T
+            for p, e in zip(self.context_positions, row):
+                full[p] = e
+            rows.append(full + list(self.micro[self.selected][l]))
+        return rows
 
-    def _combine(self, w):
-        """w: [K] (one number per layer) or [T, K] (one per layer and position)."""
-        arrays = self._distinct()
+    def _combine(self, w, *, measured_only: bool = True):
+        """w: [K] (one number per layer) or [T, K] (one per layer and position). measured_only: NaN wherever a
+        term with a nonzero weight is not a measurement (`ie_jax.mi.result.bound_kind`)."""
+        rows = self._rows()
+        arrays = estimate_arrays(rows)
+        measured = np.array([[e.estimator == "missing" or bound_kind(e.diagnostics) == "measured" for e in r]
+                             for r in rows])
         if np.ndim(w) == 2:
-            arrays = [a[:, None, :] for a in arrays]
-        return _with_ci(*linear_combination(w, *arrays))
+            arrays, measured = [a[:, None, :] for a in arrays], measured[:, None, :]
+        out = linear_combination(w, *arrays)
+        if measured_only:
+            ok = np.all(measured | (np.asarray(w) == 0), axis=-1)
+            out = tuple(np.where(ok, a, np.nan) for a in out)
+        return _with_ci(*out)
 
     def _macro(self):
         return _with_ci(*(a[:, 0] for a in estimate_arrays([[e] for e in self.macro_estimates()])))
@@ -119,6 +126,9 @@ class IEResult:
 
     def _ie(self):
         return self._combine(ie_weights(self.seq_len, self.micro_mode)[0])
+
+    def _ie_unmeasured(self):
+        return self._combine(ie_weights(self.seq_len, self.micro_mode)[0], measured_only=False)
 
     def _curve(self):
         if not self.has_token_curve:
@@ -133,11 +143,53 @@ class IEResult:
                                   "context).")
     mi_micro_stderr = _part("_micro", 1, "[L, T] standard errors of `mi_micro`.")
     mi_micro_ci = _part("_micro", 2, "[L, T, 2] 95% intervals of `mi_micro`.")
-    ie = _part("_ie", 0, "[L] IE(l) = MI_macro(l) - mean_t MI_micro_t(l).")
+    ie = _part("_ie", 0, "[L] IE(l) = MI_macro(l) - mean_t MI_micro_t(l); NaN where a term is not a measurement "
+                         "(see `ie_bound`).")
     ie_stderr = _part("_ie", 1, "[L] standard error of `ie`.")
     ie_ci = _part("_ie", 2, "[L, 2] 95% interval of IE (independence assumed, see `ie_jax.ie_arithmetic`).")
-    token_curve = _part("_curve", 0, "[L, T] E_l(t) = MI_context_l(t) - mean_{s<=t} MI_micro_l(s).")
+    token_curve = _part("_curve", 0, "[L, T] E_l(t) = MI_context_l(t) - mean_{s<=t} MI_micro_l(s); NaN where a "
+                                     "term is not a measurement.")
     token_curve_ci = _part("_curve", 2, "[L, T, 2] 95% intervals of `token_curve`.")
+
+    @property
+    def ie_measured(self) -> np.ndarray:
+        """[L] bool: both terms of the layer's IE are measurements, so `ie` holds a number."""
+        return np.array([f["ie_measured"] for f in self.ie_flags])
+
+    @property
+    def ie_bound(self) -> list[str | None]:
+        """[L] "lower" or "upper" where IE is not measured but bounded by `ie_bound_value`, else None."""
+        return [f["ie_bound"] for f in self.ie_flags]
+
+    @property
+    def ie_bound_value(self) -> np.ndarray:
+        """[L] macro - mean micro where that is a lower or upper bound on IE (`ie_bound`), NaN elsewhere."""
+        raw = self._ie_unmeasured()[0]
+        return np.array([raw[l] if b is not None else math.nan for l, b in enumerate(self.ie_bound)])
+
+    @property
+    def ie_reason(self) -> list[str | None]:
+        """[L] why the layer's IE is not a measurement (None where it is)."""
+        return [f["ie_reason"] for f in self.ie_flags]
+
+    def ie_text(self, digits: int = 2) -> list[str]:
+        """[L] IE as a reader should see it: "1.23" where measured, ">= 1.23" / "<= 1.23" where a bound, "n/a"
+        where neither (the reason is `ie_reason`)."""
+        f = lambda v: f"{v:.{digits}f}"
+        out = []
+        for v, bound, b in zip(self.ie, self.ie_bound, self.ie_bound_value):
+            out.append(f(v) if np.isfinite(v) else {"lower": ">= ", "upper": "<= "}[bound] + f(b) if bound else "n/a")
+        return out
+
+    def totals_text(self, digits: int = 3) -> str:
+        """One line of totals: sum and mean over the measured layers with their count, or why there are none."""
+        tot = self.totals
+        s, m = tot["sum_over_layers"], tot["mean_over_layers"]
+        if not s["n_layers_measured"]:
+            return f"IE measured at none of the {s['n_layers']} layers (see the per-layer bounds and reasons)"
+        f = lambda v: f"{v:.{digits}f}"
+        return (f"IE over the {s['n_layers_measured']} of {s['n_layers']} layers where it is measured: sum {f(s['value'])} "
+                f"[{f(s['ci95'][0])}, {f(s['ci95'][1])}], mean {f(m['value'])} {self.units}")
 
     @property
     def mi_micro_mean(self) -> np.ndarray:
@@ -150,13 +202,20 @@ class IEResult:
 
     @property
     def totals(self) -> dict[str, dict[str, Any]]:
-        """IE summed and averaged over the measured layers, each with stderr and 95% CI (independent layers)."""
+        """IE summed and averaged over the layers where it is measured (the others are left out and counted), each
+        with stderr and 95% CI (independent layers); NaN where no layer is measured."""
         v, se, ci = self._ie()
+        ok = np.isfinite(v)
+        layers = [l for l, m in zip(self.layers, ok) if m]
         out = {}
-        for name, w in (("sum_over_layers", 1.0), ("mean_over_layers", 1.0 / len(v))):
-            q, s, a, b = linear_combination(np.full(len(v), w), v, se, ci[:, 0], ci[:, 1])
-            out[name] = {"value": float(q), "stderr": float(s), "ci95": [float(a), float(b)], "units": self.units,
-                         "layers": list(self.layers)}
+        for name, w in (("sum_over_layers", 1.0), ("mean_over_layers", 1.0 / max(1, int(ok.sum())))):
+            if ok.any():
+                q, s, a, b = (float(x) for x in linear_combination(np.full(int(ok.sum()), w), v[ok], se[ok], ci[ok, 0],
+                                                                   ci[ok, 1]))
+            else:
+                q = s = a = b = math.nan
+            out[name] = {"value": q, "stderr": s, "ci95": [a, b], "units": self.units, "layers": layers,
+                         "n_layers_measured": len(layers), "n_layers": len(self.layers)}
         return out
 
     # -- ceilings and flags ----------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from ie_jax import plan as plan_lib
 from ie_jax import validation
 from ie_jax import variables as variables_lib
 from ie_jax.mi import chunks
-from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, get_estimator
+from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, estimator_name, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
 from ie_jax.results import IEResult
 from ie_jax.store import RunStore
@@ -81,13 +81,15 @@ def problem_pair(variables: variables_lib.Variables, p: Problem) -> tuple[np.nda
     return variables.micro_pair(p.layer_index, p.t)
 
 
-def make_estimator(protocol: str, estimator: str | None, sigma, seeds, discrete: bool, overrides: dict) -> Estimator:
+def make_estimator(protocol: str | None, estimator: str | None, sigma, seeds, discrete: bool,
+                   overrides: dict) -> Estimator:
     """The sweep's estimator from measure()'s arguments (seeds: neural critics; the noise estimator's first)."""
+    name = estimator_name(estimator, protocol)
+    protocol = protocol or "fast"
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: use one of {PROTOCOLS}")
-    name = estimator or "neural"
     if name not in ESTIMATOR_NAMES:
-        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES} (None = neural)")
+        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES} (None = the default, noise)")
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("seeds must hold at least one seed")
@@ -102,7 +104,7 @@ def make_estimator(protocol: str, estimator: str | None, sigma, seeds, discrete:
     return get_estimator(name, **overrides)
 
 
-def measure(model, data, *, protocol: str = "fast", estimator: str | None = None, micro: str = "isolated",
+def measure(model, data, *, protocol: str | None = None, estimator: str | None = None, micro: str = "isolated",
             n_samples: int | None = None, seq_len: int | None = None, seeds=(0,), layers=None, out=None,
             sigma=None, units: str = "nats", token_curve: bool = True, data_seed: int = 0,
             chunk_size: int | None = None, memory_budget=None, save_states: bool = False, capture_batch: int = 64,
@@ -111,9 +113,12 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
 
     model: a LoadedModel, a model name ("default") or a path (HF dir / .gguf).
     data: a spec ("icl:country", "text:kjv", "text:PATH", "gaussian[:VAR]") or a TokenData/GaussianData.
-    protocol: neural protocol "fast" | "paper"; estimator: None (neural), "exact_discrete", "noise" (with
-      `sigma`, a float or list: one setting each), "gaussian" (closed form). overrides go to the estimator
-      (`ie_jax.mi.get_estimator`).
+    estimator: None (the default: "noise", the noise-regularised IE(sigma) over `ie_jax.mi.estimators.
+      DEFAULT_SIGMAS`, or "neural" when a protocol is named), "noise" (with `sigma`, a float or list: one setting
+      each), "neural" (critics; protocol "fast" | "paper", default fast), "exact_discrete" (counting),
+      "gaussian" (closed form). overrides go to the estimator (`ie_jax.mi.get_estimator`).
+      With several settings the result selects the smallest sigma at which the most layers have a measured IE
+      (metadata["selected_setting"] says which and why); `IEResult.select` picks another.
     micro: "isolated" (each token alone, the paper's definition) | "in_context" (position t of the full pass).
     n_samples, seq_len, data_seed: used when `data` is a spec. seeds: neural critics per problem (CIs include
       their spread); the noise estimator uses the first as its Monte Carlo seed.
@@ -190,8 +195,8 @@ def measure(model, data, *, protocol: str = "fast", estimator: str | None = None
         timings["write"] += time.perf_counter() - t0
 
     problems = problems_for(variables)
-    slow = plan_lib.slow_warning(estimator, protocol, overrides, n_problems=len(problems), n_seeds=len(seeds),
-                                 n_samples=dataset.n_samples, hidden_size=hidden)
+    slow = plan_lib.slow_warning(est.name, protocol or "fast", overrides, n_problems=len(problems),
+                                 n_seeds=len(seeds), n_samples=dataset.n_samples, hidden_size=hidden)
     if slow is not None:
         _warn(slow, progress)
     size = plan.chunk_size
@@ -250,7 +255,8 @@ def _resolve_data(data, lm, n_samples, seq_len, seed):
     if not isinstance(data, str):
         raise TypeError(f"data must be a spec string or TokenData/GaussianData, got {type(data).__name__}")
     n_samples = DEFAULT_SAMPLES if n_samples is None else n_samples  # 0 is refused, never replaced
-    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed)
+    return data_lib.load_data(data, lm.tokenizer, n_samples=n_samples, seq_len=seq_len, seed=seed,
+                              vocab_size=lm.config.vocab_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -538,9 +544,24 @@ def _assemble(variables, problems, estimates, est, units, metadata) -> IEResult:
         if variables.micro_mode == "isolated":
             micro.append(tuple(tuple(row[index["micro", i, t]] for t in range(T)) for i in range(L)))
     assert all(len(r) == P for s in context for r in s)
-    return IEResult(layers=variables.layers, seq_len=T, micro_mode=variables.micro_mode, settings=est.settings,
-                    context_positions=variables.positions, context=tuple(context),
-                    micro=tuple(micro) if micro else None, units=units, metadata=metadata)
+    result = IEResult(layers=variables.layers, seq_len=T, micro_mode=variables.micro_mode, settings=est.settings,
+                      context_positions=variables.positions, context=tuple(context),
+                      micro=tuple(micro) if micro else None, units=units, metadata=metadata)
+    index, why = reported_setting(result)
+    metadata["selected_setting"] = {"index": index, "setting": est.settings[index], "reason": why}
+    return result.select(index)
+
+
+def reported_setting(result: IEResult) -> tuple[int, str]:
+    """(index, why) of the setting a sweep reports first: the one at which the most layers have a measured IE,
+    of those the smallest noise level (the finest resolution at which the states can be measured)."""
+    counts = [int(result.select(i).ie_measured.sum()) for i in range(len(result.settings))]
+    sigmas = [p.get("sigma", 0.0) for p in result.metadata.get("setting_params", [{}] * len(counts))]
+    index = min(range(len(counts)), key=lambda i: (-counts[i], sigmas[i] if sigmas[i] is not None else 0.0, i))
+    if len(counts) == 1:
+        return index, "the only setting"
+    return index, (f"{result.settings[index]}: IE measured at {counts[index]} of {len(result.layers)} layers, the most "
+                   "of any setting" + (" (the smallest sigma among those)" if counts.count(counts[index]) > 1 else ""))
 
 
 def _identity(lm, dataset, est, micro, layers, token_curve, units) -> dict:

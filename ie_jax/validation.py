@@ -37,13 +37,16 @@ CHECKED_BY_RESOLVE = {"standardize", "critic_check"}
 RESERVED = {"units", "mesh", "seed", "seeds", "discrete", "sigma", "sigmas", "protocol", "x", "y"}
 
 
-def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str | None = None,
+def check_measure_arguments(*, data=None, protocol: str | None = None, estimator: str | None = None,
                             micro: str = "isolated", n_samples=None, seq_len=None, seeds=(0,), layers=None,
                             sigma=None, units: str = "nats", chunk_size=None, data_seed: int = 0,
                             capture_batch: int = 64, overrides: dict | None = None, out=None) -> None:
     """Raise ValueError naming the first bad argument of `ie_jax.measure` (CLI spelling in the fix)."""
+    from ie_jax.mi.estimators import estimator_name
     from ie_jax.mi.protocols import PROTOCOLS
 
+    name = estimator_name(estimator, protocol)
+    protocol = protocol or "fast"
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: use one of {tuple(PROTOCOLS)}")
     estimators = ("neural", "exact_discrete", "noise", "gaussian")
@@ -73,7 +76,6 @@ def check_measure_arguments(*, data=None, protocol: str = "fast", estimator: str
             raise ValueError("--layers is empty: give block indices such as 0-5,10 or leave it out for all")
         for layer in layers:
             _integer("--layers", layer, low=0)
-    name = estimator or "neural"
     if name == "noise":
         check_sigmas(sigma)
     elif sigma is not None:
@@ -123,9 +125,9 @@ def check_data_spec(spec: str, seq_len=None) -> None:
     elif kind == "gaussian":
         if arg:
             data_lib.gaussian_variance(arg)
-    else:
+    elif spec != "tokens:random":
         raise ValueError(f"unknown data spec {spec!r}: use icl:CATEGORY ({', '.join(data_lib.ENTITIES)}), "
-                         f"text:kjv, text:PATH (.jsonl/.txt) or gaussian[:VARIANCE]")
+                         f"text:kjv, text:PATH (.jsonl/.txt), gaussian[:VARIANCE] or tokens:random")
 
 
 def estimator_defaults(name: str, protocol: str) -> dict:

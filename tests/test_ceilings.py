@@ -64,10 +64,18 @@ def test_ceiling_is_the_smallest_and_generator_entropy_is_recorded():
     assert d["ceilings"]["data_entropy"] == 3.5
     assert d["ceilings"]["generating_entropy"] == pytest.approx(math.log(24))
     assert not d["saturated"]  # 3.0 is 0.18 below ln 24 = 3.18
-    assert annotate(_estimate(3.1), x, y).diagnostics["saturated"]
+    # 100 samples of each of 24 states cover them: ln 24 is the population's entropy, reaching it is exact
+    covered = annotate(_estimate(3.1), x, y).diagnostics
+    assert covered["covered"] and not covered["saturated"]
+    assert annotate(_estimate(2.95), x, y, estimator_cap_nats=3.0).diagnostics["saturated"]  # caps still count
+    # every sample its own state: ln N is the sample's size, and reaching it is saturation
+    cx, cy = _continuous(200)
+    near = annotate(_estimate(math.log(200) - 0.05), cx, cy).diagnostics
+    assert not near["covered"] and near["saturated"]
     # a closed-form Gaussian estimate far above what the sample can hold (the issue saw 359 nats)
     huge = annotate(_estimate(359.0), x, y).diagnostics
-    assert huge["above_ceiling"] and huge["saturated"]
+    assert huge["above_ceiling"] and not huge["reliable"]
+    assert annotate(_estimate(359.0), cx, cy).diagnostics["saturated"]
 
 
 def test_constant_input_is_flagged_and_not_saturated():

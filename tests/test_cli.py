@@ -25,7 +25,7 @@ def test_measure_then_report(tiny, tmp_path, capsys):
                "--estimator", "noise", "--sigma", "0.3,1", "--set", "n_mc=32", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "noise sigma=0.3: IE sum over layers" in printed and "result.json" in printed
+    assert "Layers measured per setting: 0.3:" in printed and "per layer: " in printed and "result.json" in printed
     # before estimating: the number of MI problems and chunks; then one progress line per chunk with an ETA
     assert "12 MI problems in 1 chunk of 12 (noise sigma=0.3, noise sigma=1); 0 already done" in printed
     assert "chunk 1/1: 12/12 problems" in printed and "ETA 0 s" in printed
@@ -39,11 +39,12 @@ def test_measure_then_report(tiny, tmp_path, capsys):
 
     assert main(["report", str(tmp_path / "runs")]) == 0
     assert "report.html" in capsys.readouterr().out
-    for name in ("ie_per_layer", "mi_macro_vs_micro", "layer_token_heatmap"):
+    for name in ("ie_per_layer", "mi_macro_vs_micro", "layer_token_heatmap", "ie_sigma_heatmap"):
         png = (out / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     page = (tmp_path / "runs" / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3 and "How to read the figures" in page
+    assert page.count("data:image/png;base64,") == 4 and "How to read the figures" in page
+    assert "When IE is a number" in page and "Reported setting" in page
     assert "<h2>gauss</h2>" in page and "noise sigma=1" in page
 
 

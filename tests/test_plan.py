@@ -23,7 +23,7 @@ def test_measure_without_estimator_uses_the_cpu_defaults_and_says_so(tmp_path, c
                "--layers", "0", "--out", str(out)])
     assert rc == 0
     said = capsys.readouterr().out
-    assert "No accelerator" in said and "--estimator noise --samples 1000" in said
+    assert "No accelerator" in said and "--samples 1000 by default" in said and "noise estimator" in said
     meta = json.loads((out / "result.json").read_text())["metadata"]
     assert meta["estimator"] == "noise" and meta["n_samples"] == plan.CPU_DEFAULTS["samples"] == 1000
 
@@ -32,13 +32,13 @@ def test_measure_without_estimator_uses_the_cpu_defaults_and_says_so(tmp_path, c
 def test_the_neural_protocol_over_the_default_sweep_is_flagged_with_the_faster_choice():
     # The embedded default: 30 layers x (8 context positions + 8 tokens alone) = 480 MI problems, width 576.
     default_sweep = dict(n_problems=480, n_seeds=1, n_samples=2048, hidden_size=576)
-    message = plan.slow_warning(None, "fast", {}, **default_sweep)
+    message = plan.slow_warning("neural", "fast", {}, **default_sweep)
     assert message is not None and "480 MI problems" in message and "--estimator noise" in message
     assert "hours" in message
     paper = plan.neural_cpu_seconds("paper", {}, **default_sweep)
     assert paper > plan.neural_cpu_seconds("fast", {}, **default_sweep)  # 10,000 full-batch steps
     # A few problems of a small model finish quickly: no warning; nor for the noise estimator.
-    assert plan.slow_warning(None, "fast", {}, n_problems=4, n_seeds=1, n_samples=256, hidden_size=16) is None
+    assert plan.slow_warning("neural", "fast", {}, n_problems=4, n_seeds=1, n_samples=256, hidden_size=16) is None
     assert plan.slow_warning("noise", "fast", {}, **default_sweep) is None
     # Fewer steps shorten the estimate in proportion.
     short = plan.neural_cpu_seconds("fast", {"steps": 150}, **default_sweep)

@@ -17,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from ie_jax.mi.discrete import as_state_pair, distinct_states, distinct_states_batch, plugin_entropy
-from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, saturated, with_flags
+from ie_jax.mi.discrete import as_state_pair, coverage, distinct_states, distinct_states_batch, plugin_entropy
+from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, saturated, saturation_ceiling,
+                              with_flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +29,11 @@ class StateCounts:
     n_samples: int
     n_distinct: int
     entropy_nats: float  # plug-in entropy of the distinct states: what MI over the sample can reach at most
+    covered: bool = False  # the sample covers the states (`ie_jax.mi.discrete.coverage`): entropy_nats is exact
 
     @classmethod
     def of(cls, labels: np.ndarray, n_distinct: int) -> "StateCounts":
-        return cls(len(labels), int(n_distinct), plugin_entropy(labels))
+        return cls(len(labels), int(n_distinct), plugin_entropy(labels), coverage(labels)["covered"])
 
 
 def state_counts(states, *, rtol: float = 1e-4) -> list[StateCounts]:
@@ -113,7 +115,8 @@ def annotate_counts(
       margin_nats: saturated when the value is within this of the smallest ceiling (or above it).
     Diagnostics added: n_distinct_x, n_distinct_y, entropy_x_nats, entropy_y_nats, sample_entropy_nats
       (= min of the two: MI over the sample can't exceed it), ceilings (dict name -> nats), ceiling_nats,
-      saturated, above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
+      covered (both sides' discrete states covered by the sample: its entropies are exact, so reaching them is a
+      measurement), saturated (within margin of a ceiling that is not exact), above_ceiling (value > ceiling + margin: the estimate is not supported by the sample),
       constant, n_samples, margin_nats, null_nats (if given).
     """
     n = x_counts.n_samples
@@ -134,6 +137,8 @@ def annotate_counts(
     ceiling = min(ceilings.values())
     value = estimate.to("nats").value
     constant = nx == 1 or ny == 1
+    # Over covered discrete states the sample's entropies are the population's: reaching them is exact.
+    covered = x_counts.covered and y_counts.covered
     diagnostics = dict(estimate.diagnostics)
     diagnostics.update(
         n_samples=n,
@@ -144,7 +149,8 @@ def annotate_counts(
         sample_entropy_nats=min(hx, hy),
         ceilings=ceilings,
         ceiling_nats=ceiling,
-        saturated=saturated(value, ceiling, constant=constant, margin_nats=margin_nats),
+        covered=covered,
+        saturated=saturated(value, saturation_ceiling(ceilings, covered), constant=constant, margin_nats=margin_nats),
         above_ceiling=bool(value > ceiling + margin_nats),
         constant=constant,
         margin_nats=margin_nats,

@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, check_units, convert, saturated, with_flags
+from ie_jax.mi.result import (SATURATION_MARGIN_NATS, MIEstimate, check_units, convert, saturated, saturation_ceiling,
+                              with_flags)
 
 # A centred scale this small relative to the uncentred one is float32 rounding, not variation.
 _CONSTANT_RELATIVE_SCALE = 1e-6
@@ -155,11 +156,46 @@ def joint_labels(labels_x: np.ndarray, labels_y: np.ndarray) -> tuple[np.ndarray
     return _first_appearance(lx * (int(ly.max()) + 1) + ly)
 
 
+def plugin_mi(labels_x, labels_y) -> tuple[float, float]:
+    """Plug-in MI (nats) of paired discrete labels [N] and its delta-method standard error sqrt(Var_i[pmi_i] / N),
+    pmi_i = ln p(x_i, y_i) / (p(x_i) p(y_i)); exactly 0 (and 0) where a side is constant."""
+    lx, ly = np.asarray(labels_x, dtype=np.int64), np.asarray(labels_y, dtype=np.int64)
+    lxy, _ = joint_labels(lx, ly)
+    cx, cy, cxy = (np.bincount(lab) for lab in (lx, ly, lxy))
+    if cx.size == 1 or cy.size == 1:
+        return 0.0, 0.0  # a constant side: exactly 0, not rounding
+    pmi = np.log(lx.size) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])
+    return max(float(pmi.mean()), 0.0), float(pmi.std() / math.sqrt(lx.size))
+
+
 def plugin_entropy(labels) -> float:
     """Plug-in (maximum-likelihood) entropy in nats of a sample of discrete labels [N]."""
     _, counts = np.unique(np.asarray(labels), return_counts=True)
     p = counts / counts.sum()
     return abs(float(np.sum(p * np.log(p))))  # abs: a single state gives +0.0, not -0.0
+
+
+# The sample covers a variable's discrete states when its plug-in entropy is the population's to within half the
+# accuracy bar: Good-Turing's unseen mass (the share of samples whose state appears once) at most 1%, and
+# Miller-Madow's bias (K - 1) / 2N at most 0.05 nat.
+COVERAGE_UNSEEN_MASS = 0.01
+COVERAGE_BIAS_NATS = 0.05
+
+
+def coverage(labels) -> dict:
+    """How well a sample of discrete labels [N] covers its states: n_distinct K, unseen_mass (Good-Turing: the
+    share of samples seen once, an estimate of the probability of states the sample missed), plugin_bias_nats
+    (Miller-Madow: (K - 1) / 2N, what the plug-in entropy misses), and covered (both small, see above).
+
+    A deterministic map of covered discrete inputs (token embeddings of a vocabulary the sample covers) has its
+    MI counted exactly; continuous or sequence-level states (every sample its own state) are never covered."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64))
+    counts = counts[counts > 0]
+    n, k = int(counts.sum()), int(counts.size)
+    unseen = float(np.sum(counts == 1)) / n
+    bias = (k - 1) / (2.0 * n)
+    return {"n_distinct": k, "unseen_mass": unseen, "plugin_bias_nats": bias,
+            "covered": bool(unseen <= COVERAGE_UNSEEN_MASS and bias <= COVERAGE_BIAS_NATS)}
 
 
 def exact_discrete_mi(
@@ -182,14 +218,16 @@ def exact_discrete_mi(
         ties with probability one, a discrete one with far fewer states than samples has many. True skips
         the check (you know the inputs are discrete, e.g. token sequences whose count is known); False
         always refuses (Gaussian-input mode).
-      margin_nats: the result is flagged saturated when within this of ln N.
+      margin_nats: the result is flagged saturated when within this of a ceiling the sample sets (ln N, the
+        sample entropies) and the sample does not cover the joint states (`coverage`).
     Returns:
       MIEstimate, estimator "exact_discrete". stderr is the delta-method standard error of the plug-in
       value, sqrt(Var_i[pmi_i] / N) with pmi_i = ln p(x_i, y_i) / (p(x_i) p(y_i)); it does not include
-      the plug-in bias, which the `saturated` flag (value near ln N: lower bound only) covers.
+      the plug-in bias, which the `saturated` flag (a value the sample, not the data, sets: lower bound only)
+      covers. `covered`: the sample covers the joint states, so the value is exact for the population too.
       Diagnostics: n_distinct_x, n_distinct_y, n_distinct_joint, entropy_x_nats, entropy_y_nats,
       entropy_joint_nats (all over the sample), ceilings {"ln_n_samples", "entropy_x_sample",
-      "entropy_y_sample"}, ceiling_nats, saturated, constant, n_samples, rtol.
+      "entropy_y_sample"}, ceiling_nats, covered, saturated, constant, n_samples, rtol.
     """
     check_units(units)
     x, y = as_state_pair(x, y)
@@ -210,13 +248,11 @@ def exact_discrete_mi(
             "the inputs really are discrete"
         )
     lxy, nxy = joint_labels(lx, ly)
-    cx, cy, cxy = (np.bincount(lab) for lab in (lx, ly, lxy))
-    pmi = np.log(n) + np.log(cxy[lxy]) - np.log(cx[lx]) - np.log(cy[ly])
+    value, stderr = plugin_mi(lx, ly)
     constant = nx == 1 or ny == 1
-    value = 0.0 if constant else max(float(pmi.mean()), 0.0)  # a constant side: exactly 0, not rounding
-    stderr = 0.0 if constant else float(pmi.std() / math.sqrt(n))
     hx, hy, hxy = plugin_entropy(lx), plugin_entropy(ly), plugin_entropy(lxy)
     ceilings = {"ln_n_samples": math.log(n), "entropy_x_sample": hx, "entropy_y_sample": hy}
+    covered = coverage(lxy)["covered"]
     diagnostics = {
         "n_samples": n,
         "rtol": rtol,
@@ -228,8 +264,11 @@ def exact_discrete_mi(
         "entropy_joint_nats": hxy,
         "ceilings": ceilings,
         "ceiling_nats": min(ceilings.values()),
-        # Counting always reaches the sample entropy of a deterministic map: only ln N marks saturation.
-        "saturated": n > 1 and saturated(value, math.log(n), margin_nats=margin_nats),
+        "covered": covered,
+        # Counting reaches the sample entropy of a deterministic map: exact where the sample covers the joint
+        # states, a lower bound (the sample's size, not the data) where it does not.
+        "saturated": n > 1 and saturated(value, saturation_ceiling(ceilings, covered), constant=constant,
+                                         margin_nats=margin_nats),
         "constant": constant,
     }
     low, high = max(value - 1.96 * stderr, 0.0), value + 1.96 * stderr

@@ -25,7 +25,20 @@ import numpy as np
 from ie_jax.mi.result import MIEstimate, MIEstimates
 
 ESTIMATOR_NAMES = ("neural", "noise", "exact_discrete", "gaussian")
-DEFAULT_SIGMAS = (0.1, 0.3, 1.0)
+# The default of `ie_jax.measure` on every backend: IE(sigma) over a grid of noise levels two and a half decades
+# wide, so that at every layer some sigma leaves both terms measurable (below their ceilings, not resting on the
+# sample's own points), and fine (steps of 1.4-1.7x), because the step from "the sample's points" to "nothing
+# left" spans about a factor of 3 in sigma. The levels share the estimator's matmuls, so 16 cost little more
+# than one. The sweep reports the smallest sigma at which the most layers are measured.
+DEFAULT_ESTIMATOR = "noise"
+DEFAULT_SIGMAS = (0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 7.0, 10.0, 15.0, 20.0, 30.0, 50.0, 70.0, 100.0)
+
+
+def estimator_name(estimator: str | None, protocol: str | None) -> str:
+    """The estimator a sweep runs: `estimator` if given, neural when only a protocol is named, else the default."""
+    if estimator is not None:
+        return estimator
+    return "neural" if protocol is not None else DEFAULT_ESTIMATOR
 
 
 class Estimator:

@@ -11,14 +11,28 @@ tests/mi/test_linalg.py. jaxlib 0.11 compiles that parallel path out, but Python
 So on the CPU the [d, d] algebra runs in numpy (its own LAPACK, which never touches XLA's pool) through
 `jax.pure_callback`; on GPU and TPU it stays in XLA (cuSOLVER etc.). `jax.lax.platform_dependent` picks per
 compiled platform, so one traced function serves both. Matrices may carry leading batch axes, and the
-functions may be vmapped (numpy's routines broadcast over stacks).
+functions may be vmapped (numpy's routines broadcast over stacks). The callbacks run one at a time: XLA may call
+several at once from its pool, and OpenBLAS runs a call that finds its threads busy on fewer threads, which rounds
+differently, so concurrent calls made results depend on timing (1 ulp, seen as a flaky selection). numpy never
+calls back into XLA, so holding the lock cannot deadlock.
 """
 
 from __future__ import annotations
 
+import threading
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def _locked(fn):
+    def run(*args):
+        with _ONE_AT_A_TIME:
+            return fn(*args)
+    return run
 
 
 def _on_host(numpy_fn, out_shape_fn):
@@ -31,9 +45,10 @@ def _on_host(numpy_fn, out_shape_fn):
     def host(*args):
         shape = out_shape_fn(*args)
         if shape.dtype != np.float64:
-            return jax.pure_callback(lambda *a: np.asarray(numpy_fn(*a), shape.dtype), shape, *args,
+            return jax.pure_callback(_locked(lambda *a: np.asarray(numpy_fn(*a), shape.dtype)), shape, *args,
                                      vmap_method="broadcast_all")
 
+        @_locked
         def split(*a):
             value = np.asarray(numpy_fn(*a), np.float64)
             hi = value.astype(np.float32)

@@ -36,8 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax.mi import inputs
-from ie_jax.mi.discrete import _CONSTANT_RELATIVE_SCALE, as_state_pair, distinct_states_batch, joint_labels, plugin_entropy
-from ie_jax.mi.result import SATURATION_MARGIN_NATS, MIEstimate, MIEstimates, check_units, convert, saturated, with_flags
+from ie_jax.mi.discrete import (_CONSTANT_RELATIVE_SCALE, as_state_pair, coverage, distinct_states_batch, joint_labels,
+                                plugin_entropy)
+from ie_jax.mi.result import (SATURATION_MARGIN_NATS, Z95, MIEstimate, MIEstimates, check_tolerance, check_units, convert,
+                              saturated, saturation_ceiling, with_flags)
 
 NORMALISERS = ("centred_std", "none")
 _PAD_LOG_WEIGHT = -1e30  # finite, so padded chunks never produce inf - inf
@@ -61,6 +63,7 @@ class _Problem:
     counting_nats: float  # plug-in MI of the merged states: the sigma -> 0 limit
     entropy_x_nats: float
     entropy_y_nats: float
+    covered: bool  # the sample covers the joint states (`ie_jax.mi.discrete.coverage`): the counting MI is exact
 
 
 @jax.jit
@@ -110,76 +113,107 @@ def _prepare(lx, ly, scale_x: float, scale_y: float, *, n_mc: int, seed: int, an
         scale_x=scale_x, scale_y=scale_y,
         n_samples=n, counting_nats=max(counting, 0.0),
         entropy_x_nats=plugin_entropy(lx), entropy_y_nats=plugin_entropy(ly),
+        covered=coverage(lxy)["covered"],
     )
 
 
-def _lse_chunks(logits_fn, chunks, init):
-    """Running log-sum-exp over the component axis: chunks is a pytree with leading [n_chunks, chunk]."""
+def _lse_chunks(products_fn, logits_fn, chunks, inv, init):
+    """Running log-sum-exp over the component axis at S noise levels, of all components and of all but the
+    draw's own one.
+
+    products_fn(chunk) -> the [M, chunk] products every noise level shares (the matmuls: the only part whose
+    cost grows with d); logits_fn(products, inv_s, chunk) -> (logits [M, chunk], own [M, chunk] bool) at one
+    noise level; chunks: a pytree with leading [n_chunks, chunk]; inv: a pytree of [S] arrays (one entry per
+    noise level, run one after another so memory stays [M, chunk]). Returns [S, 2, M] (all, others)."""
 
     def step(acc, chunk):
-        return jnp.logaddexp(acc, jax.nn.logsumexp(logits_fn(chunk), axis=-1)), None
+        products = products_fn(chunk)
+
+        def one(inv_s):
+            logits, own = logits_fn(products, inv_s, chunk)
+            return jnp.stack([jax.nn.logsumexp(logits, axis=-1),
+                              jax.nn.logsumexp(jnp.where(own, -jnp.inf, logits), axis=-1)])
+
+        return jnp.logaddexp(acc, jax.lax.map(one, inv)), None
 
     return jax.lax.scan(step, init, chunks)[0]
 
 
-def _draw_values(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y, zx, zy, *, chunk):
-    """Per-draw values LSE(a+b) - LSE(a) - LSE(b) in nats, for one problem and one noise level.
+def _draw_values(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y, n, zx, zy, *, chunk):
+    """Per-draw values LSE(a+b) - LSE(a) - LSE(b) in nats, for one problem at S noise levels, over the sample's
+    law and over the law with the draw's own sample left out.
 
     xs [Kx, dx], ys [Ky, dy] centred states; log_w* [K] (padding: very negative); jx, jy, log_wxy [Kxy];
-    anchors [M]; inv_x = 1 / (sigma s_x), inv_y scalars; zx [M, dx], zy [M, dy] standard normal.
-    Kx, Ky, Kxy are multiples of `chunk`. Returns [M].
+    anchors [M]; inv_x = 1 / (sigma s_x), inv_y [S]; n the number of samples; zx [M, dx], zy [M, dy] standard
+    normal (common to every noise level). Kx, Ky, Kxy are multiples of `chunk`. Returns [S, 2, M]: the
+    sample's law, and leave-one-out (each mixture without the anchor's own sample: weights
+    (n_k - [k = own]) / (N - 1)).
 
-    Logits are taken relative to the anchor's own state j (a constant per draw, which cancels):
-    a_k - a_j = x~.x_k - |x_k|^2/2 - (|x_j|^2/2 + z.x_j), set to exactly 0 for k = j. In noise units the
-    terms are of order d / sigma^2, so float32 rounding there is far larger than the log-weights; pinning
-    the anchor's own state to 0 keeps every dominant logit exact (hence the sigma -> 0 limit), and the
-    rounding (about eps * d / sigma^2 nats) only reaches components near, but not at, the anchor.
+    In noise units the logit of component k for a draw anchored at state j is
+    -inv^2 |x_j - x_k|^2 / 2 + inv z.(x_k - x_j) = inv^2 (x_j.x_k - |x_k|^2/2 - |x_j|^2/2) + inv (z.x_k - z.x_j),
+    relative to the anchor's own state (a constant per draw, which cancels) and set to exactly 0 for k = j. The
+    products x_j.x_k and z.x_k do not depend on sigma: one matmul per chunk serves every noise level. The terms
+    are of order d / sigma^2, so float32 rounding there is far larger than the log-weights; pinning the anchor's
+    own state to 0 keeps every dominant logit exact (hence the sigma -> 0 limit), and the rounding (about
+    eps * d / sigma^2 nats) only reaches components near, but not at, the anchor.
     """
-    # Noise units (u = inv * x, noise standard normal) without materialising scaled copies of the states
-    # per sigma: u_k.v = inv * (x_k.v) and |u_k|^2 = inv^2 |x_k|^2, so the states stay shared across sigmas.
     half_x, half_y = 0.5 * jnp.sum(xs**2, axis=-1), 0.5 * jnp.sum(ys**2, axis=-1)
     sx, sy = jx[anchors], jy[anchors]  # [M] the anchor's x and y states
-    ax, ay = inv_x * xs[sx] + zx, inv_y * ys[sy] + zy  # [M, d] noisy draws, noise units
-    cx = inv_x**2 * half_x[sx] + inv_x * jnp.sum(zx * xs[sx], axis=-1)
-    cy = inv_y**2 * half_y[sy] + inv_y * jnp.sum(zy * ys[sy], axis=-1)
-    init = jnp.full(anchors.shape, -jnp.inf, dtype=xs.dtype)
+    n_draws = anchors.shape[0]
+    # anchor states and noise stacked: one [2M, d] x [d, chunk] product gives both x_j.x_k and z.x_k
+    lhs_x, lhs_y = jnp.concatenate([xs[sx], zx]), jnp.concatenate([ys[sy], zy])
+    za_x, za_y = jnp.sum(zx * xs[sx], axis=-1), jnp.sum(zy * ys[sy], axis=-1)  # z.x_j [M]
+    init = jnp.full((inv_x.shape[0], 2, n_draws), -jnp.inf, dtype=xs.dtype)
     split = lambda a: a.reshape((-1, chunk) + a.shape[1:])
 
-    def relative(anchor, c_anchor, state_anchor, inv, states, half, k):
-        logits = (inv * (anchor @ states.T) - c_anchor[:, None]) - inv**2 * half
-        return jnp.where(k[None, :] == state_anchor[:, None], 0.0, logits)
+    def side(products, inv, half_k, half_anchor, z_anchor, k, state_anchor):
+        gram, z_k = products[:n_draws], products[n_draws:]
+        logits = inv**2 * (gram - half_k[None, :] - half_anchor[:, None]) + inv * (z_k - z_anchor[:, None])
+        own = k[None, :] == state_anchor[:, None]
+        return jnp.where(own, 0.0, logits), own
 
-    def marginal(anchor, c_anchor, state_anchor, inv):
-        return lambda c: relative(anchor, c_anchor, state_anchor, inv, c[0], c[1], c[2]) + c[3]
+    def marginal(lhs, half, z_anchor, state_anchor):
+        def logits(products, inv, c):
+            rel, own = side(products, inv, c[1], half[state_anchor], z_anchor, c[2], state_anchor)
+            return rel + c[3], own
+        return lambda c: lhs @ c[0].T, logits
 
-    def joint(c):
-        kx, ky, lw = c
-        x_part = relative(ax, cx, sx, inv_x, xs[kx], half_x[kx], kx)
-        return x_part + relative(ay, cy, sy, inv_y, ys[ky], half_y[ky], ky) + lw
+    def joint_products(c):
+        return lhs_x @ xs[c[0]].T, lhs_y @ ys[c[1]].T
+
+    def joint_logits(products, inv, c):
+        kx, ky, lw, k = c
+        x_part, _ = side(products[0], inv[0], half_x[kx], half_x[sx], za_x, kx, sx)
+        y_part, _ = side(products[1], inv[1], half_y[ky], half_y[sy], za_y, ky, sy)
+        return x_part + y_part + lw, k[None, :] == anchors[:, None]
+
+    def leave_one_out(lse, own_log_weight):
+        # the own state keeps n_own - 1 of its samples; every weight is renormalised from N to N - 1
+        own_count = jnp.round(jnp.exp(own_log_weight) * n)  # an integer: float rounding must not leave 1e-7 of it
+        own = own_log_weight + jnp.log(jnp.maximum(own_count - 1.0, 0.0) / own_count)
+        return jnp.logaddexp(lse[:, 1], own[None, :]) + jnp.log(n / (n - 1.0))
 
     index = lambda a: jnp.arange(a.shape[0])
-    lse_x = _lse_chunks(marginal(ax, cx, sx, inv_x), tuple(map(split, (xs, half_x, index(xs), log_wx))), init)
-    lse_y = _lse_chunks(marginal(ay, cy, sy, inv_y), tuple(map(split, (ys, half_y, index(ys), log_wy))), init)
-    lse_xy = _lse_chunks(joint, (split(jx), split(jy), split(log_wxy)), init)
-    return lse_xy - lse_x - lse_y
+    lse_x = _lse_chunks(*marginal(lhs_x, half_x, za_x, sx), tuple(map(split, (xs, half_x, index(xs), log_wx))),
+                        inv_x, init)
+    lse_y = _lse_chunks(*marginal(lhs_y, half_y, za_y, sy), tuple(map(split, (ys, half_y, index(ys), log_wy))),
+                        inv_y, init)
+    lse_xy = _lse_chunks(joint_products, joint_logits, (split(jx), split(jy), split(log_wxy), split(index(jx))),
+                         (inv_x, inv_y), init)
+    sample = lse_xy[:, 0] - lse_x[:, 0] - lse_y[:, 0]
+    loo = (leave_one_out(lse_xy, log_wxy[anchors]) - leave_one_out(lse_x, log_wx[sx])
+           - leave_one_out(lse_y, log_wy[sy]))
+    return jnp.stack([sample, loo], axis=1)
 
 
 @functools.partial(jax.jit, static_argnames=("chunk",))
-def _batch_draw_values(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y, zx, zy, *, chunk):
-    """vmapped over problems [P, ...], noise levels inv_x/inv_y [P, S] in sequence; returns [P, S, M].
-
-    The sigmas run one after another (lax.map), each as the same problem-vmapped program as a single
-    sigma: vmapping both axes gave wrong draws on XLA:CPU for large P x S x M (43 problems x 3 sigmas x 512
-    draws: -24 nats where each sigma alone gives 5.14), and it multiplied the logit memory by S.
-    """
-    per_problem = jax.vmap(
-        functools.partial(_draw_values, chunk=chunk), in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None)
-    )
-
-    def one_sigma(inv):
-        return per_problem(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv[0], inv[1], zx, zy)
-
-    return jnp.moveaxis(jax.lax.map(one_sigma, (inv_x.T, inv_y.T)), 0, 1)
+def _batch_draw_values(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y, n, zx, zy, *, chunk):
+    """`_draw_values` vmapped over problems [P, ...] with noise levels inv_x/inv_y [P, S]; returns [P, S, 2, M]
+    (the sample's law and leave-one-out). The noise levels share each chunk's matmuls and run one after another
+    inside it, so memory is that of one level."""
+    per_problem = jax.vmap(functools.partial(_draw_values, chunk=chunk),
+                           in_axes=(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, None, None))
+    return per_problem(xs, ys, log_wx, log_wy, jx, jy, log_wxy, anchors, inv_x, inv_y, n, zx, zy)
 
 
 def _pad_to(a: np.ndarray, k: int, fill) -> np.ndarray:
@@ -195,8 +229,8 @@ def _run(
     problems: list[_Problem], x, y, sigmas: np.ndarray, *, n_mc: int, seed: int, chunk: int, mesh,
     dtype: str = "float32",
 ) -> np.ndarray:
-    """Per-draw values [P, S, n_mc] in nats for P prepared problems of states x [P, N, dx], y [P, N, dy] (on the
-    device) and S noise levels."""
+    """Per-draw values [P, S, 2, n_mc] in nats (the sample's law, leave-one-out) for P prepared problems of states
+    x [P, N, dx], y [P, N, dy] (on the device) and S noise levels."""
     fdtype = np.float64 if dtype == "float64" else np.float32
     kmax = max(max(len(p.ix), len(p.iy), len(p.jx)) for p in problems)
     chunk = min(chunk, _round_up(kmax, 8))
@@ -220,6 +254,7 @@ def _run(
         np.stack([p.anchors for p in problems]).astype(np.int32),
         np.array([[1.0 / (s * safe(p.scale_x)) for s in sigmas] for p in problems], dtype=fdtype),
         np.array([[1.0 / (s * safe(p.scale_y)) for s in sigmas] for p in problems], dtype=fdtype),
+        np.array([p.n_samples for p in problems], dtype=fdtype),
     ]
     rng = np.random.default_rng([seed, 1])
     dx, dy = x.shape[2], y.shape[2]
@@ -268,21 +303,28 @@ def _shard(arrays, zx, zy, mesh):
     return arrays, jax.device_put(zx, replicated), jax.device_put(zy, replicated)
 
 
+def _mc_value(problem: _Problem, draws: np.ndarray) -> tuple[float, float, float]:
+    """(value, stderr, raw Monte Carlo mean) of one problem at one noise level from its draws [n_mc] (nats): the
+    mean clipped to the exact bounds 0 <= I <= counting MI (data processing)."""
+    if problem.scale_x == 0.0 or problem.scale_y == 0.0:
+        return 0.0, 0.0, 0.0
+    mean = float(draws.mean())
+    stderr = float(draws.std(ddof=1) / math.sqrt(draws.size)) if draws.size > 1 else float("nan")
+    return min(max(mean, 0.0), problem.counting_nats), stderr, mean
+
+
 def _estimates(
-    problems, draws, sigmas, *, units, normaliser, n_mc, seed, rtol, margin_nats, dtype
+    problems, draws, sigmas, *, units, normaliser, n_mc, seed, rtol, margin_nats, dtype, sample_check=True
 ) -> list[list[MIEstimate]]:
-    """[P][S] MIEstimates from per-draw values [P, S, n_mc]."""
+    """[P][S] MIEstimates from per-draw values [P, S, 2, n_mc] (the sample's law, leave-one-out)."""
     c = lambda v: float(convert(v, "nats", units))
     out = []
-    for problem, per_sigma in zip(problems, draws):
+    for p, (problem, per_sigma) in enumerate(zip(problems, draws)):
         constant = problem.scale_x == 0.0 or problem.scale_y == 0.0
         ln_n = math.log(problem.n_samples)
         row = []
-        for sigma, v in zip(sigmas, per_sigma):
-            mean = 0.0 if constant else float(v.mean())
-            stderr = 0.0 if constant else float(v.std(ddof=1) / math.sqrt(n_mc)) if n_mc > 1 else float("nan")
-            # clipped to the known bounds 0 <= I <= counting MI (data processing); the raw mean is kept
-            value = min(max(mean, 0.0), problem.counting_nats)
+        for s, (sigma, v) in enumerate(zip(sigmas, per_sigma)):
+            value, stderr, mean = _mc_value(problem, v[0])
             ceilings = {"ln_n_samples": ln_n, "counting_mi": problem.counting_nats}
             diagnostics = {
                 "n_samples": problem.n_samples,
@@ -302,19 +344,41 @@ def _estimates(
                 "entropy_x_nats": problem.entropy_x_nats,
                 "entropy_y_nats": problem.entropy_y_nats,
                 "counting_nats": problem.counting_nats,
+                "covered": problem.covered,
                 "mc_mean_nats": mean,
                 "ceilings": ceilings,
                 "ceiling_nats": min(ceilings.values()),
-                "saturated": saturated(value, min(ceilings.values()), constant=constant, margin_nats=margin_nats),
+                # Near the counting MI of a sample that does not cover its states, the noise cannot hide what
+                # tells the samples apart: the value is the sample's (ln N), a lower bound.
+                "saturated": saturated(value, saturation_ceiling(ceilings, problem.covered), constant=constant,
+                                       margin_nats=margin_nats),
                 "constant": constant,
             }
+            if sample_check and not constant:
+                diagnostics.update(_leave_one_out_check(value, v))
             row.append(MIEstimate(
                 value=c(value), stderr=c(stderr),
-                ci95=(c(max(value - 1.96 * stderr, 0.0)), c(min(value + 1.96 * stderr, problem.counting_nats))),
+                ci95=(c(max(value - Z95 * stderr, 0.0)), c(min(value + Z95 * stderr, problem.counting_nats))),
                 units=units, estimator="noise", diagnostics=with_flags(diagnostics),
             ))
         out.append(row)
     return out
+
+
+def _leave_one_out_check(value: float, draws: np.ndarray) -> dict:
+    """Compare the value with the same noise level over the sample's law without each draw's own sample.
+
+    draws: [2, n_mc] per-draw values (the sample's law, leave-one-out). Where the noise hides the sample's
+    points among their neighbours, leaving one out changes nothing; where it does not (sparse continuous
+    states, one state per sequence), the value is IE(sigma) of these N samples, set by which points the sample
+    happened to hold, and the distribution they come from would give less: flag `sample_specific` when the
+    leave-one-out value is lower by more than half the accuracy bar plus two standard errors (paired draws)."""
+    gap = draws[0] - draws[1]
+    gap_stderr = float(gap.std(ddof=1) / math.sqrt(gap.size)) if gap.size > 1 else 0.0
+    loo = float(draws[1].mean())
+    return {"value_leave_one_out_nats": loo, "leave_one_out_gap_nats": value - loo,
+            "leave_one_out_gap_stderr_nats": gap_stderr,
+            "sample_specific": bool(value - loo > float(check_tolerance(value)) + 2.0 * gap_stderr)}
 
 
 DTYPES = ("float32", "float64")
@@ -366,7 +430,8 @@ def _prepare_batch(x, y, *, n_mc, seed, normaliser, rtol, anchor_samples=None):
     return problems, xd, yd
 
 
-def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype):
+def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, margin_nats, dtype,
+           sample_check=True):
     sigmas = _check_args(sigmas, n_mc, units, normaliser, chunk, dtype)
     if np.ndim(x) != 3 or np.ndim(y) != 3:
         raise ValueError(f"batched x and y must have shape [P, N, d]; got {np.shape(x)} and {np.shape(y)}")
@@ -381,13 +446,14 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
     draws = _run(problems, xd, yd, sigmas, n_mc=n_mc, seed=seed, chunk=chunk, mesh=mesh, dtype=dtype)
     return _estimates(
         problems, draws, sigmas, units=units, normaliser=normaliser, n_mc=n_mc, seed=seed, rtol=rtol,
-        margin_nats=margin_nats, dtype=dtype,
+        margin_nats=margin_nats, dtype=dtype, sample_check=sample_check and x.shape[1] > 1,
     )
 
 
 def noise_mi(
     x, y, *, sigma: float, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
     rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
+    sample_check: bool = True,
 ) -> MIEstimate:
     """I(x + sigma s_x Z; y + sigma s_y Z') over the sample's empirical law, by Monte Carlo.
 
@@ -405,17 +471,20 @@ def noise_mi(
       clipped to those exact bounds; stderr/ci95 from the MC draws.
       Diagnostics: sigma, normaliser, scale_x/scale_y (the normaliser values), noise_std_x/noise_std_y,
       counting_nats (the sigma -> 0 limit, an upper bound), mc_mean_nats (before clipping at 0),
-      n_distinct_*, ceilings, ceiling_nats, saturated, constant.
+      n_distinct_*, covered, ceilings, ceiling_nats, saturated, constant; with sample_check value_leave_one_out_nats,
+      leave_one_out_gap_nats, leave_one_out_gap_stderr_nats, sample_specific.
     """
     return noise_mi_batch(
         np.asarray(x)[None], np.asarray(y)[None], sigma=sigma, n_mc=n_mc, seed=seed, units=units,
         normaliser=normaliser, rtol=rtol, chunk=chunk, mesh=mesh, margin_nats=margin_nats, dtype=dtype,
+        sample_check=sample_check,
     )[0]
 
 
 def noise_mi_batch(
     x, y, *, sigma: float, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
     rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
+    sample_check: bool = True,
 ) -> MIEstimates:
     """`noise_mi` for P problems at once: x [P, N, dx], y [P, N, dy] (e.g. layers x tokens).
 
@@ -427,7 +496,7 @@ def noise_mi_batch(
         raise ValueError("noise_mi_batch takes one sigma; use noise_mi_curve_batch for a grid")
     rows = _batch(
         x, y, sigma, n_mc=n_mc, seed=seed, units=units, normaliser=normaliser, rtol=rtol, chunk=chunk,
-        mesh=mesh, margin_nats=margin_nats, dtype=dtype,
+        mesh=mesh, margin_nats=margin_nats, dtype=dtype, sample_check=sample_check,
     )
     return MIEstimates.stack([row[0] for row in rows])
 
@@ -440,11 +509,12 @@ def noise_mi_curve(x, y, sigmas, **kwargs) -> list[MIEstimate]:
 def noise_mi_curve_batch(
     x, y, sigmas, *, n_mc: int = 512, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
     rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
+    sample_check: bool = True,
 ) -> list[MIEstimates]:
     """IE(sigma)-style curves for P problems: x [P, N, dx], y [P, N, dy]; one MIEstimates per sigma."""
     rows = _batch(
         x, y, sigmas, n_mc=n_mc, seed=seed, units=units, normaliser=normaliser, rtol=rtol, chunk=chunk,
-        mesh=mesh, margin_nats=margin_nats, dtype=dtype,
+        mesh=mesh, margin_nats=margin_nats, dtype=dtype, sample_check=sample_check,
     )
     return [MIEstimates.stack([row[s] for row in rows]) for s in range(len(rows[0]))]
 
@@ -469,4 +539,4 @@ def pointwise_noise_mi(
         return np.zeros((n_draws, n))
     draws = _run([problem], xd, yd, np.array([float(sigma)]), n_mc=n_draws * n, seed=seed, chunk=chunk, mesh=None,
                  dtype=dtype)
-    return draws[0, 0].reshape(n_draws, n)  # the log-weights ln(n_k / N) already carry the + ln N
+    return draws[0, 0, 0].reshape(n_draws, n)  # the log-weights ln(n_k / N) already carry the + ln N

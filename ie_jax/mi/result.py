@@ -20,6 +20,15 @@ UNITS = ("nats", "bits")
 
 # An estimate within this of its smallest ceiling is a lower bound only ("saturated").
 SATURATION_MARGIN_NATS = 0.1
+# The accuracy bar is max(0.1 nat, 10% of the value); the checks (a gain from doubling N, another critic, a
+# witness above the selected candidate) call a difference real above half of it plus two standard errors.
+CHECK_NATS = 0.05
+CHECK_FRACTION = 0.05
+Z95 = 1.959963984540054
+# Ceilings that the sample itself sets (its size, the entropies of its states, the counting MI). Over a sample
+# that covers the discrete states (`ie_jax.mi.discrete.coverage`) they are the population's own values, so an
+# estimate that reaches them is exact rather than saturated.
+SAMPLE_CEILINGS = ("ln_n_samples", "sample_entropy", "entropy_x_sample", "entropy_y_sample", "counting_mi")
 
 # Neural-estimate flags that make the value a lower bound for a reason other than saturation at the ceiling:
 # more samples (sample_limited) or another critic (critic_limited, overfit, no_fit, heldout_negative) would raise it.
@@ -29,8 +38,9 @@ FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
 # The flag vocabulary of every estimator, in the order `flags` lists them: FLAG_KEYS, then a non-finite
 # training step (nan_step), then those that are not lower-bound reasons: a constant side (MI exactly 0), a
 # value above what the sample supports (an estimator artefact) and a model-based value no held-out bound can
-# check at this N (the selection default's copula far past ln B(B-1)).
-FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling", "unverified")
+# check at this N (the selection default's copula far past ln B(B-1)), and a noise-regularised value that rests on
+# the sample's own points (IE(sigma) of these N samples, above what the distribution they come from would give).
+FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling", "unverified", "sample_specific")
 
 # Keys estimators fill where they apply; absent keys mean "not computed".
 DIAGNOSTIC_KEYS = {
@@ -47,6 +57,10 @@ DIAGNOSTIC_KEYS = {
     "reliable": "False if a flag makes the value a lower bound only (FLAG_KEYS), training hit a non-finite step, "
                 "or the value is unverified",
     "unverified": "selection default: the copula was reported beyond what held-out bounds can check (model-based)",
+    "sample_specific": "noise estimator: leaving each draw's own sample out lowers the value clearly: it describes "
+                       "these N samples at this sigma (too sparse for the noise to hide them), not their distribution",
+    "covered": "counting and noise estimators, sweeps: the sample covers the discrete states of both sides, so the "
+               "sample's entropies are the population's and reaching them is exact, not saturated",
     "selected": "selection default: the candidate reported (copula, ksg, radial, neural)",
     "candidates": "selection default: every candidate's value, stderr, half-N value and bias-aware CI (nats)",
     "selection_note": "selection default: which candidate was reported and why",
@@ -58,6 +72,18 @@ def saturated(value_nats: float, ceiling_nats: float, *, constant: bool = False,
               margin_nats: float = SATURATION_MARGIN_NATS) -> bool:
     """The one saturation rule: a non-constant estimate within `margin_nats` of (or above) its ceiling."""
     return bool(not constant and value_nats >= ceiling_nats - margin_nats)
+
+
+def check_tolerance(value_nats):
+    """Half the accuracy bar at `value_nats`: max(CHECK_NATS, CHECK_FRACTION * |value|) (floats or arrays)."""
+    return np.maximum(CHECK_NATS, CHECK_FRACTION * np.abs(value_nats))
+
+
+def saturation_ceiling(ceilings: dict[str, float], covered: bool) -> float:
+    """The smallest ceiling whose reaching makes an estimate a lower bound: all of them, except the sample's own
+    (SAMPLE_CEILINGS) when the sample covers the discrete states; inf if none is left."""
+    caps = [v for k, v in ceilings.items() if not (covered and k in SAMPLE_CEILINGS)]
+    return min(caps) if caps else math.inf
 
 
 def flags(diagnostics: dict) -> list[str]:
@@ -72,7 +98,25 @@ def with_flags(diagnostics: dict) -> dict:
     Every estimator and `ie_jax.mi.ceilings.annotate` end with this, so flags follow the final diagnostics."""
     names = flags(diagnostics)
     return {**diagnostics, "flags": names,
-            "reliable": not [k for k in names if k in (*FLAG_KEYS, "nan_step", "unverified")]}
+            "reliable": not [k for k in names if k in NOT_MEASURED_FLAGS]}
+
+
+# Flags that keep an estimate from being a measurement: the lower-bound reasons (FLAG_KEYS), a non-finite
+# training step, a model-based value no held-out bound could check, a value above what the sample supports, and
+# a value of the sample rather than of its distribution.
+NOT_MEASURED_FLAGS = (*FLAG_KEYS, "nan_step", "unverified", "above_ceiling", "sample_specific")
+UNBOUNDED_FLAGS = ("unverified", "above_ceiling", "nan_step", "sample_specific")
+
+
+def bound_kind(diagnostics: dict) -> str | None:
+    """What an estimate is: "measured" (exact, or verified below its ceilings), "lower" (a lower bound: saturated,
+    sample- or critic-limited, ...), or None (neither: unverified, above its ceiling, a non-finite step, a value of
+    the sample only)."""
+    names = diagnostics.get("flags")
+    names = flags(diagnostics) if names is None else names
+    if any(k in names for k in UNBOUNDED_FLAGS):
+        return None
+    return "lower" if any(k in names for k in FLAG_KEYS) else "measured"
 
 
 def check_units(units: str) -> str:

@@ -10,6 +10,10 @@ Candidates, each fitted on the training pairs (rank-normalised to normal scores,
   radial  KSG of the per-sample log norms of x and y: a lower bound (a function of x and of y) that sees a
           dependence carried by a shared scale (multivariate Student-t), which ranks and covariances miss.
   neural  the trained critic's held-out bound (a lower bound), read out on the readout batches.
+  counting  the plug-in MI of the distinct rows (`ie_jax.mi.discrete.plugin_mi`), where the sample covers the
+          discrete states of x and y (`ie_jax.mi.discrete.coverage`: token-like data, V states seen many times):
+          exact up to its stderr, and then reported outright. Where rows repeat but are not covered, neither
+          it nor the nearest-neighbour candidates (whose distances ties break) are read.
 
 The choice reads the values of held-out *selection* batches only (held-out batch 1.. after the validation
 batch 0), never those of the readout batches the neural value comes from; the standard errors that scale its
@@ -44,15 +48,46 @@ import jax.numpy as jnp
 import numpy as np
 
 from ie_jax.mi import knn, linalg
+from ie_jax.mi.result import Z95, check_tolerance
 
 KSG_MAX_DIM = 6  # KSG is a candidate up to dx + dy = 6; beyond, its bias grows quickly with the width
 KSG_K = 3
 JITTER = 1e-5  # breaks exact ties (discrete data) for the nearest-neighbour candidates
+TIE_RTOL = 1e-6  # repeated rows: equal up to float rounding (the same token's state), relative to the scale
+TIE_FRACTION = 0.01
 RIDGE = 1e-6  # keeps constant columns invertible in the copula's covariance
-Z95 = 1.959963984540054
-TOLERANCE_NATS = 0.05  # half the accuracy bar max(0.1 nat, 10%), as the checks in `ie_jax.mi.estimate`
-TOLERANCE_FRACTION = 0.05
-CANDIDATES = ("copula", "ksg", "radial", "neural")
+CANDIDATES = ("copula", "ksg", "radial", "neural", "counting")
+
+
+def discrete_structure(x, y) -> list[dict]:
+    """Per problem of x [P, N, dx], y [P, N, dy] (numpy or device arrays): its distinct rows on each side (rows
+    within TIE_RTOL of the scale are one), whether they repeat (ties: more than TIE_FRACTION of the samples share a
+    row on a side; continuous data in one dimension has a few near-collisions, not that many) and whether the sample
+    covers their joint states. Keys: n_samples, n_distinct_x, n_distinct_y, ties (a side
+    repeats rows), covered, counting_nats and counting_stderr (the plug-in MI, where covered)."""
+    from ie_jax.mi.discrete import coverage, distinct_states_batch, joint_labels, plugin_mi
+
+    out = []
+    n = x.shape[1]
+    labels = lambda a: distinct_states_batch(a, rtol=TIE_RTOL)
+    for (lx, nx), (ly, ny) in zip(labels(x), labels(y)):
+        joint = coverage(joint_labels(lx, ly)[0])
+        ties = bool(min(nx, ny) < (1.0 - TIE_FRACTION) * n)
+        one = {"n_samples": n, "n_distinct_x": nx, "n_distinct_y": ny, "ties": ties,
+               "covered": joint["covered"], "plugin_bias_nats": joint["plugin_bias_nats"]}
+        if one["covered"]:
+            one["counting_nats"], one["counting_stderr"] = plugin_mi(lx, ly)
+        out.append(one)
+    return out
+
+
+def counting_candidate(discrete: dict) -> dict:
+    """The counting candidate's summary (as `candidate_summary`) from a covered problem's `discrete_structure`:
+    its interval reaches up by the plug-in's bias (K - 1) / 2N, what counting misses of an entropy at this N."""
+    value, stderr = discrete["counting_nats"], discrete["counting_stderr"]
+    low, high = bias_aware_interval(value, stderr, None)
+    return {"value": value, "stderr": stderr, "value_half_n": math.nan,
+            "ci95": (low, high + discrete["plugin_bias_nats"])}
 
 
 def halves(n_train: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,10 +184,6 @@ def candidates_bytes(n_train: int, dx: int, dy: int, row_chunk: int = 1024) -> i
     return int(max(copula, neighbours))
 
 
-def tolerance(value: float) -> float:
-    return max(TOLERANCE_NATS, TOLERANCE_FRACTION * abs(value))
-
-
 def candidate_summary(value: float, half_a: float, half_b: float, asymptotic_stderr: float) -> dict:
     """Value, stderr and bias-aware 95% CI of a closed-form candidate from its full and half-sample values."""
     half = 0.5 * (half_a + half_b)
@@ -179,6 +210,10 @@ def choose(candidates: dict, evidence: dict) -> tuple[str, str]:
     candidates: name -> summary (`candidate_summary`; "neural" included when it was read out);
     evidence: "neural" / "gaussian_critic": (mean bound, stderr) on the selection batches or None;
     "gaussian_expected": what the Gaussian critic should score there if the copula holds (None: no check)."""
+    if "counting" in candidates:
+        c = candidates["counting"]
+        return "counting", (f"counting {c['value']:.3f} nats: the sample covers the discrete states of x and y, so the "
+                            "plug-in MI of the distinct rows is exact (up to its stderr)")
     copula = candidates.get("copula")
     if copula is None or not math.isfinite(copula["value"]):
         return "neural", "the copula has no value here (N too small for the covariance): the neural critic"
@@ -193,12 +228,12 @@ def choose(candidates: dict, evidence: dict) -> tuple[str, str]:
     # an unknown spread (NaN) refutes nothing
     spread = lambda se: se if math.isfinite(se) else math.inf
     too_low = [(name, v) for name, v, se in witnesses
-               if math.isfinite(v) and v > c + tolerance(c) + 2.0 * math.hypot(spread(se), spread(copula["stderr"]))]
+               if math.isfinite(v) and v > c + float(check_tolerance(c)) + 2.0 * math.hypot(spread(se), spread(copula["stderr"]))]
     too_high = None
     expected = evidence.get("gaussian_expected")
     if evidence.get("gaussian_critic") is not None and expected is not None and math.isfinite(expected):
         g, g_se = evidence["gaussian_critic"]
-        if math.isfinite(g) and g < expected - tolerance(expected) - 2.0 * spread(g_se):
+        if math.isfinite(g) and g < expected - float(check_tolerance(expected)) - 2.0 * spread(g_se):
             too_high = g
     if not too_low and too_high is None:
         return "copula", (f"copula {c:.3f} nats: no lower bound on the selection batches exceeds it and the "
