@@ -1,14 +1,15 @@
 """The default run's memory plan on GPU-sized devices, and what its compiled programs need (runs on a CPU).
 
 For GPT-2 small (d = 768, 12 layers) and medium (d = 1024, 24 layers) at N = 20,000, T = 8, Gaussian inputs with
-isolated tokens (16 problems per layer), the fast protocol (the default estimator): the plan `ie-jax measure`
-makes (`ie_jax.sweep.plan_chunks`) on one device where JAX may allocate 78 or 40 GiB, or 75% of an H100 80GB or
+isolated tokens (16 problems per layer), with the default estimator (noise over its 16-sigma grid) and the fast
+neural protocol (--protocol fast): the plan `ie-jax measure` makes (`ie_jax.sweep.plan_chunks`) on one device where JAX may allocate 78 or 40 GiB, or 75% of an H100 80GB or
 A100 40GB (JAX's default preallocation, its `bytes_limit`), with the model's weights (at most 1.5 GiB) in use: the budget, where the
 states stay, the bytes per problem, the chunk size and the planned peak.
 
 --compile: the planned chunk is also compiled for this machine's CPU from shapes alone (nothing is allocated,
-`ie_jax.mi.chunks.compiled_peak`) and its compiled peak set beside the plan. The CPU's memory analysis
-approximates the GPU's; the default budget leaves 20% of the device free for the difference. Minutes per row.
+`ie_jax.mi.chunks.compiled_peak`; the noise estimator's programs at every state distinct, its largest shapes) and
+its compiled peak set beside the plan. The CPU's memory analysis approximates the GPU's; the default budget leaves
+20% of the device free for the difference. Seconds per noise row, minutes per neural row.
 
     python benchmarks/memory_plan.py [--compile] [--out benchmarks/results/memory_plan_cpu.json]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import os
 import sys
@@ -36,25 +38,32 @@ MODELS = {"gpt2": dict(d=768, layers=12), "gpt2-medium": dict(d=1024, layers=24)
 # what JAX may allocate: all of 78 / 40 GiB, or JAX's default 75% of an H100 80GB (81,559 MiB) / A100 40GB (40,536 MiB)
 DEVICES_GIB = {"78 GiB": 78.0, "40 GiB": 40.0, "H100 80GB, JAX's 75%": 0.75 * 81559 / 1024,
                "A100 40GB, JAX's 75%": 0.75 * 40536 / 1024}
+ESTIMATORS = {"default": (None, None), "fast": ("fast", None)}  # measure()'s default (noise), --protocol fast
 GiB = 2**30
 
 
-def plan_for(model: str, device_gib: float, n: int = 20_000, seq_len: int = 8, weights_gib: float = 1.5):
+def plan_for(model: str, device_gib: float, estimator: str, n: int = 20_000, seq_len: int = 8,
+             weights_gib: float = 1.5):
     d, layers = MODELS[model]["d"], MODELS[model]["layers"]
-    est = sweep.make_estimator("fast", None, None, (0,), False, {})
+    est = sweep.make_estimator(*ESTIMATORS[estimator], None, (0,), False, {})
     est.n_devices = lambda n_problems: 1  # one device
     states = 2 * 4 * layers * d * (n * seq_len + n * seq_len)  # context and isolated-token states, both sides
     budget = int(chunks.DEFAULT_FRACTION * (device_gib - weights_gib) * GiB)  # `default_memory_budget` there
     limit, chunks.device_memory_limit = chunks.device_memory_limit, lambda: int(device_gib * GiB)
     try:
-        return sweep.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget), layers * 2 * seq_len, d
+        return sweep.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget), est, layers * 2 * seq_len, d
     finally:
         chunks.device_memory_limit = limit
 
 
-def compiled_chunk_peak(size: int, n: int, d: int) -> int:
-    """Compiled peak of one chunk of the fast protocol's `estimate_batch`, as a GPU runs it (the Gaussian critic
-    vmapped over problems)."""
+def compiled_chunk_peak(est, size: int, n: int, d: int) -> int:
+    """Compiled peak of one chunk: the fast protocol's `estimate_batch` as a GPU runs it (the Gaussian critic
+    vmapped over problems), or the noise estimator's programs (tests/test_chunks.py's `noise_peak`)."""
+    if est.name == "noise":
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+        from test_chunks import noise_peak
+
+        return noise_peak(size, n, d, d, n_sigmas=len(est.sigmas)).peak_bytes
     estimate = importlib.import_module("ie_jax.mi.estimate")
     cfg, options = resolve("fast", {})
     run = estimate.chunk_program(cfg, options, n, 0, (0,), sharding.make_mesh(1))
@@ -69,31 +78,30 @@ def compiled_chunk_peak(size: int, n: int, d: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="compile each planned chunk for the CPU")
+    parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="of default,fast")
     parser.add_argument("--out", default=None, help="write the rows as JSON")
     args = parser.parse_args()
     rows = []
-    for model in MODELS:
-        for device, device_gib in DEVICES_GIB.items():
-            plan, n_problems, d = plan_for(model, device_gib)
-            chunk_peak = chunks.peak_bytes(plan.chunk_size, plan.bytes_per_problem)
-            row = {"model": model, "device": device, "device_gib": device_gib, "budget_gib": plan.budget / GiB,
-                   "states_on_device": plan.states_on_device, "states_gib": plan.reserved / GiB,
-                   "bytes_per_problem_gib": plan.bytes_per_problem / GiB, "problems": n_problems,
-                   "chunk_size": plan.chunk_size, "n_chunks": -(-n_problems // plan.chunk_size),
-                   "planned_chunk_gib": chunk_peak / GiB, "planned_peak_gib": (plan.reserved + chunk_peak) / GiB}
-            if args.compile:
-                t0 = time.perf_counter()
-                row["compiled_chunk_gib"] = compiled_chunk_peak(plan.chunk_size, 20_000, d) / GiB
-                row["compile_s"] = time.perf_counter() - t0
-                jax.clear_caches()
-            rows.append(row)
-            print(f"{model:12s} {device:22s} budget {row['budget_gib']:5.1f} GiB, states "
-                  f"{'on the device' if plan.states_on_device else 'on the host  '} {row['states_gib']:5.1f} GiB, "
-                  f"{row['bytes_per_problem_gib']:.3f} GiB/problem: {row['n_chunks']:2d} chunks of "
-                  f"{plan.chunk_size:2d}, planned chunk {row['planned_chunk_gib']:5.1f} GiB, peak "
-                  f"{row['planned_peak_gib']:5.1f} GiB"
-                  + (f"; compiled chunk (CPU) {row['compiled_chunk_gib']:5.1f} GiB" if args.compile else ""),
-                  flush=True)
+    for estimator, model, (device, device_gib) in itertools.product(args.estimators.split(","), MODELS,
+                                                                   DEVICES_GIB.items()):
+        plan, est, n_problems, d = plan_for(model, device_gib, estimator)
+        chunk_peak = chunks.peak_bytes(plan.chunk_size, plan.bytes_per_problem)
+        row = {"estimator": est.settings[0].split(" sigma")[0], "model": model, "device": device,
+               "device_gib": device_gib, "budget_gib": plan.budget / GiB, "states_on_device": plan.states_on_device,
+               "states_gib": plan.reserved / GiB, "bytes_per_problem_gib": plan.bytes_per_problem / GiB,
+               "problems": n_problems, "chunk_size": plan.chunk_size, "n_chunks": -(-n_problems // plan.chunk_size),
+               "planned_chunk_gib": chunk_peak / GiB, "planned_peak_gib": (plan.reserved + chunk_peak) / GiB}
+        if args.compile:
+            t0 = time.perf_counter()
+            row["compiled_chunk_gib"] = compiled_chunk_peak(est, plan.chunk_size, 20_000, d) / GiB
+            row["compile_s"] = time.perf_counter() - t0
+            jax.clear_caches()
+        rows.append(row)
+        print(f"{row['estimator']:11s} {model:12s} {device:21s} budget {row['budget_gib']:4.1f} GiB, states "
+              f"{'on the device' if plan.states_on_device else 'on the host  '} {row['states_gib']:4.1f} GiB, "
+              f"{row['bytes_per_problem_gib']:.3f} GiB/problem: {row['n_chunks']:2d} chunks of {plan.chunk_size:2d}, "
+              f"planned chunk {row['planned_chunk_gib']:4.1f} GiB, peak {row['planned_peak_gib']:4.1f} GiB"
+              + (f"; compiled chunk (CPU) {row['compiled_chunk_gib']:4.1f} GiB" if args.compile else ""), flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(rows, f, indent=1)

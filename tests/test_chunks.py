@@ -41,7 +41,7 @@ def noise_peak(P, n, dx, dy, *, n_sigmas=2, n_mc=64, chunk=2048, dtype="float32"
     c = min(chunk, noise._round_up(n, 8))
     k = noise._round_up(n, c)
 
-    def run(x, y, ix, vx, iy, vy, lwx, lwy, jx, jy, lwxy, anchors, inv_x, inv_y, zx, zy):
+    def run(x, y, ix, vx, iy, vy, lwx, lwy, jx, jy, lwxy, anchors, inv_x, inv_y, n_samples, zx, zy):
         for a in (x, y):
             inputs._device_stats(a)
             proj = np.zeros((a.shape[2], min(a.shape[2], discrete._PROJECTION_DIMS)), np.float32)
@@ -53,13 +53,14 @@ def noise_peak(P, n, dx, dy, *, n_sigmas=2, n_mc=64, chunk=2048, dtype="float32"
             xs = noise._centred_rows(x, ix, vx, dtype=np.dtype(fd))
             ys = noise._centred_rows(y, iy, vy, dtype=np.dtype(fd))
         with jax.enable_x64(dtype == "float64"):
-            return noise._batch_draw_values(xs, ys, lwx, lwy, jx, jy, lwxy, anchors, inv_x, inv_y, zx, zy, chunk=c)
+            return noise._batch_draw_values(xs, ys, lwx, lwy, jx, jy, lwxy, anchors, inv_x, inv_y, n_samples, zx, zy,
+                                            chunk=c)
 
     i32 = jnp.int32
     shapes = [S((P, n, dx), jnp.float32), S((P, n, dy), jnp.float32), S((P, k), i32), S((P, k), bool),
               S((P, k), i32), S((P, k), bool), S((P, k), fd), S((P, k), fd), S((P, k), i32), S((P, k), i32),
-              S((P, k), fd), S((P, n_mc), i32), S((P, n_sigmas), fd), S((P, n_sigmas), fd), S((n_mc, dx), fd),
-              S((n_mc, dy), fd)]
+              S((P, k), fd), S((P, n_mc), i32), S((P, n_sigmas), fd), S((P, n_sigmas), fd), S((P,), fd),
+              S((n_mc, dx), fd), S((n_mc, dy), fd)]
     with jax.enable_x64(dtype == "float64"):
         return chunks.compiled_peak(run, *shapes)
 
@@ -101,13 +102,15 @@ def test_planned_peak_bounds_the_compiled_peak_over_a_grid(case):
     assert peak.peak_bytes <= planned, (planned / MiB, peak.peak_bytes / MiB, _show(peak))
 
 
-@pytest.mark.parametrize("case", [dict(P=1, n=3000, d=8), dict(P=2, n=2500, d=48),
-                                  dict(P=2, n=900, d=16, dtype="float64", chunk=256)])
+@pytest.mark.parametrize("case", [dict(P=1, n=3000, d=8, sigma=None, n_mc=512),  # the default: 16 sigmas
+                                  dict(P=2, n=2500, d=48, sigma=[0.3, 1.0], n_mc=64),
+                                  dict(P=2, n=900, d=16, sigma=[1.0], n_mc=64, dtype="float64", chunk=256)])
 def test_noise_estimator_planned_peak_bounds_the_compiled_peak(case):
     case = dict(case)
     P, n, d = (case.pop(k) for k in ("P", "n", "d"))
-    est = ie_jax.mi.get_estimator("noise", sigma=[0.3, 1.0], n_mc=64, **case)
-    peak = noise_peak(P, n, d, d, n_sigmas=2, n_mc=64, **case)
+    est = ie_jax.mi.get_estimator("noise", **case)
+    sizes = {k: case[k] for k in ("n_mc", "chunk", "dtype") if k in case}
+    peak = noise_peak(P, n, d, d, n_sigmas=len(est.sigmas), **sizes)
     planned = P * est.bytes_per_problem(n, d, d)
     assert peak.peak_bytes <= planned, (planned / MiB, _show(peak))
 
@@ -126,38 +129,49 @@ def test_sweep_cost_counts_its_own_steps():
 # --- Plans for GPU-sized runs -----------------------------------------------------------------------------
 
 GPT2 = {"gpt2": dict(d=768, layers=12), "gpt2-medium": dict(d=1024, layers=24)}
+ESTIMATORS = {"default": (None, None), "fast": ("fast", None)}  # measure()'s default (noise), --protocol fast
 
 
-def gpt2_plan(model: str, device_gib: float, n: int = 20_000, seq_len: int = 8, weights_gib: float = 1.5):
-    """The default run's plan (`sweep.plan_chunks`) for GPT-2 shapes on a device where JAX may allocate
-    device_gib (the model's weights already in use): states of Gaussian data with isolated tokens."""
+def gpt2_plan(model: str, device_gib: float, estimator: str = "default", n: int = 20_000, seq_len: int = 8,
+              weights_gib: float = 1.5):
+    """The plan of `ie-jax measure --model random:MODEL --data gaussian --samples N` (`sweep.plan_chunks`) on one
+    device where JAX may allocate device_gib, the model's weights in use: Gaussian states, isolated tokens."""
     spec = GPT2[model]
     d, layers = spec["d"], spec["layers"]
-    est = sweep.make_estimator("fast", None, None, (0,), False, {})
+    est = sweep.make_estimator(*ESTIMATORS[estimator], None, (0,), False, {})
     states = 2 * 4 * layers * d * (n * seq_len + n * seq_len)
-    budget = int(chunks.DEFAULT_FRACTION * (device_gib - weights_gib) * 2**30)
-    with pytest.MonkeyPatch.context() as patch:  # as `default_memory_budget` finds it on one such device
+    budget = int(chunks.DEFAULT_FRACTION * (device_gib - weights_gib) * 2**30)  # `default_memory_budget` there
+    with pytest.MonkeyPatch.context() as patch:
         patch.setattr(chunks, "device_memory_limit", lambda: int(device_gib * 2**30))
         patch.setattr(est, "n_devices", lambda n_problems: 1)
         plan = sweep.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget)
     return plan, est
 
 
+@pytest.mark.parametrize("estimator", list(ESTIMATORS))
 @pytest.mark.parametrize("model", list(GPT2))
 @pytest.mark.parametrize("device_gib", [78, 40])
-def test_gpt2_default_runs_fit_a_78_and_a_40_gib_device(model, device_gib):
-    plan, est = gpt2_plan(model, device_gib)
+def test_gpt2_runs_fit_a_78_and_a_40_gib_device(model, device_gib, estimator):
+    plan, est = gpt2_plan(model, device_gib, estimator)
     assert plan.chunk_size >= 8
     peak = chunks.peak_bytes(plan.chunk_size, plan.bytes_per_problem, reserved=plan.reserved)
     assert peak <= plan.budget <= chunks.DEFAULT_FRACTION * device_gib * 2**30
 
 
+@pytest.mark.parametrize("model,device_gib", [("gpt2", 78), ("gpt2-medium", 40)])
+def test_gpt2_default_planned_chunk_bounds_its_compiled_peak(model, device_gib):
+    # the whole planned chunk of the default (noise) estimator, compiled for the CPU from shapes alone (nothing
+    # allocated); the CPU's memory analysis approximates the GPU's: the budget keeps 20% of the device free
+    plan, est = gpt2_plan(model, device_gib)
+    d = GPT2[model]["d"]
+    peak = noise_peak(plan.chunk_size, 20_000, d, d, n_sigmas=len(est.sigmas))
+    assert peak.peak_bytes <= plan.chunk_size * plan.bytes_per_problem <= plan.budget - plan.reserved
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model,device_gib", [("gpt2", 78), ("gpt2-medium", 40)])
-def test_gpt2_planned_chunk_bounds_its_compiled_peak(model, device_gib):
-    # the whole planned chunk, compiled for the CPU from shapes alone (nothing allocated); the CPU's memory
-    # analysis approximates the GPU's: the budget keeps 20% of the device free for the difference
-    plan, est = gpt2_plan(model, device_gib)
+def test_gpt2_fast_protocol_planned_chunk_bounds_its_compiled_peak(model, device_gib):
+    plan, est = gpt2_plan(model, device_gib, "fast")
     d = GPT2[model]["d"]
     peak = neural_chunk_peak(plan.chunk_size, 20_000, d, d)
     assert peak.peak_bytes <= plan.chunk_size * plan.bytes_per_problem <= plan.budget - plan.reserved
