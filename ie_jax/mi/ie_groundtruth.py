@@ -7,7 +7,7 @@ finitely many values, so counting applies), its truths `mi_macro_nats`, `mi_micr
 micro_input / micro_output [T, n, d], float32 numpy, deterministic in `key_or_seed` (an int, a numpy Generator
 or a JAX key). The fixed parts of a block (embeddings, maps) come from the task's own `seed`.
 
-Why the truths are exact. A deterministic block maps each distinct input to one output, so the MI of its input
+Why the token truths are exact. A deterministic block maps each distinct input to one output, so the MI of its input
 and output is the entropy of the output, H(f(input)), whatever the (continuous) geometry of the states: the
 population truth is an entropy over the token law, computed exactly here, not a sample statistic. The states
 are continuous embeddings (no [V, d] table: each sampled id's row is a hash of (seed, id)); distinct inputs
@@ -107,6 +107,7 @@ class IETask(Protocol):
     seq_len: int
     dim: int
     discrete: bool
+    truth: IETruth
     mi_macro_nats: float
     mi_micro_nats: tuple[float, ...]
     ie_nats: float
@@ -188,8 +189,8 @@ def _hash_key(seed: int, namespace: int) -> np.uint64:
         return _splitmix64(z + _GOLDEN)[0]
 
 
-def _hash_normal(seed: int, namespace: int, ids, dim: int) -> np.ndarray:
-    """[len(ids), dim] float64 standard normal rows; row i depends on (seed, namespace, ids[i]) only.
+def _hash_normal(seed: int, namespace: int, ids, dim: int, dtype=np.float64) -> np.ndarray:
+    """[len(ids), dim] standard normal rows (in dtype); row i depends on (seed, namespace, ids[i]) only.
 
     The same id gets the same row in every sample and every call, so a vocabulary of 50k ids in 4,096
     dimensions needs no [V, d] table: only the ids a sample holds are generated. Each element is the
@@ -197,7 +198,7 @@ def _hash_normal(seed: int, namespace: int, ids, dim: int) -> np.ndarray:
     inverse CDF.
     """
     ids = np.asarray(ids, dtype=np.int64).ravel()
-    out = np.empty((ids.size, dim), dtype=np.float64)
+    out = np.empty((ids.size, dim), dtype=dtype)
     key = _hash_key(seed, namespace)
     cols = np.arange(dim, dtype=np.uint64) * _GOLDEN
     step = max(1, _HASH_CHUNK // max(dim, 1))
@@ -266,12 +267,13 @@ class _TokenStates:
         self.seed, self.dim = seed, dim
         self.unique, self.index = np.unique(ids, return_inverse=True)  # only the ids this sample holds
         self.index = self.index.reshape(ids.shape)
-        self.embedding = _hash_normal(seed, _TOKENS, self.unique, dim)  # [U, d], U <= min(V, ids.size)
+        # [U, d] float32, U <= min(V, ids.size): never larger than the sample's own [T, n, d] states
+        self.embedding = _hash_normal(seed, _TOKENS, self.unique, dim, np.float32)
         self.block_map = _BlockMap(dim, seed)
 
     def mapped(self) -> np.ndarray:
-        """[U, d] f(e(v)) of every id held."""
-        return self.block_map(self.embedding)
+        """[U, d] float32 f(e(v)) of every id held."""
+        return _mapped_rows(self.block_map, self.embedding)
 
     def sequence_states(self, seq_len: int) -> np.ndarray:
         """[n, d] the last token's state with its context: sum_t r_t * e(s_t) / sqrt(T), float32.
@@ -296,7 +298,7 @@ class _TokenStates:
 
 def _per_token(table: np.ndarray, index: np.ndarray) -> np.ndarray:
     """[T, n, d] float32 rows table[index[:, t]] for index [n, T] (gathered in float32: no float64 copy)."""
-    return table.astype(np.float32)[np.ascontiguousarray(index.T)]
+    return np.asarray(table, np.float32)[np.ascontiguousarray(index.T)]
 
 
 def _mapped_rows(block_map: _BlockMap, x: np.ndarray) -> np.ndarray:
@@ -476,7 +478,7 @@ class TokenwiseBlock(_Truths):
         tokens = _draw_tokens(rng, p, n, self.seq_len, last)
         states = _TokenStates(self.seed, self.dim, tokens)
         mapped = states.mapped()
-        return IESample(states.sequence_states(self.seq_len), mapped.astype(np.float32)[states.index[:, -1]],
+        return IESample(states.sequence_states(self.seq_len), mapped[states.index[:, -1]],
                         _per_token(states.embedding, states.index), _per_token(mapped, states.index), tokens)
 
 
@@ -557,7 +559,7 @@ class TokenMap:
         """x, y [*tokens.shape, d] float32 for token ids of any shape."""
         states = _TokenStates(self.seed, self.dim, tokens.reshape(-1, 1))
         index = states.index[:, 0]
-        x, y = states.embedding.astype(np.float32)[index], states.mapped().astype(np.float32)[index]
+        x, y = states.embedding[index], states.mapped()[index]
         if self.noise_ratio > 0:
             sx, sy = self.noise
 
