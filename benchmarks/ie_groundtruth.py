@@ -312,7 +312,7 @@ def markdown(results: dict) -> str:
     for setting, counts in summary(rows).items():
         t = meta["timing"][seconds[setting]]
         lines.append(f"| {setting} | " + " | ".join(str(counts[v]) for v in VERDICTS)
-                     + f" | {sum(counts.values())} | {t["wall_s"]:.0f} / {t["cpu_s"]:.0f} |")
+                     + f" | {sum(counts.values())} | {t['wall_s']:.0f} / {t['cpu_s']:.0f} |")
     by_task = {}
     for r in rows:
         by_task.setdefault(r["task"], []).append(r)
