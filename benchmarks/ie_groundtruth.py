@@ -51,6 +51,9 @@ PRESETS = {
     "neural-fast": ("neural", {"protocol": "fast"}),  # the default: chooses among copula, KSG, radial, neural
     "neural-fast-noselect": ("neural", {"protocol": "fast", "select": False}),  # the neural critic alone
     "neural-paper": ("neural", {"protocol": "paper"}),
+    # `ie-jax measure` with no estimator arguments: the noise estimator over DEFAULT_SIGMAS, judged at the sigma the
+    # sweep would report for the task (the smallest with a measured IE) and at the finest sigma of the grid
+    "default": ("noise", {}),
 }
 DEFAULT_ESTIMATORS = tuple(PRESETS)
 TERMS = ("macro", "micro mean", "IE")
@@ -59,7 +62,7 @@ WRONG = ("WRONG value", "WRONG CI")
 BAR_NATS, BAR_FRACTION = 0.1, 0.1
 # Every flag but `constant` (an exact 0) says the value is not a measurement.
 NOT_MEASURED_FLAGS = ("saturated", "sample_limited", "critic_limited", "overfit", "no_fit", "heldout_negative",
-                      "still_increasing", "nan_step", "above_ceiling", "unverified")
+                      "still_increasing", "nan_step", "above_ceiling", "unverified", "sample_specific")
 
 
 def bar(truth: float) -> float:
@@ -105,14 +108,21 @@ def _concrete(settings: dict, discrete: bool) -> dict:
 
 
 def run_estimator(name: str, settings: dict, xs, ys, discrete: bool):
-    """(setting labels, setting params, per-setting MIEstimates) or the refusal's message."""
+    """(setting labels, setting params, per-setting MIEstimates) or the refusal's message. Every estimate gets the
+    ceilings and flags a sweep adds (`ie_jax.mi.ceilings.annotate_counts` on the distinct states of x and y), so
+    each is judged as `ie-jax measure` would print it."""
     from ie_jax.mi import get_estimator
+    from ie_jax.mi.ceilings import annotate_counts, state_counts
+    from ie_jax.mi.result import MIEstimates
 
     try:
         est = get_estimator(name, **_concrete(settings, discrete))
-        return est.settings, est.setting_params, est.estimate_settings(xs, ys)
+        rows = est.estimate_settings(xs, ys)
     except ValueError as e:
         return str(e)
+    counts = list(zip(state_counts(xs), state_counts(ys)))
+    rows = [MIEstimates.stack([annotate_counts(e, cx, cy) for e, (cx, cy) in zip(row, counts)]) for row in rows]
+    return est.settings, est.setting_params, rows
 
 
 def term_rows(estimates, seq_len: int) -> dict[str, dict]:
@@ -182,11 +192,11 @@ def run(args) -> dict:
                 if isinstance(result, str):
                     rows += refused_rows(n, task, label, est_name, result)
                 else:
-                    for setting, params, estimates in zip(*result):
-                        # one setting: the command line's label (two neural presets share "neural fast")
-                        setting = setting if len(result[0]) > 1 else label
-                        rows += judged_rows(n, task, label, est_name, setting, params,
-                                            [estimates[i] for i in range(offset, offset + p)])
+                    judged = [judged_rows(n, task, label, est_name, setting if len(result[0]) > 1 else label, params,
+                                          [estimates[i] for i in range(offset, offset + p)])
+                              for setting, params, estimates in zip(*result)]
+                    # one setting: the command line's label (two neural presets share "neural fast")
+                    rows += _reported(judged) if label == "default" else [r for j in judged for r in j]
                 offset += p
             print(f"{label} d={dim} {'tokens' if discrete else 'continuous'}: {len(names)} tasks, "
                   f"{timing[label]['wall_s']:.1f} s so far", flush=True)
@@ -243,6 +253,14 @@ def judged_rows(name, task, label, est_name, setting, params, estimates) -> list
         out.append({**_row(name, task, label, est_name, setting, term), "truth_nats": truths[term],
                     "truth_kind": kind, **t, "verdict": v, "reason": reason})
     return out
+
+
+def _reported(judged: list[list[dict]]) -> list[dict]:
+    """The default's rows of one task: at the finest sigma of its grid, and at the sigma a sweep would report (the
+    smallest whose IE is a measurement: no term flagged), each labelled so."""
+    measured = [j for j in judged if not any(f in NOT_MEASURED_FLAGS for f in j[2]["flags"])]
+    picks = [("finest", judged[0])] + ([("reported", measured[0])] if measured else [])
+    return [{**r, "setting": f"default, {which}: {r['setting']}"} for which, rows in picks for r in rows]
 
 
 def _commit() -> str:
