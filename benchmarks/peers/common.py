@@ -96,12 +96,13 @@ def host_info():
 
 
 def git_commit():
+    """The checkout's HEAD and the last commit that changed ie_jax/ (what ours ran), plus a dirty mark."""
+    def git(*a):
+        return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True, check=True).stdout.strip()
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "ie_jax"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return commit + ("+dirty ie_jax" if dirty else "")
+        head, package = git("rev-parse", "--short=12", "HEAD"), git("log", "-1", "--format=%h", "--abbrev=12", "--", "ie_jax")
+        dirty = " +uncommitted changes in ie_jax/" if git("status", "--porcelain", "--", "ie_jax") else ""
+        return f"{package} (ie_jax/ as of that commit; checkout HEAD {head}){dirty}"
     except Exception as e:  # noqa: BLE001 - recorded, not fatal
         return f"unknown ({e})"
 
@@ -119,7 +120,8 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
                    budget_s=budget_s, host=host_info())
         run.setdefault("results", {})
         save_results(results)
-        spent = sum(r.get("seconds", 0.0) for k, r in run["results"].items() if k in dict(keys))
+        wanted = {k for k, _, _ in keys}
+        spent = sum(r.get("seconds", 0.0) for k, r in run["results"].items() if k in wanted)
         for key, task, seed in keys:
             if key in run["results"] and "value" in run["results"][key]:
                 continue

@@ -36,7 +36,7 @@ def main(argv=None):
     versions["ie_jax commit"] = common.git_commit()
     versions["jax backend"] = jax.devices()[0].platform
     common.run_estimators(
-        {"ie_jax default": ours}, keys, data, peer="ie_jax (ours)", package=f"ie_jax @ {versions['ie_jax commit']}",
+        {"ie_jax default": ours}, keys, data, peer="ie_jax (ours)", package=f"ie_jax {versions['ie-jax']} @ {versions['ie_jax commit'].split()[0]}",
         versions=versions,
         settings={"ie_jax default": {"call": "ie_jax.mi.estimate_batch(x[None], y[None], protocol='fast')",
                                      "protocol": "fast", "seed": 0, "input dtype": "float32",
