@@ -109,7 +109,7 @@ def git_commit():
 
 def run_estimators(estimators, keys, data, *, peer, package, versions, settings, budget_s=None, notes=""):
     """Run each estimator over `keys` (one at a time; wall seconds per task by time.perf_counter around the whole
-    call, fitting included), saving into results/peers_bmi.json after every task.
+    call, fitting included, and the process's CPU seconds, user + system over all its threads), saving into results/peers_bmi.json after every task.
 
     estimators: {name: callable(x, y, seed) -> float or (float, dict of extra fields)}; settings: {name: dict of the settings used}.
     budget_s: wall budget per estimator; once spent, the remaining tasks are not started (recorded as such)."""
@@ -132,7 +132,7 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
                 print(f"{name}: wall budget {budget_s} s spent; {key} and later not run", flush=True)
                 break
             x, y = xy(data, key)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             try:
                 out = fn(x, y, seed)
                 extra = {}
@@ -142,6 +142,7 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
             except Exception as e:  # noqa: BLE001 - a peer that fails on a task is recorded with its error
                 entry = {"error": f"{type(e).__name__}: {e}"[:500]}
             entry["seconds"] = time.perf_counter() - start
+            entry["cpu_seconds"] = time.process_time() - cpu_start  # user + system, all threads of this process
             spent += entry["seconds"]
             results = load_results()
             results["runs"][name]["results"][key] = entry
@@ -149,7 +150,7 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
             truth = task["true_mi_nats"]
             shown = f"{entry['value']:.3f}" if "value" in entry else entry["error"][:120]
             print(f"{name:28s} {key:18s} {task['id'][:48]:48s} true {truth:.3f} got {shown} "
-                  f"{entry['seconds']:.1f} s", flush=True)
+                  f"{entry['seconds']:.1f} s (cpu {entry['cpu_seconds']:.1f} s)", flush=True)
 
 
 def argv_suites(argv=None):

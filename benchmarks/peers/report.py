@@ -47,16 +47,17 @@ def rows_for(results, suite):
 
 
 def stats(entries, keys=None):
-    """(MAE, within, ran, failed, mean s, median s) over the entries (restricted to keys when given)."""
+    """(MAE, within, ran, failed, mean wall s, median wall s, mean CPU s) over the entries (restricted to keys when given)."""
     chosen = {k: v for k, v in entries.items() if keys is None or k in keys}
     ok = [(e["value"], t) for e, t in chosen.values() if "value" in e]
     failed = sum("value" not in e for e, _ in chosen.values())
     secs = [e["seconds"] for e, _ in chosen.values() if "value" in e]
+    cpu = [e.get("cpu_seconds") for e, _ in chosen.values() if "value" in e]
     if not ok:
-        return None, 0, 0, failed, None, None
+        return None, 0, 0, failed, None, None, None
     errors = [abs(v - t) for v, t in ok]
     return (statistics.fmean(errors), sum(common.within_bar(v, t) for v, t in ok), len(ok), failed,
-            statistics.fmean(secs), statistics.median(secs))
+            statistics.fmean(secs), statistics.median(secs), statistics.fmean(cpu) if None not in cpu else None)
 
 
 def fmt(v, spec=".3f"):
@@ -69,16 +70,16 @@ def suite_table(results, suite, total_tasks):
         return [f"No estimator has run on suite {suite} yet.", ""]
     ours = per.get(OURS, {})
     lines = [
-        "| estimator | package | tasks run | MAE (nats) | within bar | s / task (mean) | s / task (median) | "
-        "ours on the same tasks: MAE / within / s per task |",
-        "|---|---|---|---|---|---|---|---|",
+        "| estimator | package | tasks run | MAE (nats) | within bar | wall s / task (mean) | wall s / task (median) "
+        "| CPU s / task (mean) | ours on the same tasks: MAE / within / wall s per task |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     order = [OURS] + sorted((n for n in per if n != OURS), key=lambda n: (results["runs"][n]["peer"], n))
     for name in order:
         if name not in per:
             continue
         run = results["runs"][name]
-        mae, within, ran, failed, mean_s, med_s = stats(per[name])
+        mae, within, ran, failed, mean_s, med_s, cpu_s = stats(per[name])
         done = {k for k, (e, _) in per[name].items() if "value" in e}
         o = stats(ours, done) if name != OURS else None
         seeds = sorted({s for _, s in per[name]}) if suite == "v2" else None
@@ -91,7 +92,7 @@ def suite_table(results, suite, total_tasks):
         same = "-" if o is None else (f"{fmt(o[0])} / {o[1]}/{o[2]} / {fmt(o[4], '.1f')}"
                                       if o[2] == ran else f"ours has {o[2]} of these {ran}")
         lines.append(f"| {name} | {run['package']} | {tasks_run} | {fmt(mae)} | {within}/{ran} | "
-                     f"{fmt(mean_s, '.1f')} | {fmt(med_s, '.1f')} | {same} |")
+                     f"{fmt(mean_s, '.1f')} | {fmt(med_s, '.1f')} | {fmt(cpu_s, '.1f')} | {same} |")
     return lines + [""]
 
 
@@ -151,8 +152,10 @@ def markdown(results):
         "`bmi.benchmark.BENCHMARK_TASKS`, seed = task index. Suite v2: the 26 tasks of bmi's "
         "`workflows/benchmark/v2`, seeds as listed. Within bar: |estimate - truth| <= max(0.1 nat, 10% of the "
         "truth). Seconds per task: wall time of the whole call (fitting and compilation included), one task at "
-        f"a time, under `nice -n 15` on this machine's 2 CPU cores, shared with other jobs (so the times are "
-        f"noisy; the load average at each run's start is in its settings line). Ours: `{OURS}` = "
+        f"a time, under `nice -n 15` on this machine's 2 CPU cores, shared with other jobs (load average 5-8 "
+        "during these runs, so wall times are inflated and noisy; the load average at each run's start is in its "
+        "settings line); CPU s is the process's user + system time over all its threads in the same call, less "
+        "sensitive to the sharing. Ours: `{OURS}` = "
         f"`ie_jax.mi.estimate_batch(x[None], y[None], protocol='fast')` at ie_jax commit `{commit}`, on the CPU.",
         "",
         f"Every number here was measured here; no published value is quoted.",
@@ -170,6 +173,10 @@ def markdown(results):
         "",
         *suite_table(results, "v2", n_v2),
         V2_CHECK,
+        "",
+        "## Installation",
+        "",
+        *[f"- **{k}**: {v}" for k, v in results.get("install_notes", {}).items()],
         "",
         "## What could not be run",
         "",
