@@ -6,6 +6,9 @@ test; the README leaves the split to the user; half is bmi's and latentmi's defa
 MINDEEstimator's defaults (recorded in the JSON): batch 64, lr 5e-5, type "c", EMA 0.999, importance sampling,
 mc_iter 10, max_n_steps None and max_epochs None, which Lightning's Trainer reads as 1,000 epochs.
 
+Each task runs in a forked child stopped after --task-cap wall seconds (default 600): a task that does not finish
+is recorded as such, with no value.
+
   nice -n 15 /work/peer-venvs/diffmi-cu/bin/python benchmarks/peers/run_diffusion_mi.py --subset --budget 900
 """
 
@@ -21,14 +24,21 @@ import common  # noqa: E402
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cap = 600.0
+    if "--task-cap" in argv:
+        i = argv.index("--task-cap")
+        cap = float(argv[i + 1])
+        del argv[i:i + 2]
     args, data, meta, keys = common.argv_suites(argv)
+    args.task_cap = cap
     import numpy as np
     import torch
     from dmi import estimators
 
     torch.set_num_threads(1)
 
-    def run(x, y, seed):
+    def fit_and_estimate(x, y, seed):
         torch.manual_seed(seed)
         np.random.seed(seed)
         random.seed(seed)
@@ -38,13 +48,39 @@ def main(argv=None):
         return float(est.estimate(x[half:].astype(np.float32), y[half:].astype(np.float32))), {
             "epochs_trained": int(est.trainer.current_epoch) if getattr(est, "_trainer", None) else None}
 
+    def run(x, y, seed):
+        """One task in a forked child, stopped after --task-cap wall seconds (its defaults train 1,000 epochs)."""
+        import multiprocessing as mp
+
+        parent, child = mp.get_context("fork").Pipe(duplex=False)
+
+        def target():
+            try:
+                child.send(("ok", fit_and_estimate(x, y, seed)))
+            except Exception as e:  # noqa: BLE001
+                child.send(("error", f"{type(e).__name__}: {e}"))
+
+        proc = mp.get_context("fork").Process(target=target)
+        proc.start()
+        ready = parent.poll(args.task_cap)
+        if not ready:
+            proc.kill()
+            proc.join()
+            raise TimeoutError(f"not finished within the per-task cap of {args.task_cap:.0f} s at its defaults")
+        status, out = parent.recv()
+        proc.join()
+        if status != "ok":
+            raise RuntimeError(out)
+        return out
+
     defaults = {k: v.default for k, v in inspect.signature(estimators.MINDEEstimator.__init__).parameters.items()
                 if v.default is not inspect.Parameter.empty}
     defaults = {k: (v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)) for k, v in defaults.items()}
     settings = {"diffusion-mi MINDE-C": {
         "call": "MINDEEstimator().fit(x[:N/2], y[:N/2]); .estimate(x[N/2:], y[N/2:])",
         "MINDEEstimator defaults": defaults, "Lightning max_epochs when both unset": 1000,
-        "seed": "torch/numpy/random seeded with the task's seed", "torch threads": 1}}
+        "seed": "torch/numpy/random seeded with the task's seed", "torch threads": 1,
+        "per-task wall cap (s)": cap}}
     versions = common.pip_versions(["diffusion-mi", "torch", "torchvision", "lightning", "pytorch-lightning",
                                     "numpy", "scikit-learn"])
     common.run_estimators({"diffusion-mi MINDE-C": run}, keys, data, peer="diffusion-mi",
