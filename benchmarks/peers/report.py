@@ -91,11 +91,29 @@ def suite_table(results, suite, total_tasks):
             tasks_run += f", {failed} not run or failed"
         if run.get("stopped_at_budget"):
             tasks_run += f", stopped at its {run['budget_s']:.0f} s budget"
-        same = "-" if o is None else (f"{fmt(o[0])} / {o[1]}/{o[2]} / {fmt(o[4], '.1f')}"
-                                      if o[2] == ran else f"ours has {o[2]} of these {ran}")
+        if o is None:
+            same = "-"
+        elif o[2] == ran:
+            same = f"{fmt(o[0])} / {o[1]}/{o[2]} / {fmt(o[4], '.1f')}"
+        elif o[2]:
+            both = {k for k in done if k in ours and "value" in ours[k][0]}
+            p = stats(per[name], both)
+            same = (f"on the {o[2]} of these that ours ran: {fmt(o[0])} / {o[1]}/{o[2]} / {fmt(o[4], '.1f')} "
+                    f"(this estimator there: {fmt(p[0])} / {p[1]}/{p[2]})")
+        else:
+            same = "ours has not run these"
         lines.append(f"| {name} | {run['package']} | {tasks_run} | {fmt(mae)} | {within}/{ran} | "
                      f"{fmt(mean_s, '.1f')} | {fmt(med_s, '.1f')} | {fmt(cpu_s, '.1f')} | {same} |")
     return lines + [""]
+
+
+def not_on_v2(results):
+    _, v1 = rows_for(results, "v1")
+    _, v2 = rows_for(results, "v2")
+    missing = [n for n in v1 if n not in v2]
+    if not missing:
+        return []
+    return [f"Not run on v2 (the machine's time went to suite v1 first): {', '.join(missing)}.", ""]
 
 
 def per_task_table(results, suite):
@@ -174,6 +192,7 @@ def markdown(results):
         f"## Suite v2: bmi's newer suite, {n_v2} tasks (N = 5,000)",
         "",
         *suite_table(results, "v2", n_v2),
+        *not_on_v2(results),
         V2_CHECK,
         "",
         "## Installation",

@@ -67,7 +67,8 @@ def main(argv=None):
     versions = common.pip_versions(["torch-mist", "torch", "pyro-ppl", "numpy", "scikit-learn"])
     common.run_estimators(estimators, keys, data, peer="torch-mist", package=f"torch-mist {versions['torch-mist']}",
                           versions=versions, settings=settings, budget_s=args.budget,
-                          notes="CPU torch wheel; torch.set_num_threads(1) (the machine's 2 cores are shared)")
+                          notes="CPU torch wheel; torch.set_num_threads(1) (the machine's 2 cores are shared); "
+                                "pandas installed beside it (torch-mist 0.2.17 imports it without declaring it)")
 
 
 if __name__ == "__main__":
