@@ -178,7 +178,9 @@ def markdown(results):
         "sensitive to the sharing. Ours: `{OURS}` = "
         f"`ie_jax.mi.estimate_batch(x[None], y[None], protocol='fast')` at ie_jax commit `{commit}`, on the CPU.",
         "",
-        f"Every number here was measured here; no published value is quoted.",
+        "Every number here was measured here; no published value is quoted. These samples were drawn under the "
+        "jax that bmi pins (above); `benchmarks/results/bmi_suite.md` drew its own with bmi under the project's "
+        "jax, whose random streams differ, so per-task values differ slightly between the two files.",
         "",
         f"## Suite v1: bmi's {n_v1} tasks (N = 5,000)",
         "",
