@@ -107,21 +107,27 @@ def git_commit():
         return f"unknown ({e})"
 
 
-def run_estimators(estimators, keys, data, *, peer, package, versions, settings, budget_s=None, notes=""):
+def run_estimators(estimators, keys, data, *, peer, package, versions, settings, budget_s=None, notes="",
+                   budget_kind=None):
     """Run each estimator over `keys` (one at a time; wall seconds per task by time.perf_counter around the whole
     call, fitting included, and the process's CPU seconds, user + system over all its threads), saving into results/peers_bmi.json after every task.
 
     estimators: {name: callable(x, y, seed) -> float or (float, dict of extra fields)}; settings: {name: dict of the settings used}.
-    budget_s: wall budget per estimator; once spent, the remaining tasks are not started (recorded as such)."""
+    budget_s: budget per estimator in wall seconds, or in CPU seconds when budget_kind == "cpu" (this machine is
+    shared: a niced run's wall time depends on the others' load); once spent, the remaining tasks are not started
+    (recorded as such)."""
     for name, fn in estimators.items():
         results = load_results()
         run = results["runs"].setdefault(name, {})
         run.update(peer=peer, package=package, versions=versions, settings=settings[name], notes=notes,
-                   budget_s=budget_s, host=host_info())
+                   host=host_info(), stopped_at_budget=False)
+        if budget_s is not None:
+            run.update(budget_s=budget_s, budget_kind=budget_kind or "wall")
         run.setdefault("results", {})
         save_results(results)
         wanted = {k for k, _, _ in keys}
-        spent = sum(r.get("seconds", 0.0) for k, r in run["results"].items() if k in wanted)
+        field = "cpu_seconds" if budget_kind == "cpu" else "seconds"
+        spent = sum(r.get(field, 0.0) for k, r in run["results"].items() if k in wanted)
         for key, task, seed in keys:
             if key in run["results"] and "value" in run["results"][key]:
                 continue
@@ -129,7 +135,7 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
                 results = load_results()
                 results["runs"][name]["stopped_at_budget"] = True
                 save_results(results)
-                print(f"{name}: wall budget {budget_s} s spent; {key} and later not run", flush=True)
+                print(f"{name}: {budget_kind or 'wall'} budget {budget_s} s spent; {key} and later not run", flush=True)
                 break
             x, y = xy(data, key)
             start, cpu_start = time.perf_counter(), time.process_time()
@@ -143,7 +149,7 @@ def run_estimators(estimators, keys, data, *, peer, package, versions, settings,
                 entry = {"error": f"{type(e).__name__}: {e}"[:500]}
             entry["seconds"] = time.perf_counter() - start
             entry["cpu_seconds"] = time.process_time() - cpu_start  # user + system, all threads of this process
-            spent += entry["seconds"]
+            spent += entry["cpu_seconds" if budget_kind == "cpu" else "seconds"]
             results = load_results()
             results["runs"][name]["results"][key] = entry
             save_results(results)
@@ -163,6 +169,7 @@ def argv_suites(argv=None):
     parser.add_argument("--subset", action="store_true", help=f"v1 tasks {SUBSET_V1} only")
     parser.add_argument("--v2-tasks", type=lambda s: [int(v) for v in s.split(",")], default=None)
     parser.add_argument("--budget", type=float, default=None, help="wall seconds per estimator")
+    parser.add_argument("--cpu-budget", type=float, default=None, help="CPU seconds per estimator (instead)")
     parser.add_argument("--only", type=lambda s: s.split(","), default=None)
     parser.add_argument("--samples", default=str(SAMPLES))
     args = parser.parse_args(argv)
@@ -172,6 +179,10 @@ def argv_suites(argv=None):
         keys += task_keys(meta, "v1", subset=SUBSET_V1 if args.subset else None)
     if args.suite in ("v2", "all"):
         keys += task_keys(meta, "v2", subset=args.v2_tasks, seeds=args.seeds)
+    if args.cpu_budget is not None:
+        args.budget, args.budget_kind = args.cpu_budget, "cpu"
+    else:
+        args.budget_kind = None
     return args, data, meta, keys
 
 

@@ -90,7 +90,7 @@ def suite_table(results, suite, total_tasks):
         if failed:
             tasks_run += f", {failed} not run or failed"
         if run.get("stopped_at_budget"):
-            tasks_run += f", stopped at its {run['budget_s']:.0f} s budget"
+            tasks_run += f", stopped at its {run['budget_s']:.0f} {run.get('budget_kind', 'wall')}-second budget"
         if o is None:
             same = "-"
         elif o[2] == ran:
@@ -186,8 +186,13 @@ def markdown(results):
         "",
         *suite_table(results, "v1", n_v1),
         f"Neural peers whose defaults take minutes per task on this CPU ran on a fixed subset of the 40 tasks, "
-        f"every 4th task index {list(common.SUBSET_V1)}, with their default settings unchanged; the last column "
-        "gives ours on exactly the tasks each one ran. The histogram runs where dim_x + dim_y <= 6 (it fills a "
+        f"every 4th task index {list(common.SUBSET_V1)}, in that order, with their default settings unchanged, "
+        "each under a budget per estimator (in its row and settings line): bmi's under 300 wall seconds; when "
+        "the machine's load rose (a niced torch-mist MINE task took 409 s wall for 21 s of CPU), the budgets "
+        "became CPU seconds (torch-mist, latentmi, diffusion-mi: 100-200 CPU s), so that others' load does not "
+        "decide how many tasks a peer gets. A peer stopped by its budget has run the first tasks of the subset "
+        "(the low-dimensional ones); the last column gives ours on exactly the tasks each one ran, which is the "
+        "comparison to read. The histogram runs where dim_x + dim_y <= 6 (it fills a "
         "dense table of 5^(dim_x + dim_y) cells cell by cell); 'not run or failed' counts those tasks and any "
         "error (the errors are in the JSON).",
         "",

@@ -52,7 +52,7 @@ def main(argv=None):
     versions = common.pip_versions(["benchmark-mi", "jax", "jaxlib", "equinox", "optax", "chex",
                                     "tensorflow-probability", "numpy", "scipy", "scikit-learn"])
     common.run_estimators(estimators, keys, data, peer="bmi", package=f"benchmark-mi {versions['benchmark-mi']}",
-                          versions=versions, settings=settings, budget_s=args.budget,
+                          versions=versions, settings=settings, budget_s=args.budget, budget_kind=args.budget_kind,
                           notes="jax/jaxlib pinned to 0.4.13 and chex to 0.1.82: with pip's pick (jax 0.4.38), "
                                 "equinox 0.10 (bmi pins <0.11) fails at import (jax.core.pp_eqn_rules removed)")
 

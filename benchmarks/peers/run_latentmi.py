@@ -45,7 +45,7 @@ def main(argv=None):
     versions = common.pip_versions(["latentmi", "torch", "numpy", "scipy", "scikit-learn"])
     common.run_estimators({"latentmi LMI": run}, keys, data, peer="latentmi",
                           package=f"latentmi {versions['latentmi']}", versions=versions, settings=settings,
-                          budget_s=args.budget, notes="CPU torch wheel; torch.set_num_threads(1)")
+                          budget_s=args.budget, budget_kind=args.budget_kind, notes="CPU torch wheel; torch.set_num_threads(1)")
 
 
 if __name__ == "__main__":

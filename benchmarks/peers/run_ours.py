@@ -41,7 +41,7 @@ def main(argv=None):
         settings={"ie_jax default": {"call": "ie_jax.mi.estimate_batch(x[None], y[None], protocol='fast')",
                                      "protocol": "fast", "seed": 0, "input dtype": "float32",
                                      "one task per call": True}},
-        budget_s=args.budget)
+        budget_s=args.budget, budget_kind=args.budget_kind)
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def main(argv=None):
         estimators = {k: v for k, v in estimators.items() if k.removeprefix("torch-mist ") in args.only}
     versions = common.pip_versions(["torch-mist", "torch", "pyro-ppl", "numpy", "scikit-learn"])
     common.run_estimators(estimators, keys, data, peer="torch-mist", package=f"torch-mist {versions['torch-mist']}",
-                          versions=versions, settings=settings, budget_s=args.budget,
+                          versions=versions, settings=settings, budget_s=args.budget, budget_kind=args.budget_kind,
                           notes="CPU torch wheel; torch.set_num_threads(1) (the machine's 2 cores are shared); "
                                 "pandas installed beside it (torch-mist 0.2.17 imports it without declaring it)")
 
