@@ -146,7 +146,10 @@ def settings_lines(results):
         s = json.dumps(run["settings"], sort_keys=True)
         v = ", ".join(f"{k} {val}" for k, val in run["versions"].items() if val)
         h = run.get("host", {})
-        lines.append(f"- **{name}** ({run['package']}; {v}). Settings: `{s}`."
+        its = [e["train_iterations"] for e in run["results"].values() if "train_iterations" in e]
+        trained = (f" Early stopping let it train {min(its)}-{max(its)} of its 5,000 iterations (median "
+                   f"{statistics.median(its):.0f})." if its else "")
+        lines.append(f"- **{name}** ({run['package']}; {v}). Settings: `{s}`.{trained}"
                      + (f" Note: {run['notes']}." if run.get("notes") else "")
                      + f" Ran on {h.get('host')} ({h.get('cores')} cores, load average at start "
                        f"{', '.join(f'{x:.1f}' for x in h.get('load_average_at_start') or [])}, nice {h.get('nice')}),"
