@@ -212,7 +212,12 @@ def markdown(results):
         "## What could not be run",
         "",
         *[f"- **{k}**: {v}" for k, v in results.get("not_installed", {}).items()],
-        *([] if results.get("not_installed") else ["- Every peer named in issue 28 installed (see the notes)."]),
+        *([] if results.get("not_installed") else ["- Every peer named in issue 28 installed (see Installation)."]),
+        *[f"- **{name}**, task `{key}`: {e['error']}" for name, run in results["runs"].items()
+          for key, e in run["results"].items() if "error" in e and "not run: 5^" not in e["error"]],
+        *[f"- **{name}**: stopped at its budget of {run['budget_s']:.0f} {run.get('budget_kind', 'wall')} seconds; "
+          f"tasks after the last one listed for it were not started." for name, run in results["runs"].items()
+          if run.get("stopped_at_budget")],
         "",
         "## Settings and versions of each run",
         "",
