@@ -89,9 +89,9 @@ def suite_table(results, suite, total_tasks):
                                 if seeds is not None else f"/{total_tasks}")
         if failed:
             tasks_run += f", {failed} not run or failed"
-        if run.get("stopped_at_budget"):
+        if run.get("stopped_at_budget") and suite == "v1":  # the budgets were spent on suite v1
             tasks_run += f", stopped at its {run['budget_s']:.0f} {run.get('budget_kind', 'wall')}-second budget"
-        if o is None:
+        if o is None or not ran:
             same = "-"
         elif o[2] == ran:
             same = f"{fmt(o[0])} / {o[1]}/{o[2]} / {fmt(o[4], '.1f')}"
@@ -114,6 +114,16 @@ def not_on_v2(results):
     if not missing:
         return []
     return [f"Not run on v2 (the machine's time went to suite v1 first): {', '.join(missing)}.", ""]
+
+
+def smoke_note(results):
+    found = sorted({f"{n} ({k})" for n, r in results["runs"].items() for k, e in r["results"].items()
+                    if e.get("source")})
+    if not found:
+        return []
+    return ["Rows from the runners' first runs on v2 (same code path and samples, before CPU seconds were "
+            "recorded; values to 3 decimals and wall seconds as their logs printed them, `source` in the JSON): "
+            + "; ".join(found) + ".", ""]
 
 
 def per_task_table(results, suite):
@@ -160,6 +170,7 @@ def settings_lines(results):
 def markdown(results):
     smp = results["samples"]
     ours = results["runs"].get(OURS, {})
+    n_ours = sum(k.startswith("v1/") and "value" in e for k, e in ours.get("results", {}).items())
     commit = ours.get("versions", {}).get("ie_jax commit", "?")
     n_v1 = len(results["tasks"]["v1"])
     n_v2 = len(results["tasks"]["v2"])
@@ -188,11 +199,16 @@ def markdown(results):
         f"## Suite v1: bmi's {n_v1} tasks (N = 5,000)",
         "",
         *suite_table(results, "v1", n_v1),
+        *([] if n_ours >= n_v1 else [
+            f"Ours ran on {n_ours} of the 40 tasks here (the fixed subset below): at about 48 CPU seconds a task "
+            "it costs more than every peer but the flow-based ones, and the machine's share left to this run "
+            "(niced, load average 6-9) did not cover the other 30 in the session. Its GPU runs of all 40 are in "
+            "`benchmarks/results/bmi_suite.md` (other samples of the same tasks).", ""]),
         f"Neural peers whose defaults take minutes per task on this CPU ran on a fixed subset of the 40 tasks, "
         f"every 4th task index {list(common.SUBSET_V1)}, in that order, with their default settings unchanged, "
         "each under a budget per estimator (in its row and settings line): bmi's under 300 wall seconds; when "
         "the machine's load rose (a niced torch-mist MINE task took 409 s wall for 21 s of CPU), the budgets "
-        "became CPU seconds (torch-mist, latentmi, diffusion-mi: 100-200 CPU s), so that others' load does not "
+        "became CPU seconds (torch-mist, latentmi: 100 CPU s), so that others' load does not "
         "decide how many tasks a peer gets. A peer stopped by its budget has run the first tasks of the subset "
         "(the low-dimensional ones); the last column gives ours on exactly the tasks each one ran, which is the "
         "comparison to read. The histogram runs where dim_x + dim_y <= 6 (it fills a "
@@ -203,6 +219,7 @@ def markdown(results):
         "",
         *suite_table(results, "v2", n_v2),
         *not_on_v2(results),
+        *smoke_note(results),
         V2_CHECK,
         "",
         "## Installation",
@@ -213,6 +230,7 @@ def markdown(results):
         "",
         *[f"- **{k}**: {v}" for k, v in results.get("not_installed", {}).items()],
         *([] if results.get("not_installed") else ["- Every peer named in issue 28 installed (see Installation)."]),
+        *[f"- **{k}**: {v}" for k, v in results.get("not_run", {}).items()],
         *[f"- **{name}**, task `{key}`: {e['error']}" for name, run in results["runs"].items()
           for key, e in run["results"].items() if "error" in e and "not run: 5^" not in e["error"]],
         *[f"- **{name}**: stopped at its budget of {run['budget_s']:.0f} {run.get('budget_kind', 'wall')} seconds; "
