@@ -189,7 +189,7 @@ def markdown(results):
         f"a time, under `nice -n 15` on this machine's 2 CPU cores, shared with other jobs (load average 5-8 "
         "during these runs, so wall times are inflated and noisy; the load average at each run's start is in its "
         "settings line); CPU s is the process's user + system time over all its threads in the same call, less "
-        "sensitive to the sharing. Ours: `{OURS}` = "
+        f"sensitive to the sharing. Ours: `{OURS}` = "
         f"`ie_jax.mi.estimate_batch(x[None], y[None], protocol='fast')` at ie_jax commit `{commit}`, on the CPU.",
         "",
         "Every number here was measured here; no published value is quoted. These samples were drawn under the "
