@@ -142,7 +142,8 @@ def per_task_table(results, suite):
                 if suite == "v2" and len(vals) > 1:
                     cell += f" [{len(vals)} seeds]"
             elif errs:
-                cell = "n/a" if "not run" in errs[0].get("error", "") else "failed"
+                err = errs[0].get("error", "")
+                cell = "n/a" if "not run: 5^" in err else "not finished" if "not finished" in err else "failed"
             else:
                 cell = "-"
             cells.append(cell)
