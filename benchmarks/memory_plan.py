@@ -107,5 +107,28 @@ def main() -> None:
             json.dump(rows, f, indent=1)
 
 
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "memory_plan_cpu.json")
+
+
+def tables() -> dict[str, str]:
+    """{path: markdown} of the committed rows (scripts/docs.py writes it beside the JSON)."""
+    with open(RESULTS) as f:
+        rows = json.load(f)
+    lines = ["| estimator | model | device (JAX may allocate) | budget | states | per problem | chunks | planned chunk "
+             "| planned peak | compiled chunk (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        states = f"device, {r['states_gib']:.1f} GiB" if r["states_on_device"] else "host"
+        compiled = f"{r['compiled_chunk_gib']:.1f} GiB" if "compiled_chunk_gib" in r else "-"
+        device = r["device"] if r["device"].endswith("GiB") else f"{r['device']} ({r['device_gib']:.1f} GiB)"
+        lines.append(f"| {r['estimator']} | {r['model']} | {device} | "
+                     f"{r['budget_gib']:.1f} GiB | {states} | {r['bytes_per_problem_gib']:.3f} GiB | {r['n_chunks']} "
+                     f"x {r['chunk_size']} | {r['planned_chunk_gib']:.1f} GiB | {r['planned_peak_gib']:.1f} GiB | "
+                     f"{compiled} |")
+    text = ("GPT-2 shapes at N = 20,000, T = 8, Gaussian inputs (`benchmarks/memory_plan.py --compile`, this CPU, jax "
+            "0.10.2): the plan of `ie-jax measure` on one device, and the planned chunk compiled for the CPU from "
+            "shapes alone.\n\n" + "\n".join(lines) + "\n")
+    return {RESULTS.replace(".json", ".md"): text}
+
+
 if __name__ == "__main__":
     main()
