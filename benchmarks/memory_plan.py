@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="compile each planned chunk for the CPU")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="of default,fast")
-    parser.add_argument("--out", default=None, help="write the rows as JSON")
+    parser.add_argument("--out", default=None, help="write the rows as JSON (rows of other estimators in it are kept)")
     args = parser.parse_args()
     rows = []
     for estimator, model, (device, device_gib) in itertools.product(args.estimators.split(","), MODELS,
@@ -103,8 +103,12 @@ def main() -> None:
               f"planned chunk {row['planned_chunk_gib']:4.1f} GiB, peak {row['planned_peak_gib']:4.1f} GiB"
               + (f"; compiled chunk (CPU) {row['compiled_chunk_gib']:4.1f} GiB" if args.compile else ""), flush=True)
     if args.out:
+        kept = []
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                kept = [r for r in json.load(f) if r["estimator"] not in {row["estimator"] for row in rows}]
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(rows + kept if rows and rows[0]["estimator"] == "noise" else kept + rows, f, indent=1)
 
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "memory_plan_cpu.json")
