@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="compile each planned chunk for the CPU")
     parser.add_argument("--estimators", default=",".join(ESTIMATORS), help="of default,fast")
-    parser.add_argument("--out", default=None, help="write the rows as JSON")
+    parser.add_argument("--out", default=None, help="write the rows as JSON (rows of other estimators in it are kept)")
     args = parser.parse_args()
     rows = []
     for estimator, model, (device, device_gib) in itertools.product(args.estimators.split(","), MODELS,
@@ -103,8 +103,35 @@ def main() -> None:
               f"planned chunk {row['planned_chunk_gib']:4.1f} GiB, peak {row['planned_peak_gib']:4.1f} GiB"
               + (f"; compiled chunk (CPU) {row['compiled_chunk_gib']:4.1f} GiB" if args.compile else ""), flush=True)
     if args.out:
+        kept = []
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                kept = [r for r in json.load(f) if r["estimator"] not in {row["estimator"] for row in rows}]
         with open(args.out, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(rows + kept if rows and rows[0]["estimator"] == "noise" else kept + rows, f, indent=1)
+
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "memory_plan_cpu.json")
+
+
+def tables() -> dict[str, str]:
+    """{path: markdown} of the committed rows (scripts/docs.py writes it beside the JSON)."""
+    with open(RESULTS) as f:
+        rows = json.load(f)
+    lines = ["| estimator | model | device (JAX may allocate) | budget | states | per problem | chunks | planned chunk "
+             "| planned peak | compiled chunk (CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        states = f"device, {r['states_gib']:.1f} GiB" if r["states_on_device"] else "host"
+        compiled = f"{r['compiled_chunk_gib']:.1f} GiB" if "compiled_chunk_gib" in r else "-"
+        device = r["device"] if r["device"].endswith("GiB") else f"{r['device']} ({r['device_gib']:.1f} GiB)"
+        lines.append(f"| {r['estimator']} | {r['model']} | {device} | "
+                     f"{r['budget_gib']:.1f} GiB | {states} | {r['bytes_per_problem_gib']:.3f} GiB | {r['n_chunks']} "
+                     f"x {r['chunk_size']} | {r['planned_chunk_gib']:.1f} GiB | {r['planned_peak_gib']:.1f} GiB | "
+                     f"{compiled} |")
+    text = ("GPT-2 shapes at N = 20,000, T = 8, Gaussian inputs (`benchmarks/memory_plan.py --compile`, this CPU, jax "
+            "0.10.2): the plan of `ie-jax measure` on one device, and the planned chunk compiled for the CPU from "
+            "shapes alone.\n\n" + "\n".join(lines) + "\n")
+    return {RESULTS.replace(".json", ".md"): text}
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ("README.md", "docs/*.md", "benchmarks/README.md", "notebooks/*.md")
 WRITERS = ("benchmarks/bmi_suite.py", "benchmarks/by_hand.py", "benchmarks/capture_cpu.py", "benchmarks/capture_gpu.py",
-           "benchmarks/default_cost.py", "benchmarks/mi_accuracy.py", "benchmarks/scaling_model.py",
-           "benchmarks/sweep_e2e.py", "benchmarks/sweep_gpu.py", "scripts/notebook_tables.py")
+           "benchmarks/default_cost.py", "benchmarks/memory_plan.py", "benchmarks/mi_accuracy.py",
+           "benchmarks/scaling_model.py", "benchmarks/sweep_e2e.py", "benchmarks/sweep_gpu.py",
+           "scripts/notebook_tables.py")
 INCLUDE = re.compile(r"(<!-- include: (\S+) -->\n)(.*?)(<!-- /include -->)", re.S)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 

@@ -34,7 +34,7 @@ def neural_chunk_peak(P, n, dx, dy, *, protocol="fast", seeds=(0,), accelerator=
         return chunks.compiled_peak(run, S((P, n, dx), jnp.float32), S((P, n, dy), jnp.float32))
 
 
-def noise_peak(P, n, dx, dy, *, n_sigmas=2, n_mc=64, chunk=2048, dtype="float32"):
+def noise_peak(P, n, dx, dy, *, n_sigmas=2, n_mc=noise.N_MC, chunk=2048, dtype="float32"):
     """Compiled peak of `noise_mi_curve_batch`'s device programs, in its order, at the largest shapes its data
     can give (every state distinct)."""
     fd = jnp.float64 if dtype == "float64" else jnp.float32
@@ -102,7 +102,7 @@ def test_planned_peak_bounds_the_compiled_peak_over_a_grid(case):
     assert peak.peak_bytes <= planned, (planned / MiB, peak.peak_bytes / MiB, _show(peak))
 
 
-@pytest.mark.parametrize("case", [dict(P=1, n=3000, d=8, sigma=None, n_mc=512),  # the default: 16 sigmas
+@pytest.mark.parametrize("case", [dict(P=1, n=3000, d=8, sigma=None),  # the default: 16 sigmas, N_MC draws
                                   dict(P=2, n=2500, d=48, sigma=[0.3, 1.0], n_mc=64),
                                   dict(P=2, n=900, d=16, sigma=[1.0], n_mc=64, dtype="float64", chunk=256)])
 def test_noise_estimator_planned_peak_bounds_the_compiled_peak(case):
@@ -110,7 +110,7 @@ def test_noise_estimator_planned_peak_bounds_the_compiled_peak(case):
     P, n, d = (case.pop(k) for k in ("P", "n", "d"))
     est = ie_jax.mi.get_estimator("noise", **case)
     sizes = {k: case[k] for k in ("n_mc", "chunk", "dtype") if k in case}
-    peak = noise_peak(P, n, d, d, n_sigmas=len(est.sigmas), **sizes)
+    peak = noise_peak(P, n, d, d, n_sigmas=len(est.sigmas), **sizes)  # n_mc: the estimator's default unless given
     planned = P * est.bytes_per_problem(n, d, d)
     assert peak.peak_bytes <= planned, (planned / MiB, _show(peak))
 
