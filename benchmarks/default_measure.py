@@ -33,7 +33,7 @@ NOT_MEASURED = ("saturated", "above_ceiling", "unverified", "sample_specific", "
 
 def audit(run_dir: pathlib.Path) -> dict:
     """The audit of one result directory (see the module docstring)."""
-    from ie_jax.results import IEResult
+    from ie_jax.ie.result import IEResult
 
     r = IEResult.from_json(run_dir)
     layers = []

@@ -4,7 +4,7 @@ Each task of `standard_suite(sizes)` is sampled once (N sequences, `--seed`); it
 xs, ys [1 + T, N, d] = [macro, micro_0..micro_{T-1}], go through `ie_jax.mi.get_estimator(name, **settings)` and
 its `estimate_settings(xs, ys)` (tasks of the same width and input kind share one call: problem p's result does
 not depend on its neighbours). For every (task, estimator setting, term: macro / micro mean / IE) the table
-gives the truth, the estimate with its 95% CI (micro mean and IE combined by `ie_jax.ie_arithmetic`), the flags
+gives the truth, the estimate with its 95% CI (micro mean and IE combined by `ie_jax.ie.result`), the flags
 and a verdict:
   within     |estimate - truth| <= max(0.1 nat, 10% of |truth|), and the CI holds the truth or a flag is set;
   flagged    outside the bar, with a flag that says the value is not a measurement (a lower bound, saturated,
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).parent / "results"
-# A placeholder setting filled per task group: whether its inputs are discrete tokens (as `ie_jax.sweep` passes).
+# A placeholder setting filled per task group: whether its inputs are discrete tokens (as `ie_jax.ie.measure` passes).
 DISCRETE = "<task.discrete>"
 PRESETS = {
     "exact_discrete": ("exact_discrete", {"discrete": DISCRETE}),
@@ -126,8 +126,8 @@ def run_estimator(name: str, settings: dict, xs, ys, discrete: bool):
 
 
 def term_rows(estimates, seq_len: int) -> dict[str, dict]:
-    """macro, micro mean and IE of one task's 1 + T estimates, errors carried as `ie_jax.ie_arithmetic` does."""
-    from ie_jax.ie_arithmetic import linear_combination
+    """macro, micro mean and IE of one task's 1 + T estimates, errors carried as `ie_jax.ie.result` does."""
+    from ie_jax.ie.result import linear_combination
 
     values = np.array([e.value for e in estimates])
     stderrs = np.array([e.stderr for e in estimates])
@@ -306,7 +306,7 @@ def markdown(results: dict) -> str:
         f"Tasks: `ie_jax.mi.ie_groundtruth.standard_suite({meta['sizes']})`, N = {meta['n']:,} sequences, seed "
         f"{meta['seed']}. Ran on {meta['machine']} ({meta['platform']}, JAX {meta['jax']}), commit {meta['commit']}. "
         f"Values in nats; bar = {meta['bar']}. Micro mean and IE combine the 1 + T estimates with their CIs in "
-        "quadrature (`ie_jax.ie_arithmetic`). The noise estimator is judged against the closed-form I_sigma where "
+        "quadrature (`ie_jax.ie.result`). The noise estimator is judged against the closed-form I_sigma where "
         "the task has one (linear-Gaussian), else against the MI.",
         "",
         "Verdicts: within = inside the bar (and the CI holds the truth, or a flag is set); flagged = outside, with "

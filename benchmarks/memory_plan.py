@@ -2,7 +2,7 @@
 
 For GPT-2 small (d = 768, 12 layers) and medium (d = 1024, 24 layers) at N = 20,000, T = 8, Gaussian inputs with
 isolated tokens (16 problems per layer), with the default estimator (noise over its 16-sigma grid) and the fast
-neural protocol (--protocol fast): the plan `ie-jax measure` makes (`ie_jax.sweep.plan_chunks`) on one device where JAX may allocate 78 or 40 GiB, or 75% of an H100 80GB or
+neural protocol (--protocol fast): the plan `ie-jax measure` makes (`ie_jax.ie.measure.plan_chunks`) on one device where JAX may allocate 78 or 40 GiB, or 75% of an H100 80GB or
 A100 40GB (JAX's default preallocation, its `bytes_limit`), with the model's weights (at most 1.5 GiB) in use: the budget, where the
 states stay, the bytes per problem, the chunk size and the planned peak.
 
@@ -58,7 +58,7 @@ def plan_for(model: str, device_gib: float, estimator: str, n: int = 20_000, seq
 
 def compiled_chunk_peak(est, size: int, n: int, d: int) -> int:
     """Compiled peak of one chunk: the fast protocol's `estimate_batch` as a GPU runs it (the Gaussian critic
-    vmapped over problems), or the noise estimator's programs (tests/test_chunks.py's `noise_peak`)."""
+    vmapped over problems), or the noise estimator's programs (tests/mi/test_chunks.py's `noise_peak`)."""
     if est.name == "noise":
         sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
         from test_chunks import noise_peak

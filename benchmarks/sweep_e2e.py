@@ -44,7 +44,7 @@ def _worker(spec: dict) -> None:
     import numpy as np
 
     from ie_jax.cli import load_model_spec
-    from ie_jax.sweep import enable_compilation_cache, measure
+    from ie_jax.ie.measure import enable_compilation_cache, measure
 
     enable_compilation_cache()
     t0 = time.perf_counter()
@@ -73,9 +73,9 @@ def _baseline_worker(spec: dict) -> None:
     """One chunk through the package at 97b21cf (imported from PYTHONPATH): its Estimator and annotate."""
     import numpy as np
 
-    from ie_jax import sweep
+    from ie_jax.ie import measure as sweep
     from ie_jax.cli import load_model_spec
-    from ie_jax.data import load_data
+    from ie_jax.ie.data import load_data
 
     lm = load_model_spec("random:gpt2")
     dataset = load_data("gaussian", n_samples=spec["samples"])

@@ -8,8 +8,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": ("ie_jax.models", "load_model"),
-    "measure": ("ie_jax.sweep", "measure"),
-    "IEResult": ("ie_jax.results", "IEResult"),
+    "measure": ("ie_jax.ie.measure", "measure"),
+    "IEResult": ("ie_jax.ie.result", "IEResult"),
 }
 
 
@@ -19,6 +19,6 @@ def __getattr__(name):
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
-    if name in {"mi", "models", "data", "sweep", "results", "report", "analysis", "sharding", "cli"}:
+    if name in {"mi", "models", "ie", "paper", "sharding", "distributed", "cli"}:
         return importlib.import_module(f"ie_jax.{name}")
     raise AttributeError(f"module 'ie_jax' has no attribute {name!r}")

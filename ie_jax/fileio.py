@@ -1,14 +1,17 @@
-"""Files written whole or not at all, and JSON read back with a damaged file named with its fix.
+"""Files written whole or not at all, JSON written strictly and read back with a damaged file named with its fix.
 
 Every write goes to a temporary name in the same directory, then os.replace moves it into place, so a killed
 process leaves either the old file or the new one, never half of one. `read_json` turns a truncated or
-non-JSON file into one ValueError line naming the file and what to do about it.
+non-JSON file into one ValueError line naming the file and what to do about it. `jsonable(obj)` turns numpy/jax
+values inside dicts, lists and tuples into plain Python (NaN kept, or null with nan_to_null=True); `dumps` writes
+strict JSON (NaN as null).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -78,3 +81,25 @@ def describe_error(e: BaseException) -> str:
     if isinstance(e, KeyError):
         return f"missing key {e.args[0]!r}" if e.args else "missing key"
     return f"{type(e).__name__}: {e}"
+
+def jsonable(obj, *, nan_to_null: bool = False):
+    """obj with numpy/jax arrays and scalars turned into lists, floats, ints and bools; dict keys as strings."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v, nan_to_null=nan_to_null) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v, nan_to_null=nan_to_null) for v in obj]
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return None if nan_to_null and math.isnan(value) else value
+    if hasattr(obj, "tolist"):  # numpy or jax arrays
+        return jsonable(obj.tolist(), nan_to_null=nan_to_null)
+    return obj
+
+
+def dumps(obj, *, indent: int = 1) -> str:
+    """Strict JSON text of obj (NaN written as null)."""
+    return json.dumps(jsonable(obj, nan_to_null=True), indent=indent)

@@ -101,7 +101,7 @@ def check_sigmas(sigma) -> None:
 
 def check_data_spec(spec: str, seq_len=None) -> None:
     """A data spec's form, without reading files or tokenising: icl:CATEGORY, text:kjv|PATH, gaussian[:VAR]."""
-    from ie_jax import data as data_lib
+    from ie_jax.ie import data as data_lib
 
     kind, _, arg = spec.partition(":")
     if kind == "icl":
@@ -237,8 +237,8 @@ def check_model(lm, layers=None) -> None:
 
 
 def check_capture(lm, dataset, layers, micro: str, token_curve: bool) -> None:
-    """The captured states fit in memory (ie_jax.variables' own check, run before the run directory is claimed)."""
-    from ie_jax.variables import check_host_memory, states_nbytes
+    """The captured states fit in memory (ie_jax.ie.variables' own check, run before the run directory is claimed)."""
+    from ie_jax.ie.variables import check_host_memory, states_nbytes
 
     check_host_memory(states_nbytes(lm, dataset, layers=layers, micro=micro, token_curve=token_curve))
 

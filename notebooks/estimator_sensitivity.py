@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 6. Estimator sensitivity: how much do the conclusions depend on the estimator?
 #
-# `ie_jax.analysis.estimator_sensitivity` measures the same per-layer IE of SmolLM2-135M-Instruct (fp32) on
+# `ie_jax.paper.analysis.estimator_sensitivity` measures the same per-layer IE of SmolLM2-135M-Instruct (fp32) on
 # ICL country lists (4 shots, T = 8) under: the noise-regularised MI (sigma = 1 centred std) with isolated
 # and in-context micro; exact counting of distinct states (well defined for this discrete data); the Gaussian
 # closed form; the fast neural protocol with InfoNCE and with Donsker-Varadhan, and InfoNCE with in-context
@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
-from ie_jax import data as data_lib
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
+from ie_jax.ie import data as data_lib
 
 NAME = "estimator_sensitivity"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)

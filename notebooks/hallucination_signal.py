@@ -3,7 +3,7 @@
 #
 # The paper suggests IE could flag hallucinations. Here: on ICL country lists, SmolLM2-135M-Instruct's greedy
 # next token is "right" when it is a country of the list's vocabulary (with its leading space) not already in
-# the list, and "wrong" otherwise (e.g. " and", a repeat). `ie_jax.analysis.hallucination_signal` scores every
+# the list, and "wrong" otherwise (e.g. " and", a repeat). `ie_jax.paper.analysis.hallucination_signal` scores every
 # sequence with its per-sample noise-regularised IE (pointwise MI of the Gaussian-mixture estimator, sigma = 1
 # centred std) per layer, and its spread over noise draws, and reports the point-biserial correlation with
 # correctness and a bootstrap 95% CI. This is a correlation on one model and task, not a causal claim.
@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
 
 NAME = "hallucination_signal"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)

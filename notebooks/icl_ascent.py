@@ -3,7 +3,7 @@
 #
 # The paper (Chen et al., ACL 2025) reports that the token-wise IE curve E(t) on in-context-learning lists
 # (" France, Spain, Italy, ...") rises at each new demonstration (entity + comma) and saturates around the
-# 7th. Here `ie_jax.analysis.icl_ascent` measures E(t) = I_context(t) - mean_{s<=t} I_micro(s) per layer on
+# 7th. Here `ie_jax.paper.analysis.icl_ascent` measures E(t) = I_context(t) - mean_{s<=t} I_micro(s) per layer on
 # SmolLM2-135M-Instruct (fp32) for country, animal and colour lists, with the noise-regularised estimator
 # (sigma = 1 centred std; finite and well defined, unlike the neural macro estimates, which sit at their
 # caps: issue 5). Next to it: the counting ceiling of the context MI at t, the plug-in entropy of the distinct
@@ -23,8 +23,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
 
 NAME = "icl_ascent"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)

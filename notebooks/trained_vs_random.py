@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 3. Trained against random weights, and shuffled tokens
 #
-# Does trained > random hold? `ie_jax.analysis.trained_vs_random` measures per-layer IE of a trained model
+# Does trained > random hold? `ie_jax.paper.analysis.trained_vs_random` measures per-layer IE of a trained model
 # and of the same architecture with random weights (`ie_jax.models.random_model`, seed 0), each on KJV text
 # windows and on the same windows with their tokens shuffled within each sequence. Models at hand:
 # SmolLM2-135M-Instruct (causal decoder, fp32) and all-MiniLM-L6-v2 (BERT encoder, bidirectional attention).
@@ -21,9 +21,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import analysis
-from ie_jax.jsonio import jsonable
-from ie_jax import data as data_lib
+from ie_jax.paper import analysis
+from ie_jax.fileio import jsonable
+from ie_jax.ie import data as data_lib
 from ie_jax.models import random_model
 
 NAME = "trained_vs_random"

@@ -36,8 +36,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import ie_jax
-from ie_jax import data as data_lib
-from ie_jax import variables as variables_lib
+from ie_jax.ie import data as data_lib
+from ie_jax.ie import variables as variables_lib
 from ie_jax.mi import estimate_batch
 from ie_jax.mi.ceilings import annotate, annotate_batch, estimator_cap, icl_orderings_entropy, shuffled_null
 from ie_jax.mi.discrete import distinct_states, exact_discrete_mi, plugin_entropy
@@ -76,7 +76,7 @@ def log(msg: str) -> None:
 # ## Model, data and states
 #
 # Only the last token needs the full-context pass (the macro variable); the micro variables of isolated
-# tokens depend only on the token (isolated mode, position id 0), so `ie_jax.variables.extract` captures
+# tokens depend only on the token (isolated mode, position id 0), so `ie_jax.ie.variables.extract` captures
 # them once per distinct token (24 countries and the comma) and looks them up.
 
 # %%

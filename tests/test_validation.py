@@ -10,7 +10,7 @@ from flax import nnx
 import ie_jax
 from ie_jax import validation
 from ie_jax.cli import main
-from ie_jax.data import GaussianData
+from ie_jax.ie.data import GaussianData
 from ie_jax.models import random_model
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,

@@ -4,7 +4,7 @@ Every estimator says what one problem of a chunk needs on a device, `Estimator.b
 its inputs, every array it keeps between its programs and the largest program's working memory, so that a
 chunk of C problems needs at most C times that (per device, C / devices of them). `plan` turns a memory budget
 and that cost into a chunk size: the fewest chunks that fit, of equal sizes (one compiled program serves them
-all), a multiple of the device count. The sweep (`ie_jax.sweep.measure`) plans its chunks with it and runs each
+all), a multiple of the device count. The sweep (`ie_jax.ie.measure.measure`) plans its chunks with it and runs each
 under `planned(size)`, so the estimator inside (`ie_jax.mi.estimate_batch`) takes the sweep's chunk as it comes;
 called alone, `estimate_batch` plans with it too.
 
@@ -12,7 +12,7 @@ The budget (`memory_budget`): what the caller gives (bytes, or a size such as "4
 `default_memory_budget()`: on a GPU/TPU, DEFAULT_FRACTION of the memory JAX may still allocate on the first
 device (its `bytes_limit` less what is in use, e.g. the model's weights), per device. The rest is the margin
 for the allocator's fragmentation, for the difference between the CPU compiler's memory analysis (which the
-costs are checked against, tests/test_chunks.py) and the GPU's, and for small programs no cost counts. On the
+costs are checked against, tests/mi/test_chunks.py) and the GPU's, and for small programs no cost counts. On the
 CPU, CPU_MEMORY_BUDGET (at most a quarter of the host's memory) shared by the host devices; host memory is the
 only limit there, so a problem larger than that default still runs, one per chunk.
 

@@ -382,7 +382,7 @@ def screen_bytes(n: int, d: int) -> int:
     counted as if vmapped (its programs run one variable at a time): the larger of `_screen` (a float32 centred
     copy, the projections, and the projected neighbours [N, _NEIGHBOURS, k] with their distances, which XLA
     materialises) and the float64 scales (two float64 copies). An upper bound of the compiled programs
-    (tests/test_chunks.py)."""
+    (tests/mi/test_chunks.py)."""
     k = min(d, _PROJECTION_DIMS)
     screen = 4 * n * d + 4 * n * _NEIGHBOURS * (k + 4) + 4 * 6 * n * k + 8 * n
     return int(max(screen, 2 * 8 * n * d))

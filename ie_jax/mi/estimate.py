@@ -180,7 +180,7 @@ def _chunk_bytes(cfg: TrainConfig, options: dict, n: int, dx: int, dy: int, n_se
     critics' records) plus the largest working memory of one of its programs: preparation, each critic set's
     training (main, half-N, other family), the Gaussian critic, the readout and the selection's candidates
     (copula, nearest neighbours). Each term is an upper bound of that compiled program's `memory_analysis()`
-    (tests/test_chunks.py), counted for every problem of the chunk: programs that run one problem at a time
+    (tests/mi/test_chunks.py), counted for every problem of the chunk: programs that run one problem at a time
     (`lax.map`) are counted as if vmapped, since an accelerator's compiler may batch them."""
     how = prepare.marginal_normalization(options["standardize"])
     lay = _layout(cfg, options, n)
@@ -219,7 +219,7 @@ def _chunk_size(cfg: TrainConfig, options: dict, n_problems: int, n: int, dx: in
 def chunk_program(cfg: TrainConfig, options: dict, n: int, seed: int, seeds, mesh):
     """`run(x, y, clock=None)`: one chunk of `estimate_batch` (x [C, N, dx], y [C, N, dy] on `mesh`) with
     everything its problems share (split, half-N rows, keys, normal-score table) fixed: device arrays of [C]
-    statistics. Also what tests/test_chunks.py traces to hold `bytes_per_problem` to the compiled programs."""
+    statistics. Also what tests/mi/test_chunks.py traces to hold `bytes_per_problem` to the compiled programs."""
     layout = _layout(cfg, options, n)
     how = prepare.marginal_normalization(options["standardize"])
     train_idx, test_idx = prepare.split_indices(n, layout.n_test, seed)

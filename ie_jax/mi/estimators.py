@@ -66,7 +66,7 @@ class Estimator:
         """Device memory one problem needs in a call on P problems, which needs at most P times this (per
         device, P / devices of them): its inputs x, y, every array kept between the estimator's programs and the
         largest program's working memory. Chunks are planned by it (`ie_jax.mi.chunks.plan`); tests hold it to
-        the compiled programs' `memory_analysis()` (tests/test_chunks.py). Default (estimators that compute on
+        the compiled programs' `memory_analysis()` (tests/mi/test_chunks.py). Default (estimators that compute on
         the host): x and y in float32."""
         return 4 * n * (dx + dy)
 

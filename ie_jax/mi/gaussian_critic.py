@@ -156,7 +156,7 @@ def heldout_bytes(n_train: int, n_test: int, dx: int, dy: int, eval_batch: int) 
     training pairs (two float32 copies), the float64 covariance with its shrunk copies and solves for every
     SHRINKAGE (11 matrices of [dx + dy]^2), and for every held-out, validation and training batch 2 float32
     [B, B] score matrices and one [B, dx + dy]. An upper bound of the compiled program's `memory_analysis()`
-    (tests/test_chunks.py)."""
+    (tests/mi/test_chunks.py)."""
     d = dx + dy
     batches = (n_test // max(1, eval_batch)) + MAX_TRAIN_BATCHES + len(SHRINKAGE)
     return int(4 * 2 * n_train * d + 8 * 11 * d * d + 4 * batches * (2 * eval_batch**2 + eval_batch * d))

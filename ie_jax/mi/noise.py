@@ -279,7 +279,7 @@ def bytes_per_problem(n: int, dx: int, dy: int, *, n_sigmas: int = 1, n_mc: int 
     labels; plus the largest program: the distinct-state screen (`ie_jax.mi.discrete.screen_bytes`), the
     float64 scales and centred rows (2 float64 copies of one side) or the Monte Carlo draws of one noise level
     (the rows of every component, gathered at once, the noisy draws and [n_mc, chunk] logits). An upper bound
-    of the compiled programs' `memory_analysis()` (tests/test_chunks.py)."""
+    of the compiled programs' `memory_analysis()` (tests/mi/test_chunks.py)."""
     from ie_jax.mi.discrete import screen_bytes
 
     itemsize = 8 if dtype == "float64" else 4

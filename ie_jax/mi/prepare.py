@@ -119,5 +119,5 @@ _PREPARE_TEMP = {"rank": 4.5, "zscore": 2.5, "none": 1.5}
 
 def prepare_bytes(n: int, dx: int, dy: int, how: str) -> int:
     """Temporary device memory of `prepare` for one problem of N samples, its outputs (the train/test rows, as
-    many bytes as the input) not included: an upper bound of the compiled program's (tests/test_chunks.py)."""
+    many bytes as the input) not included: an upper bound of the compiled program's (tests/mi/test_chunks.py)."""
     return int(_PREPARE_TEMP[marginal_normalization(how)] * 4 * n * (dx + dy))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ie_jax.jsonio import jsonable
+from ie_jax.fileio import jsonable
 
 NATS_PER_BIT = math.log(2.0)
 UNITS = ("nats", "bits")

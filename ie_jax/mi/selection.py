@@ -177,7 +177,7 @@ def candidates_bytes(n_train: int, dx: int, dy: int, row_chunk: int = 1024) -> i
     vmapped (they run one problem at a time, but an accelerator's compiler may batch them): the copula's
     float32 [N, dx + dy] copies (2.5) and float64 [dx + dy]^2 algebra (6 matrices); the nearest neighbours'
     jittered float32 copies (2) and 4 [row_chunk, N] distance blocks. An upper bound of the compiled programs'
-    `memory_analysis()` (tests/test_chunks.py)."""
+    `memory_analysis()` (tests/mi/test_chunks.py)."""
     d = dx + dy
     copula = 4 * 2.5 * n_train * d + 8 * 6 * d * d
     neighbours = 4 * 2 * n_train * d + 4 * 4 * min(row_chunk, n_train) * n_train + 4 * 8 * n_train

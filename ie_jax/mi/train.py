@@ -274,7 +274,7 @@ def training_bytes(cfg: TrainConfig, n_train: int, n_test: int, dx: int, dy: int
                    eval_batch: int = 0) -> int:
     """Working memory of `train_critics` for one problem, all its seeds: its temporaries and outputs, not the
     data it is given (the caller holds those). An upper bound of the compiled program's `memory_analysis()`
-    (tests/test_chunks.py), from the critic's size:
+    (tests/mi/test_chunks.py), from the critic's size:
 
     per seed, float32 words: 8 copies of the parameters (parameters, Adam's two moments, gradients, the
     early-stopping checkpoint and the updates), the activations of one training step (both sides of a separable

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ie_jax import data, variables
+from ie_jax.ie import data
+from ie_jax.ie import variables
 from ie_jax.models import random_model, run_block
 
 TINY = {

@@ -166,7 +166,7 @@ def write_gguf_like_llama_cpp(torch_model, arch: str, path):
 @pytest.mark.parametrize("arch", sorted(GGUF_FAMILIES))
 def test_family_gguf_loads_as_the_same_model(arch, tmp_path):
     """A family's GGUF loads into the same config and parameters as its HF checkpoint (whose forward pass
-    tests/test_families.py checks against transformers)."""
+    tests/models/test_families.py checks against transformers)."""
     import jax
     import torch
     import transformers

@@ -6,8 +6,8 @@ variable's centred standard deviation): the MI between deterministic continuous 
 neural macro estimates sit at estimator caps (issue 5), while the noise-regularised MI is finite, well defined
 and never above the counting value. Every summary carries the counting ceilings and flags next to the values.
 Per-sample IE (`pointwise_ie`) uses `ie_jax.mi.noise.pointwise_noise_mi`. Units: nats throughout.
-The pieces they use live elsewhere: statistics in `ie_jax.stats`, generation in `ie_jax.generation`, data
-helpers in `ie_jax.data`.
+The pieces they use live elsewhere: statistics in `ie_jax.paper.stats`, generation in `ie_jax.paper.generation`, data
+helpers in `ie_jax.ie.data`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import tempfile
 
 import numpy as np
 
-from ie_jax import data as data_lib
-from ie_jax import variables as variables_lib
-from ie_jax.generation import continuation_logprob, generate, next_token_logits
+from ie_jax.ie import data as data_lib
+from ie_jax.ie import variables as variables_lib
+from ie_jax.paper.generation import continuation_logprob, generate, next_token_logits
 from ie_jax.mi.noise import pointwise_noise_mi
-from ie_jax.stats import bootstrap_ci, cross_validated_auc, point_biserial, rank_agreement, roc_auc
+from ie_jax.paper.stats import bootstrap_ci, cross_validated_auc, point_biserial, rank_agreement, roc_auc
 
 DEFAULT_SIGMA = 1.0  # noise std in units of each variable's centred per-dimension std
 
@@ -73,7 +73,7 @@ def pointwise_ie(lm, data: data_lib.TokenData, *, sigma: float = DEFAULT_SIGMA, 
 
 
 def _noise_measure(lm, data, *, sigma, layers, n_mc, seed, micro="isolated", token_curve=True):
-    from ie_jax.sweep import measure
+    from ie_jax.ie.measure import measure
 
     return measure(lm, data, estimator="noise", sigma=sigma, layers=layers, n_mc=n_mc, seeds=(seed,),
                    micro=micro, token_curve=token_curve)
@@ -244,7 +244,7 @@ def estimator_sensitivity(lm, data: data_lib.TokenData, *, settings: dict | None
     """
     import time
 
-    from ie_jax.sweep import measure
+    from ie_jax.ie.measure import measure
 
     settings = DEFAULT_SENSITIVITY if settings is None else settings
     results, seconds = {}, []

@@ -1,4 +1,4 @@
-"""ie_jax.data: ICL lists, natural-text windows, Gaussian states, spec parsing and input errors."""
+"""ie_jax.ie.data: ICL lists, natural-text windows, Gaussian states, spec parsing and input errors."""
 
 import importlib.metadata
 import json
@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from ie_jax import data
+from ie_jax.ie import data
 
 
 @pytest.fixture(scope="module")

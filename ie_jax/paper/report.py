@@ -17,10 +17,10 @@ import pathlib
 
 import numpy as np
 
-from ie_jax.ie_arithmetic import INDEPENDENCE_NOTE
-from ie_jax.results import IEResult
+from ie_jax.ie.result import INDEPENDENCE_NOTE
+from ie_jax.ie.result import IEResult
 from ie_jax.fileio import atomic_write_text
-from ie_jax.store import unfinished_runs
+from ie_jax.ie.store import unfinished_runs
 
 HOW_TO_READ = """
 <p><b>What IE is.</b> Information Emergence of block <i>l</i> compares how much information the block passes

@@ -14,12 +14,12 @@ import sys
 import numpy as np
 import pytest
 
-from ie_jax import stats
-from ie_jax.data import TokenData, icl_lists, prefix_entropy, rows_entropy, shuffled_tokens
+from ie_jax.paper import stats
+from ie_jax.ie.data import TokenData, icl_lists, prefix_entropy, rows_entropy, shuffled_tokens
 from ie_jax.mi.noise import noise_mi, pointwise_noise_mi
 from ie_jax.models.gguf import GGUFFile
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.py"))
 
 
@@ -144,7 +144,7 @@ def test_notebook_runs_at_small_scale(name, tmp_path):
     CHECKS[name](nb)
 
 
-# -- helpers of the analyses (ie_jax.stats, ie_jax.data, ie_jax.mi.noise) ----------------------------------------------------------------------------------
+# -- helpers of the analyses (ie_jax.paper.stats, ie_jax.ie.data, ie_jax.mi.noise) ----------------------------------------------------------------------------------
 
 def test_pointwise_noise_mi_averages_to_noise_mi():
     rng = np.random.default_rng(0)

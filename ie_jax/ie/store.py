@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 
 from ie_jax.fileio import atomic_save_npy, atomic_write_json, describe_error, exclusive_write_json, read_json
-from ie_jax.results import IEResult
+from ie_jax.ie.result import IEResult
 
 RUN_FILE = "run.json"
 LOCK_FILE = "run.lock"

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from ie_jax.data import GaussianData, TokenData
+from ie_jax.ie.data import GaussianData, TokenData
 
 MICRO_MODES = ("isolated", "in_context")
 GAUSSIAN_BATCH_ROWS = 16384  # token rows per compiled block call on Gaussian states (at least capture_batch seqs)
@@ -74,7 +74,7 @@ def extract(lm, data, *, layers=None, micro: str = "isolated", token_curve: bool
     lm: LoadedModel; data: TokenData ([N, T] token ids) or GaussianData (states drawn on the device and fed
     into each block). layers: block indices (default all); token_curve: keep every position (for E(t)), else
     only the last. on_device: keep the states as jax arrays on the default device (the sweep decides by
-    device memory, `ie_jax.sweep.states_on_device`), else copy them into host numpy arrays; the numbers are
+    device memory, `ie_jax.ie.measure.states_on_device`), else copy them into host numpy arrays; the numbers are
     the same either way.
     """
     if micro not in MICRO_MODES:
@@ -94,7 +94,7 @@ def extract(lm, data, *, layers=None, micro: str = "isolated", token_curve: bool
     elif isinstance(data, TokenData):
         out = _extract_tokens(lm, data.token_ids, layers, positions, micro, batch_size, progress, on_device)
     else:
-        raise TypeError(f"data must be TokenData or GaussianData (see ie_jax.data.load_data), got "
+        raise TypeError(f"data must be TokenData or GaussianData (see ie_jax.ie.data.load_data), got "
                         f"{type(data).__name__}")
     if on_device:  # the capture's seconds are spent here, not in whatever first reads the states
         import jax

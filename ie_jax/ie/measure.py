@@ -1,7 +1,7 @@
 """measure(): the IE pipeline as one sequence of steps.
 
-1. resolve the model and the data (ie_jax.data specs such as "icl:country");
-2. capture the macro/micro variables (ie_jax.variables), kept in memory unless save_states=True;
+1. resolve the model and the data (ie_jax.ie.data specs such as "icl:country");
+2. capture the macro/micro variables (ie_jax.ie.variables), kept in memory unless save_states=True;
 3. list the MI problems: per layer, block input vs output at every context position (the last is the macro
    variable; the others give the token curve E(t)) and of every token alone (isolated micro);
 4. estimate them in fixed-size chunks, each chunk one call of a batched estimator (one compiled program serves
@@ -30,16 +30,16 @@ import warnings
 
 import numpy as np
 
-from ie_jax import data as data_lib
+from ie_jax.ie import data as data_lib
 from ie_jax import distributed
 from ie_jax import plan as plan_lib
 from ie_jax import validation
-from ie_jax import variables as variables_lib
+from ie_jax.ie import variables as variables_lib
 from ie_jax.mi import chunks
 from ie_jax.mi.estimators import ESTIMATOR_NAMES, Estimator, estimator_name, get_estimator
 from ie_jax.mi.result import MIEstimate, check_units
-from ie_jax.results import IEResult
-from ie_jax.store import RunStore
+from ie_jax.ie.result import IEResult
+from ie_jax.ie.store import RunStore
 
 PROTOCOLS = ("fast", "paper")
 DEFAULT_SAMPLES = 2048

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from ie_jax.generation import continuation_logprob, generate, next_token_logits
+from ie_jax.paper.generation import continuation_logprob, generate, next_token_logits
 from ie_jax.models import random_model
 from ie_jax.models.capture import logits
 

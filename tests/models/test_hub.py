@@ -14,7 +14,7 @@ from safetensors.numpy import save_file
 from ie_jax.models import load_model
 from ie_jax.models.hub import hub_snapshot, looks_like_hub_id
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY_GPT2 = dict(model_type="gpt2", n_layer=2, n_embd=16, n_head=2, n_positions=32, n_ctx=32, vocab_size=50,
                  layer_norm_epsilon=1e-5)
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import ie_jax
-from ie_jax import store
+from ie_jax.ie import store
 from ie_jax.cli import main
 from ie_jax.models import random_model
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,
         "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 40, "max_position_embeddings": 8,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True}
@@ -64,7 +64,7 @@ def _numbers(run_dir) -> dict:
 
 CLAIM = """
     import sys, time
-    from ie_jax.store import RunStore
+    from ie_jax.ie.store import RunStore
     out, tag, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
     while time.time() < start:
         pass
@@ -97,7 +97,7 @@ def test_lock_of_a_live_run_and_stale_lock_of_a_dead_one(tmp_path):
     out = tmp_path / "run"
     holder = _python("""
         import sys, time
-        from ie_jax.store import RunStore
+        from ie_jax.ie.store import RunStore
         s = RunStore(sys.argv[1], {"run": 1})
         print("holding", flush=True)
         time.sleep(60)
@@ -225,7 +225,7 @@ def test_stray_files_are_ignored_and_chunk_size_does_not_matter(lm, finished, tm
 
 def test_finished_run_reruns_without_capture(lm, finished, tmp_path, monkeypatch):
     out = _copy(finished[0], tmp_path / "run")
-    from ie_jax import variables
+    from ie_jax.ie import variables
 
     def no_capture(*a, **k):
         raise AssertionError("a finished run must not capture states again")
@@ -382,7 +382,7 @@ def test_prepare_keeps_a_safe_device_array_on_the_device_and_checks_an_unsafe_on
 
 def test_missing_interval_is_a_flag_with_a_note_naming_the_n_that_gives_one(pair):
     from ie_jax import mi
-    from ie_jax.ie_flags import layer_flags
+    from ie_jax.ie.result import layer_flags
     from ie_jax.mi.estimate import _interval_note
     from ie_jax.mi.protocols import resolve
     from ie_jax.plan import ACCELERATOR_DEFAULTS

@@ -4,7 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ie_jax import data, sweep, variables
+from ie_jax.ie import data
+from ie_jax.ie import measure as sweep
+from ie_jax.ie import variables
 from ie_jax.mi.ceilings import state_counts
 from ie_jax.models import random_model
 

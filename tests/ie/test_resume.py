@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import ie_jax
-from ie_jax.jsonio import dumps
-from ie_jax import data, fileio
+from ie_jax.fileio import dumps
+from ie_jax import fileio
+from ie_jax.ie import data
 from ie_jax.models import random_model
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32,
@@ -126,7 +127,8 @@ def test_resumed_with_another_chunk_size_keeps_the_runs_own(lm, toy, tmp_path):
 _COUNT_COMPILES = """
 import json, sys
 import numpy as np
-from ie_jax import data, sweep
+from ie_jax.ie import data
+from ie_jax.ie import measure as sweep
 sweep.enable_compilation_cache()  # before anything compiles, as the CLI does
 import ie_jax
 from ie_jax.models import random_model
@@ -155,7 +157,7 @@ def test_resumed_run_with_a_warm_cache_does_not_recompile(tmp_path):
     import sys
 
     env = {**os.environ, "IE_JAX_COMPILATION_CACHE": str(tmp_path / "cache"), "JAX_PLATFORMS": "cpu"}
-    repo = str(pathlib.Path(__file__).resolve().parents[1])  # this checkout's ie_jax, not an installed one
+    repo = str(pathlib.Path(__file__).resolve().parents[2])  # this checkout's ie_jax, not an installed one
     env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
     runs = []
     for mode in ("kill", "resume"):

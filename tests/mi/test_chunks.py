@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import ie_jax
-from ie_jax import sharding, sweep
+from ie_jax import sharding
+from ie_jax.ie import measure as sweep
 from ie_jax.mi import chunks, discrete, inputs, noise
 from ie_jax.mi.protocols import resolve
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 import ie_jax
-from ie_jax import data, variables
+from ie_jax.ie import data
+from ie_jax.ie import variables
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.result import MIEstimate
 from ie_jax.models import random_model
-from ie_jax.results import IEResult, ie_weights, linear_combination
+from ie_jax.ie.result import IEResult, ie_weights, linear_combination
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 32, "intermediate_size": 64,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50, "max_position_embeddings": 16,
