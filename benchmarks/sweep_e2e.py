@@ -301,8 +301,42 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def table_h100(records: list[dict]) -> str:
+    """Markdown of `sweep_e2e_h100.json`: each run at the default memory budget, its phases, chunks and memory,
+    and what the reported setting measured."""
+    gib = lambda b: f"{b / 2**30:.1f}" if b else "-"
+    lines = ["**`ie-jax measure` end to end on one H100 80GB, default memory budget** (`sweep_e2e_h100.json`)", "",
+             "Written by `benchmarks/sweep_e2e.py` from that file. Random-weight GPT-2 shapes, N = 20,000, T = 8, one "
+             "fresh process per run with a cold compilation cache; `default` = no estimator arguments (the noise "
+             "estimator over its sigma grid), `neural` = `--protocol fast`. Layers measured: layers whose IE is a "
+             "number at the reported setting. A run killed at the benchmark's own time limit says so.", "",
+             "| run | model | data | estimator | total s | compile s | train s | chunks | planned / device peak GiB | "
+             "reported setting | layers measured | IE per layer |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        if r.get("skipped"):
+            lines.append(f"| {r['run']} | {r['model']} | - | - | skipped: {r['skipped']} | | | | | | | |")
+            continue
+        t, c = r.get("timing_s") or {}, r.get("chunks") or {}
+        total = f"{r['total_s']:.0f}" + (" (killed at the run limit)" if r.get("timed_out") else "")
+        chunks = f"{c['n_chunks']} x {c['chunk_size']}" if c else "-"
+        peaks = f"{gib(c.get('planned_peak_bytes'))} / {gib(c.get('device_peak_bytes'))}" if c else "-"
+        ie = " ".join(r.get("ie_text") or []) or "-"
+        measured = f"{r['ie_measured']}/{r['n_layers']}" if r.get("n_layers") else "-"
+        lines.append(f"| {r['run']} | {r['model']} | {r['data']} | {r['estimator']} | {total} | "
+                     f"{_seconds(t.get('compile'))} | {_seconds(t.get('train'))} | {chunks} | {peaks} | "
+                     f"{r.get('setting') or '-'} | {measured} | {ie} |")
+    gpus = sorted({r["gpu"] for r in records if r.get("gpu")})
+    lines += ["", f"GPU: {', '.join(gpus)}; jax {records[0].get('jax')}."]
+    return "\n".join(lines) + "\n"
+
+
 def tables(results: pathlib.Path = RESULTS) -> dict[pathlib.Path, str]:
-    return {results / "sweep_e2e_h200.md": table(json.loads((results / "sweep_e2e_h200.json").read_text()))}
+    return {results / "sweep_e2e_h200.md": table(json.loads((results / "sweep_e2e_h200.json").read_text())),
+            results / "sweep_e2e_h100.md": table_h100(json.loads((results / "sweep_e2e_h100.json").read_text()))}
 
 
 if __name__ == "__main__":
