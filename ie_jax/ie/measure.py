@@ -23,7 +23,6 @@ import math
 import os
 import pathlib
 import platform
-import re
 import sys
 import time
 import warnings

@@ -78,7 +78,7 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
     clock = _PhaseClock(timings)
     check_units(units)
     cfg, options = resolve(protocol, overrides)
-    how = prepare.marginal_normalization(options["standardize"])
+    prepare.marginal_normalization(options["standardize"])  # a bad standardize= fails here, before any work
     readout = options["readout"]
     x, y = _as_problem_arrays(x, y, rank=3, standardize=options["standardize"])
     seeds = tuple(int(s) for s in (seeds if seeds is not None else (seed,)))

@@ -24,7 +24,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ie_jax import distributed
 from ie_jax.mi import bounds as _bounds

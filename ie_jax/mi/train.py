@@ -12,7 +12,7 @@ after 5 linear warm-up steps (HF `get_polynomial_decay_schedule_with_warmup`), t
 first non-finite bound. A stopped critic keeps its last finite parameters; later steps record NaN.
 
 `training_bytes` is the program's working memory per problem (what `ie_jax.mi.chunks` plans chunks with);
-`train_batch` runs `train_critics` chunk by chunk for arbitrary P, each chunk sharded over a device mesh.
+Chunks of problems are planned and run by `ie_jax.mi.estimate.estimate_batch` (`ie_jax.mi.chunks`), never here.
 """
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from ie_jax.mi import bounds as _bounds
-from ie_jax.mi import chunks
 from ie_jax.mi.critics import Critic, make_critic
 
 TRAIN_BOUNDS = ("dv", "nwj", "infonce", "smile", "mine")
@@ -305,42 +303,6 @@ def seed_keys(seeds, mesh) -> jax.Array:
 
     keys = jnp.stack([jax.random.key_data(jax.random.key(int(s))) for s in seeds])
     return _wrap_keys(jax.device_put(keys, sharding.replicated(mesh)))
-
-
-def train_batch(cfg: TrainConfig, x, y, x_test, y_test, seeds, *, mesh=None, max_problems_per_chunk: int | None = None,
-                memory_budget_bytes: int | None = None) -> dict[str, np.ndarray]:
-    """`train_critics` for any P: chunks of the problem axis, each padded and sharded over `mesh`.
-
-    x [P, N, dx] etc. (numpy or jax arrays); seeds: sequence of ints. Chunks: `max_problems_per_chunk`, else
-    as many as `memory_budget_bytes` (per device; default `ie_jax.mi.chunks.memory_budget()`) holds. Padding
-    problems repeat the last real one and are dropped. Returns the dict of `train_critics` as numpy arrays
-    with leading axis P (`ie_jax.mi.estimate` keeps its records on the device instead).
-    """
-    from ie_jax import distributed, sharding
-
-    n_problems, n_train, dx = x.shape
-    dy, n_test = y.shape[2], x_test.shape[1]
-    eval_batch = min(int(cfg.batch_size or n_test), n_test) if n_test else 0
-    mesh = mesh if mesh is not None else sharding.make_mesh(distributed.mesh_size(n_problems))
-    if max_problems_per_chunk is None:  # the data (float32 or the training dtype) and the training program
-        data = jnp.dtype(DTYPES[cfg.dtype]).itemsize * (n_train + n_test) * (dx + dy)
-        per_problem = data + training_bytes(cfg, n_train, n_test, dx, dy, len(seeds), eval_batch)
-        chunk = chunks.plan(n_problems, per_problem, budget=memory_budget_bytes, n_devices=mesh.devices.size,
-                            what="training one problem's critics")
-    else:
-        chunk = chunks.balanced_chunk(n_problems, int(max_problems_per_chunk), mesh.devices.size)
-    if cfg.dtype != "float32":  # bf16 data travel as bf16: half the memory, and the matmuls read bf16 anyway
-        x, y, x_test, y_test = (a.astype(DTYPES[cfg.dtype]) for a in (x, y, x_test, y_test))
-    keys = seed_keys(seeds, mesh)
-    outputs = []
-    for start in range(0, n_problems, chunk):
-        stop = min(start + chunk, n_problems)
-        arrays = [sharding.shard_problems(sharding.pad_problems(a[start:stop], chunk), mesh) for a in (x, y, x_test, y_test)]
-        out = train_critics(cfg, *arrays, keys, eval_batch=eval_batch)
-        outputs.append({k: v[: stop - start] for k, v in out.items()})
-    # to_host: across hosts the chunk's results are all-gathered (the inputs stay where they are)
-    outputs = distributed.to_host(outputs)
-    return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
 
 def _wrap_keys(key_data):

@@ -179,7 +179,7 @@ def figure_sigma_heatmap(r: IEResult):
     ax.set_yticks(range(len(r.layers)))
     ax.set_yticklabels([str(l) for l in r.layers], fontsize=6)
     ax.add_patch(plt.Rectangle((r.selected - 0.5, -0.5), 1, len(r.layers), fill=False, lw=1.5, ec="k"))
-    ax.set_xlabel(f"sigma (noise / centred std of each variable); outlined: reported")
+    ax.set_xlabel("sigma (noise / centred std of each variable); outlined: reported")
     ax.set_ylabel("block (layer)")
     ax.set_title(f"IE(sigma) ({r.units}), blank: not measured; N={r.metadata.get('n_samples', '?')}", fontsize=9)
     fig.colorbar(im, ax=ax)
