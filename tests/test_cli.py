@@ -74,7 +74,7 @@ def test_errors_are_reported_plainly(tiny, tmp_path, capsys):
     assert "holds another run" in capsys.readouterr().err
     assert main(["measure", "--model", tiny, "--data", "gaussian", "--samples", "20", "--estimator", "neural",
                  "--out", str(tmp_path / "n")]) == 2
-    assert "too few for neural fast" in capsys.readouterr().err
+    assert "too few for fast protocol (selection)" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nothing-here")]) == 2
     assert main(["measure", "--model", "random:no-such-shape", "--out", str(tmp_path / "m")]) == 2
     with pytest.raises(SystemExit):

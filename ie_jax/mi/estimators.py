@@ -127,7 +127,9 @@ class NeuralEstimator(Estimator):
 
     @property
     def settings(self) -> tuple[str, ...]:
-        return (f"neural {self.protocol}",)
+        # the fast protocol reports whichever candidate its selection chose (each estimate's label says which)
+        selecting = self.protocol == "fast" and self.run_options.get("select", False)
+        return ("fast protocol (selection)" if selecting else f"neural {self.protocol}",)
 
     @property
     def setting_params(self) -> list[dict]:

@@ -134,6 +134,13 @@ def convert(value, from_units: str, to_units: str):
     return value / NATS_PER_BIT if to_units == "bits" else value * NATS_PER_BIT
 
 
+def reported_by(estimator: str, diagnostics: dict) -> str:
+    """The label of what produced one estimate: the estimator, or, where a selection chose among candidates, the
+    candidate it reported ("copula, selected by smile/separable/heldout/selected")."""
+    chosen = diagnostics.get("selected")
+    return f"{chosen}, selected by {estimator}" if chosen else estimator
+
+
 @dataclasses.dataclass(frozen=True)
 class MIEstimate:
     """One mutual-information estimate.
@@ -191,7 +198,7 @@ class MIEstimates:
         return MIEstimate(
             value=float(self.values[i]), stderr=float(self.stderrs[i]),
             ci95=(float(self.ci95s[i, 0]), float(self.ci95s[i, 1])), units=self.units,
-            estimator=self.estimator, diagnostics=self.diagnostics[i],
+            estimator=reported_by(self.estimator, self.diagnostics[i]), diagnostics=self.diagnostics[i],
         )
 
     def __iter__(self):

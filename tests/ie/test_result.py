@@ -209,7 +209,7 @@ def test_measure_neural_fast_protocol_small(lm):
     ids = np.random.default_rng(2).integers(0, 6, (96, 3)).astype(np.int32)
     res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), protocol="fast", layers=[1],
                          token_curve=False, steps=30, batch_size=32, eval_every=10)
-    assert res.settings == ("neural fast",)
+    assert res.settings == ("fast protocol (selection)",)
     # a number exactly where both terms are measurements, else a bound or nothing, with the reason
     assert (np.isfinite(res.ie) == res.ie_measured).all()
     assert all(r is not None for r, m in zip(res.ie_reason, res.ie_measured) if not m)
@@ -227,7 +227,7 @@ def test_bad_input_errors(lm, tmp_path):
     # the smallest N whose training split (1 - test_fraction) fills one batch
     need = next(n for n in range(cfg.batch_size, 10 * cfg.batch_size)
                 if n - round(n * options["test_fraction"]) >= cfg.batch_size)
-    with pytest.raises(ValueError, match=f"too few for neural fast: it needs at least {need}"):
+    with pytest.raises(ValueError, match=rf"too few for fast protocol \(selection\): it needs at least {need}"):
         ie_jax.measure(lm, toy, protocol="fast")
     with pytest.raises(ValueError, match="unknown data spec"):
         ie_jax.measure(lm, "wiki:all", n_samples=10)
