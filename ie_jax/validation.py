@@ -42,16 +42,15 @@ def check_measure_arguments(*, data=None, protocol: str | None = None, estimator
                             sigma=None, units: str = "nats", chunk_size=None, data_seed: int = 0,
                             capture_batch: int = 64, overrides: dict | None = None, out=None) -> None:
     """Raise ValueError naming the first bad argument of `ie_jax.measure` (CLI spelling in the fix)."""
-    from ie_jax.mi.estimators import estimator_name
+    from ie_jax.mi.estimators import ESTIMATOR_NAMES, estimator_name
     from ie_jax.mi.protocols import PROTOCOLS
 
     name = estimator_name(estimator, protocol)
     protocol = protocol or "fast"
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}: use one of {tuple(PROTOCOLS)}")
-    estimators = ("neural", "exact_discrete", "noise", "gaussian")
-    if estimator is not None and estimator not in estimators:
-        raise ValueError(f"unknown estimator {estimator!r}: use one of {estimators}")
+    if estimator is not None and estimator not in ESTIMATOR_NAMES:
+        raise ValueError(f"unknown estimator {estimator!r}: use one of {ESTIMATOR_NAMES}")
     if micro not in MICRO_MODES:
         raise ValueError(f"--micro must be one of {MICRO_MODES}, got {micro!r}")
     if units not in UNITS:
