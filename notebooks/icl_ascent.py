@@ -92,13 +92,13 @@ def steps(gains):
     return int(np.sum(g > BAR)), int(np.sum(g < -BAR)), int(np.sum(np.abs(g) <= BAR))
 
 
-def saturation_shot(gains, frac=0.1):
-    """First shot (1-based) whose entity gain falls below frac of the largest gain; None if none does."""
-    g = np.asarray(gains, float)
+def saturation_shot(demo_gain, frac=0.1):
+    """First demonstration (1-based; demo_gain[k] is demonstration k + 2 against k + 1) whose gain falls below frac
+    of the largest; None if none does or none is measured."""
+    g = np.asarray(demo_gain, float)
     if not np.isfinite(g).any():
         return None
-    big = np.nanmax(g[1:]) if len(g) > 1 else np.nanmax(g)
-    low = [k + 1 for k in range(1, len(g)) if np.isfinite(g[k]) and g[k] < frac * big]
+    low = [k + 2 for k in range(len(g)) if np.isfinite(g[k]) and g[k] < frac * np.nanmax(g)]
     return low[0] if low else None
 
 
@@ -109,15 +109,18 @@ for cat, r in res.items():
     curve, T = r["curve_layer_mean"], r["token_curve"].shape[1]
     full = int(r["measured_positions"][k_rep])  # leading positions measured at every layer at the reported sigma
     finest = next((k for k in range(len(sigmas)) if r["measured_positions"][k] >= 2), None)
-    up, down, flat = steps(r["entity_gain"][1:])
-    rise = float(np.nanmax(curve) - curve[0]) if np.isfinite(curve).any() else float("nan")
+    # a demonstration is an entity and its comma: its gain is E at its comma minus E at the comma before
+    demo_gain = np.diff(curve[1::2])
+    up, down, flat = steps(demo_gain)
+    climb = float(curve[-1] - curve[1])  # over the whole list, first comma to last
     entry = {key: r[key] for key in (
         "layers", "sigma", "reported", "token_curve", "token_curve_ci", "curve_layer_mean", "curve_n_layers",
         "entity_gain", "comma_gain", "prefix_entropy", "ie", "ie_ci", "ie_text", "ie_measured", "ie_reason",
         "n_layers_measured", "n_layers", "mi_macro", "mi_macro_ceiling", "macro_saturated", "macro_sample_specific",
         "measured_positions", "grid", "shots", "examples")}
-    entry.update(saturation_shot=saturation_shot(r["entity_gain"]), max_abs_curve=float(np.nanmax(np.abs(curve))),
-                 rise=rise, entity_steps={"up": up, "down": down, "flat": flat},
+    entry.update(saturation_shot=saturation_shot(demo_gain), max_abs_curve=float(np.nanmax(np.abs(curve))),
+                 demo_gain=demo_gain, climb=climb, demo_steps={"up": up, "down": down, "flat": flat},
+                 entity_steps=dict(zip(("up", "down", "flat"), steps(r["entity_gain"][1:]))),
                  max_macro_mi=float(np.nanmax(r["mi_macro"])),
                  finest={"sigma": None if finest is None else sigmas[finest],
                          "positions": None if finest is None else int(r["measured_positions"][finest]),
@@ -133,9 +136,12 @@ for cat, r in res.items():
         f"{r['n_layers_measured']} of {r['n_layers']} layers; there E(t) is measured at every layer for "
         f"{full} of {T} positions, the layer-mean E(t) lies in [{np.nanmin(curve):.2f}, {np.nanmax(curve):.2f}] nats "
         f"(the macro MI itself is at most {entry['max_macro_mi']:.2f} nats, against ln N = "
-        f"{np.log(CONFIG['n_samples']):.2f}) and its steps at the {len(r['entity_gain']) - 1} later entity tokens are "
-        f"{up} up, {down} down and {flat} within {BAR} nat.{fine_text}")
-    if not np.isfinite(rise) or rise <= BAR:
+        f"{np.log(CONFIG['n_samples']):.2f}). From one demonstration (entity and comma) to the next it goes up by more "
+        f"than {BAR} nat {up} times, down {down} times and stays within {BAR} nat {flat} times, climbing "
+        f"{climb:+.2f} nats from the first comma to the last; at single entity tokens it steps up "
+        f"{entry['entity_steps']['up']} of {len(r['entity_gain']) - 1} times (and falls back at commas: mean comma step "
+        f"{np.nanmean(r['comma_gain'][1:]):+.2f} nats).{fine_text}")
+    if up == down == 0 and not abs(climb) > BAR:
         ascent = "cannot be tested at measurable resolutions"
     elif up > (up + down + flat) / 2:
         ascent = "holds"
@@ -148,9 +154,9 @@ numbers["ceiling_shot"] = {cat: next((k + 1 for k in range(r["shots"]) if r["pre
 for c, e in numbers["categories"].items():
     verdicts.append(analysis.finding(
         f"E(t) rises step-wise at each new demonstration ({c} lists)", e["verdict_ascent"],
-        f"at sigma = {e['sigma']:g} the layer-mean E(t) rises by {e['rise']:.2f} nats at most over the list; its "
-        f"steps at later entities are {e['entity_steps']['up']} up, {e['entity_steps']['down']} down, "
-        f"{e['entity_steps']['flat']} within {BAR} nat", sigma=e["sigma"], n_layers_measured=e["n_layers_measured"],
+        f"at sigma = {e['sigma']:g} the layer-mean E(t) climbs {e['climb']:+.2f} nats over the list; per "
+        f"demonstration {e['demo_steps']['up']} up, {e['demo_steps']['down']} down, {e['demo_steps']['flat']} within "
+        f"{BAR} nat", sigma=e["sigma"], n_layers_measured=e["n_layers_measured"],
         n_layers=e["n_layers"]))
 kinds = {e["verdict_ascent"] for e in numbers["categories"].values()}
 verdict = kinds.pop() if len(kinds) == 1 else "mixed: " + ", ".join(
@@ -162,7 +168,7 @@ if not long_enough:
     sat_verdict, sat_evidence = "cannot be tested at measurable resolutions", "the lists are shorter than 8 shots"
 elif verdict == "holds":
     sat_verdict = "holds" if all(s is not None and 6 <= s <= 8 for s in sat.values()) else "does not hold"
-    sat_evidence = "entity gains fall below 10% of the largest at shot " + ", ".join(f"{s} ({c})" for c, s in sat.items())
+    sat_evidence = "gains per demonstration fall below 10% of the largest at demonstration " + ", ".join(f"{s} ({c})" for c, s in sat.items())
 elif verdict == "does not hold":
     sat_verdict, sat_evidence = "does not hold", "E(t) is measured but does not ascend step-wise, so nothing saturates"
 else:
@@ -174,11 +180,11 @@ numbers["verdicts"] = verdicts
 why = {
     **{verdict: ". "},
     "cannot be tested at measurable resolutions":
-        f": where E(t) is a measurement at every layer, it rises by at most {BAR} nat over the list, and at the finer "
+        f": where E(t) is a measurement at every layer, it changes by no more than {BAR} nat per demonstration, and at the finer "
         "noise levels where it is larger it is a measurement only at the first positions, whose prefixes the sample "
         "covers; further on, each sequence is its own context state and the context MI is the sample's. ",
-    "does not hold": f": E(t) is measured and moves by more than {BAR} nat, but not up at most later entities. ",
-    "holds": f" at the reported sigma, with entity steps above {BAR} nat. ",
+    "does not hold": f": E(t) is measured and moves by more than {BAR} nat, but does not go up at most demonstrations. ",
+    "holds": f" at the reported sigma, with steps above {BAR} nat at most demonstrations. ",
 }[verdict]
 found = ("What we found. " + " ".join(lines) + " The paper's step-wise ascent " + verdict + " here" + why
          + f"Saturation around the 7th demonstration: {sat_verdict} ({sat_evidence}).")
