@@ -72,7 +72,8 @@ numbers = {"scale": SCALE, "config": CONFIG, "sigma": SIGMA, "sigma_reason": res
 numbers.update({k: res[k] for k in ("layers", "scored", "n_layers_scored", "accuracy", "trajectory_right",
                                     "trajectory_wrong", "corr_ie", "corr_spread", "predicted_text", "examples")})
 sweep = res["sweep"]
-numbers["sweep"] = {k: sweep[k] for k in ("sigma", "reported", "ie", "ie_text", "ie_measured", "n_layers_measured",
+numbers["sweep"] = {k: sweep[k] for k in ("layers", "sigma", "reported", "ie", "ie_text", "ie_measured", "ie_reason",
+                                          "n_layers_measured",
                                           "n_layers", "ie_mean", "mi_macro", "grid")}
 numbers["n_right"], numbers["n"] = n_right, len(res["correct"])
 pw = res["ie"][:, scored]
