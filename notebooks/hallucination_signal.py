@@ -100,15 +100,15 @@ found = (
     f"layer-mean pointwise IE of a sequence lies in "
     + (f"[{numbers['pointwise_ie_range'][0]:.2f}, {numbers['pointwise_ie_range'][1]:.2f}] nats. "
        if numbers["pointwise_ie_range"] else "no measured layer. ")
-    + {"holds": "The IE correlation's CI excludes zero, so IE carries some signal about correctness at this "
-                "resolution; it is small and correlational. ",
+    + {"holds": "The IE correlation's CI excludes zero: at this resolution per-sample IE carries a small, "
+                "correlational signal about correctness, so the paper's suggestion holds here in that weak sense; "
+                "nothing here says the signal is more than a correlate of what the lists contain.",
        "does not hold": "The IE correlation's CI includes zero: no reliable hallucination signal from IE at this "
-                        "resolution. ",
+                        "resolution, so the paper's suggestion does not hold here. Per-sample IE measures how "
+                        "distinguishable a sequence's states are from the others in the pool at one noise scale, which "
+                        "has no direct link to whether the next token is right.",
        "cannot be tested at measurable resolutions": "With no measured layer (or one class only) there is nothing to "
-                                                     "correlate. "}[verdict]
-    + "Per-sample IE measures how distinguishable a sequence's states are from the others in the pool at one "
-    "noise scale, which has no direct link to whether the next token is right; the paper's suggestion "
-    + verdict + " here.")
+                                                     "correlate: the paper's suggestion cannot be tested here."}[verdict])
 print(found)
 numbers["found"] = found
 numbers["seconds"] = time.perf_counter() - t_start

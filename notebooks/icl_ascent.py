@@ -60,8 +60,8 @@ for j, cat in enumerate(cats):
     r = res[cat]
     T = r["token_curve"].shape[1]
     im = axes[0, j].imshow(np.ma.masked_invalid(r["token_curve"]), aspect="auto", origin="lower", cmap="viridis")
-    axes[0, j].set(title=f"{cat}: E(t) per layer, sigma = {r['sigma']:g} (reported)", xlabel="token position t",
-                   ylabel="block")
+    axes[0, j].set(xlabel="token position t", ylabel="block")
+    axes[0, j].set_title(f"{cat}: E(t) per layer, sigma = {r['sigma']:g} (reported; blank: n/a)", fontsize=9)
     axes[0, j].set_yticks(range(len(r["layers"])), [str(l) for l in r["layers"]], fontsize=6)
     fig.colorbar(im, ax=axes[0, j])
     ax = axes[1, j]
@@ -69,14 +69,16 @@ for j, cat in enumerate(cats):
     cmap = plt.get_cmap("plasma")
     for k, s in enumerate(sigmas):
         if s <= r["sigma"] and (k % 3 == 0 or s == r["sigma"]):
-            ax.plot(range(T), r["grid"]["curve_layer_mean"][k], "o-", ms=3, color=cmap(k / len(sigmas)),
+            every = np.asarray(r["grid"]["curve_n_layers"][k]) == r["n_layers"]
+            ax.plot(range(T), np.where(every, r["grid"]["curve_layer_mean"][k], np.nan), "o-", ms=3,
+                    color=cmap(k / len(sigmas)),
                     lw=2 if s == r["sigma"] else 1, label=f"sigma = {s:g}" + (" (reported)" if s == r["sigma"] else ""))
     ax.plot(range(T), r["prefix_entropy"], "k--", label="prefix entropy (counting ceiling)")
     ax.axhline(0, color="grey", lw=0.5)
     for t in range(0, T, 2):
         ax.axvline(t, color="grey", lw=0.3)
-    ax.set(xlabel="token position t (grey: entity tokens)", ylabel="nats",
-           title=f"{cat}: E(t), mean over measured layers (gaps: not measured)")
+    ax.set(xlabel="token position t (grey: entity tokens)", ylabel="nats")
+    ax.set_title(f"{cat}: layer-mean E(t) where measured at every layer", fontsize=9)
     ax.legend(fontsize=6)
 fig.tight_layout()
 fig.savefig(FIG_DIR / f"{NAME}_curves.png", dpi=110)

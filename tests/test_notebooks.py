@@ -259,3 +259,38 @@ def test_shuffled_tokens_and_prefix_entropy():
     np.testing.assert_array_equal(np.sort(s.token_ids, axis=1), np.sort(ids, axis=1))
     np.testing.assert_allclose(prefix_entropy(ids), [math.log(2), math.log(2),
                                                              -(0.25 * math.log(0.25) * 2 + 0.5 * math.log(0.5))])
+
+
+def test_rank_agreement_reads_commonly_measured_layers_only():
+    profiles = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 3.0, np.nan, 4.0], [np.nan, np.nan, 2.0, 1.0]])
+    r = stats.rank_agreement(profiles)
+    assert r[0, 1] == pytest.approx(1.0)  # ranked over layers 0, 1, 3, the three both measure
+    assert np.isnan(r[0, 2]) and np.isnan(r[1, 2])  # two common layers (or none): no rank correlation
+    assert np.isnan(stats.rank_agreement([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])[0, 1])  # a flat profile has no ranks
+
+
+class _Sweep:
+    """The parts of an IEResult that `analysis.common_setting` reads: settings, layers, sigmas, ie_measured."""
+
+    def __init__(self, measured, sigmas=(0.3, 1.0, 15.0), selected=0):
+        self.measured, self.selected = np.asarray(measured, bool), selected
+        self.settings = tuple(f"noise sigma={s:g}" for s in sigmas)
+        self.layers = tuple(range(self.measured.shape[1]))
+        self.metadata = {"setting_params": [{"sigma": s} for s in sigmas]}
+
+    def select(self, index):
+        out = _Sweep(self.measured, [p["sigma"] for p in self.metadata["setting_params"]], index)
+        out.ie_measured = self.measured[index]
+        return out
+
+
+def test_common_setting_is_the_smallest_sigma_with_the_most_layers_measured_in_every_sweep():
+    from ie_jax.analysis import common_setting
+
+    a = _Sweep([[0, 0, 1], [1, 1, 1], [1, 1, 1]])
+    b = _Sweep([[0, 0, 0], [0, 1, 1], [1, 1, 1]])
+    assert common_setting([a])[0] == 1  # a alone: every layer from sigma = 1 on, the smallest such
+    index, why = common_setting([a, b])
+    assert index == 2 and "3 of 3 layers" in why
+    with pytest.raises(ValueError, match="one estimator grid"):
+        common_setting([a, _Sweep([[1, 1, 1]] * 2, sigmas=(1.0, 2.0))])
