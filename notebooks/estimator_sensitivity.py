@@ -30,7 +30,7 @@ from ie_jax import data as data_lib
 NAME = "estimator_sensitivity"
 SCALE, FIG_DIR, RESULT_DIR = analysis.notebook_dirs(NAME)
 CONFIG = {
-    "small": dict(n_samples=400, layers=(0, 1, 29), fast_steps=40, batch_size=64, paper_steps=10, n_mc=32),
+    "small": dict(n_samples=600, layers=(0, 1, 29), fast_steps=40, batch_size=64, paper_steps=10, n_mc=32),
     "large": dict(n_samples=1024, layers=(0, 1, 8, 15, 22, 29), fast_steps=300, batch_size=128,
                   paper_steps=100, n_mc=128),
 }[SCALE]

@@ -206,7 +206,8 @@ B = CONFIG["batch_size"]
 neural = {}
 for bound in ("infonce", "dv"):
     t0 = time.perf_counter()
-    raw = estimate_batch(xs, ys, protocol="fast", bound=bound, steps=CONFIG["steps"], batch_size=B)
+    # select=False: the critic's own held-out bound (the fast protocol would otherwise pick among candidates)
+    raw = estimate_batch(xs, ys, protocol="fast", bound=bound, steps=CONFIG["steps"], batch_size=B, select=False)
     cap = estimator_cap(bound, batch_size=B) if bound == "infonce" else estimator_cap(bound, n_marginal=B * (B - 1))
     est = annotate_batch(raw, xs, ys, estimator_cap_nats=cap, generating_entropy_nats=H_generating,
                          margin_nats=MARGIN_NATS)
