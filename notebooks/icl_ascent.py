@@ -170,7 +170,8 @@ if not long_enough:
     sat_verdict, sat_evidence = "cannot be tested at measurable resolutions", "the lists are shorter than 8 shots"
 elif verdict == "holds":
     sat_verdict = "holds" if all(s is not None and 6 <= s <= 8 for s in sat.values()) else "does not hold"
-    sat_evidence = "gains per demonstration fall below 10% of the largest at demonstration " + ", ".join(f"{s} ({c})" for c, s in sat.items())
+    sat_evidence = "gains per demonstration fall below 10% of the largest at demonstration " + ", ".join(
+        f"{s} ({c})" for c, s in sat.items())
 elif verdict == "does not hold":
     sat_verdict, sat_evidence = "does not hold", "E(t) is measured but does not ascend step-wise, so nothing saturates"
 else:
@@ -182,7 +183,8 @@ numbers["verdicts"] = verdicts
 why = {
     **{verdict: ". "},
     "cannot be tested at measurable resolutions":
-        f": where E(t) is a measurement at every layer, it changes by no more than {BAR} nat per demonstration, and at the finer "
+        f": where E(t) is a measurement at every layer, it changes by no more than {BAR} nat per demonstration, and at "
+        "the finer "
         "noise levels where it is larger it is a measurement only at the first positions, whose prefixes the sample "
         "covers; further on, each sequence is its own context state and the context MI is the sample's. ",
     "does not hold": f": E(t) is measured and moves by more than {BAR} nat, but does not go up at most demonstrations. ",

@@ -108,7 +108,8 @@ else:
     v_higher = "holds" if all(d > BAR for d in diffs) else "does not hold"
 v_tell = ("cannot be tested at measurable resolutions" if not all(c["n_layers"] for c in aucs) else
           "holds" if all(np.min(c["fold_auc"]) > 0.5 for c in aucs) else "does not hold")
-sig = lambda run: f"sigma = {run['sigma']:g}, {run['comparison']['n_layers_measured_in_all']} of {len(both)} layers"  # noqa: E731
+sig = lambda run: (  # noqa: E731
+    f"sigma = {run['sigma']:g}, {run['comparison']['n_layers_measured_in_all']} of {len(both)} layers")
 numbers["verdicts"] = [
     analysis.finding("Model-written text has a higher IE than human text (paper: GPT-4 about twice human)", v_higher,
                      "; ".join(parts), sigma=[r["sigma"] for r in runs.values()],

@@ -56,7 +56,8 @@ for k, r in res.items():
 axes[0].set_yscale("symlog", linthresh=0.1)
 axes[0].set(xlabel="token position t", ylabel="nats (symlog)", title=f"E(t), sigma={SIGMA:g}, N={CONFIG['n_samples']}")
 axes[1].axhline(0, color="grey", lw=0.5)
-axes[1].set(xlabel="block", ylabel="IE (nats)", title=f"IE per layer (last token), sigma={SIGMA:g}, 95% CI; gaps: not measured")
+axes[1].set(xlabel="block", ylabel="IE (nats)",
+            title=f"IE per layer (last token), sigma={SIGMA:g}, 95% CI; gaps: not measured")
 for ax in axes:
     ax.legend(fontsize=7)
 fig.tight_layout()

@@ -96,7 +96,8 @@ for name, by_w in res.items():
         cmp["verdict"] = verdict
         text = (f"at sigma = {cmp['sigma']:g}, over the {cmp['n_layers_both']} of {cmp['n_layers']} layers measured in "
                 f"both, mean IE {cmp['mean_trained']:.2f} (trained) vs {cmp['mean_random']:.2f} (random) nats, |IE| at "
-                f"most {largest:.2f} where the macro input varies; trained above random by more than {BAR} nat at {cmp['above']:.0%} of them, below "
+                f"most {largest:.2f} where the macro input varies; trained above random by more than {BAR} nat at "
+                f"{cmp['above']:.0%} of them, below "
                 f"at {cmp['below']:.0%}")
         parts.append(f"{name} on {label}: {text}")
         if k == "data":
@@ -107,7 +108,8 @@ numbers["verdicts"] = verdicts
 kinds = sorted({v["verdict"] for v in verdicts})
 found = ("What we found. " + "; ".join(parts) + ". Trained > random: "
          + "; ".join(f"{v['claim'].split('(')[1].rstrip(')')} {v['verdict']}" for v in verdicts) + ". "
-         + (f"Where IE is a measurement here (and the macro input varies) it is within {BAR} nat of 0 for both weights, so the paper's comparison "
+         + (f"Where IE is a measurement here (and the macro input varies) it is within {BAR} nat of 0 for both weights, "
+            "so the paper's comparison "
             "has nothing to compare at these resolutions; at the finest sigma of the grid IE is measured at "
             + ", ".join(f"{by_w[w]['data']['grid']['n_layers_measured'][0]} ({name}, {w})" for name, by_w in res.items()
                         for w in ("trained", "random"))

@@ -195,7 +195,7 @@ def test_notebook_runs_at_small_scale(name, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
     env.update(IE_NB_SCALE="small", IE_NB_OUT=str(tmp_path), JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / "notebooks" / f"{name}.py")], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     nb = json.loads((tmp_path / f"{name}.json").read_text())
     assert nb["scale"] == "small"
