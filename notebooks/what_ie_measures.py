@@ -42,7 +42,10 @@ from ie_jax.mi import estimate_batch
 from ie_jax.mi.ceilings import annotate, annotate_batch, estimator_cap, icl_orderings_entropy, shuffled_null
 from ie_jax.mi.discrete import distinct_states, exact_discrete_mi, plugin_entropy
 from ie_jax.mi.gaussian import gaussian_mi, gaussian_mi_bias_nats
+from ie_jax.ie.result import estimate_flags, ie_status
+from ie_jax.mi.estimators import DEFAULT_SIGMAS
 from ie_jax.mi.noise import noise_mi_curve, noise_mi_curve_batch
+from ie_jax.mi.result import bound_kind
 from ie_jax.mi.result import MIEstimate
 
 SCALE = os.environ.get("IE_NB_SCALE", "small")
@@ -59,9 +62,9 @@ CACHE = os.environ.get("IE_NB_CACHE")
 
 CONFIG = {
     "small": dict(n_samples=384, layers=(0, 1, 15, 29), growth=(96, 192, 384), neural_layers=(0, 1, 29), steps=60,
-                  batch_size=64, sigmas=(0.1, 1.0, 10.0), n_mc=64, null_layers=(1,)),
+                  batch_size=64, sigmas=(0.1, 1.0, 10.0, 30.0), n_mc=64, null_layers=(1,)),
     "large": dict(n_samples=20_000, layers=None, growth=(1_000, 4_000, 20_000), neural_layers=(1, 15, 29), steps=2_000,
-                  batch_size=512, sigmas=(0.1, 0.3, 1.0, 3.0, 10.0), n_mc=512, null_layers=(1, 15, 29)),
+                  batch_size=512, sigmas=(0.1, *DEFAULT_SIGMAS), n_mc=512, null_layers=(1, 15, 29)),
 }[SCALE]
 MARGIN_NATS = 0.1
 numbers: dict = {"scale": SCALE, "config": CONFIG, "units": "nats"}
@@ -169,6 +172,8 @@ numbers["counting"] = {
     "macro_stderr_nats": [m.stderr for m in macro_count],
     "macro_saturated": [bool(m.diagnostics["saturated"]) for m in macro_count],
     "macro_constant": [bool(m.diagnostics["constant"]) for m in macro_count],
+    # micro counted exactly over covered tokens, so the IE is measured where the macro MI is (layer 0: constant)
+    "ie_measured": [bound_kind(m.diagnostics) == "measured" for m in macro_count],
     "micro_mi_nats_by_position": micro_count.tolist(),
     "micro_mean_nats": micro_count.mean(axis=1).tolist(),
     "ie_nats": ie_count,
@@ -201,7 +206,8 @@ B = CONFIG["batch_size"]
 neural = {}
 for bound in ("infonce", "dv"):
     t0 = time.perf_counter()
-    raw = estimate_batch(xs, ys, protocol="fast", bound=bound, steps=CONFIG["steps"], batch_size=B)
+    # select=False: the critic's own held-out bound (the fast protocol would otherwise pick among candidates)
+    raw = estimate_batch(xs, ys, protocol="fast", bound=bound, steps=CONFIG["steps"], batch_size=B, select=False)
     cap = estimator_cap(bound, batch_size=B) if bound == "infonce" else estimator_cap(bound, n_marginal=B * (B - 1))
     est = annotate_batch(raw, xs, ys, estimator_cap_nats=cap, generating_entropy_nats=H_generating,
                          margin_nats=MARGIN_NATS)
@@ -261,6 +267,8 @@ sigmas = CONFIG["sigmas"]
 noise_macro = np.zeros((len(LAYERS), len(sigmas)))
 noise_macro_ci = np.zeros((len(LAYERS), len(sigmas), 2))
 noise_micro = np.zeros((len(LAYERS), T, len(sigmas)))
+status = [[None] * len(sigmas) for _ in LAYERS]  # ie_jax.ie.result.ie_status of each (layer, sigma)
+macro_flags = [[None] * len(sigmas) for _ in LAYERS]
 scales, micro_scales = [], []
 t0 = time.perf_counter()
 for i, layer in enumerate(LAYERS):
@@ -273,9 +281,15 @@ for i, layer in enumerate(LAYERS):
                                         n_mc=CONFIG["n_mc"], seed=0)
     noise_micro[i] = np.stack([m.values for m in micro_curves], axis=1)
     micro_scales.append([(e["scale_x"], e["scale_y"]) for e in micro_curves[0].diagnostics])
+    for k in range(len(sigmas)):
+        status[i][k] = ie_status(curve[k].diagnostics, list(micro_curves[k].diagnostics))
+        macro_flags[i][k] = estimate_flags(curve[k].diagnostics)
     if layer % 5 == 0 or layer == L - 1:
-        log(f"noise MI layer {layer}: macro {np.round(noise_macro[i], 3).tolist()} at sigma {list(sigmas)}")
-ie_noise = noise_macro - noise_micro.mean(axis=1)  # [L, S]
+        log(f"noise MI layer {layer}: macro {np.round(noise_macro[i], 3).tolist()} at sigma {list(sigmas)}; IE "
+            f"measured at {[int(st['ie_measured']) for st in status[i]]}")
+ie_raw = noise_macro - noise_micro.mean(axis=1)  # [L, S] macro - mean micro, an IE only where both are measured
+ie_measured = np.array([[st["ie_measured"] for st in row] for row in status])
+ie_noise = np.where(ie_measured, ie_raw, np.nan)
 numbers["noise"] = {
     "sigmas": list(sigmas),
     "normaliser": curve[0].diagnostics["normaliser"],
@@ -286,8 +300,15 @@ numbers["noise"] = {
     "micro_scale_input_output": micro_scales,
     "macro_mi_nats": noise_macro.tolist(),
     "macro_ci95_nats": noise_macro_ci.tolist(),
+    # [layers, sigmas]: the macro estimate's flags (saturated, sample_specific: not a measurement)
+    "macro_flags": macro_flags,
+    "macro_measured": [[bound_kind({"flags": f}) == "measured" for f in row] for row in macro_flags],
     "micro_mean_nats": noise_micro.mean(axis=1).tolist(),
+    # IE(sigma) where both terms are measurements, NaN elsewhere; ie_bound says what macro - mean micro is there
     "ie_nats": ie_noise.tolist(),
+    "ie_measured": ie_measured.tolist(),
+    "ie_bound": [[st["ie_bound"] for st in row] for row in status],
+    "macro_minus_micro_nats": ie_raw.tolist(),
     "seconds": time.perf_counter() - t0,
 }
 
@@ -342,10 +363,14 @@ def draw_figures(nb: dict, fig_dir: pathlib.Path) -> None:
     counting = nb["counting"]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5.2))
     ax = axes[0]
-    ax.plot(layers, counting["macro_mi_nats"], "k.-", lw=2, label="exact, by counting")
-    for k, s in enumerate(sigmas):
-        ax.plot(layers, np.array(noise["macro_mi_nats"])[:, k], lw=1, color=plt.get_cmap("winter")(k / len(sigmas)),
-                label=f"noise, sigma = {s:g} x centred std")
+    ax.plot(layers, counting["macro_mi_nats"], "k.-", lw=2, label="exact, by counting (the sample's)")
+    shown = [k for k, s in enumerate(sigmas) if s in (0.1, 1.0, 3.0, 10.0, 15.0, 30.0)]
+    macro_noise, macro_ok = np.array(noise["macro_mi_nats"]), np.array(noise["macro_measured"], bool)
+    for j, k in enumerate(shown):
+        color = plt.get_cmap("winter")(j / max(1, len(shown) - 1))
+        ax.plot(layers, macro_noise[:, k], lw=1, color=color,
+                label=f"noise, sigma = {sigmas[k]:g} x centred std (dots: a measurement)")
+        ax.plot(np.array(layers)[macro_ok[:, k]], macro_noise[macro_ok[:, k], k], "o", ms=3, color=color)
     for bound, marker, name, color in (("infonce", "^", "InfoNCE", "tab:orange"), ("dv", "v", "DV held-out", "tab:brown")):
         r = nb["neural"][bound]
         macro_layers = [int(p.split()[-1]) for p in r["problems"] if p.startswith("macro")]
@@ -371,13 +396,18 @@ def draw_figures(nb: dict, fig_dir: pathlib.Path) -> None:
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
     ax = axes[1]
-    ax.plot(layers, counting["ie_nats"], "k.-", lw=2, label="exact, by counting")
-    for k, s in enumerate(sigmas):
-        ax.plot(layers, np.array(noise["ie_nats"])[:, k], "o-", ms=3, label=f"noise, sigma = {s:g}")
+    count_ok = np.array(counting["ie_measured"], bool)
+    ax.plot(np.array(layers)[~count_ok], np.array(counting["ie_nats"])[~count_ok], "k^", mfc="none", ms=6,
+            label="counting: a lower bound (the macro MI is the sample's)")
+    ax.plot(np.array(layers)[count_ok], np.array(counting["ie_nats"])[count_ok], "ks", ms=5,
+            label="counting: measured")
+    for k in shown:
+        ax.plot(layers, np.array(noise["ie_nats"])[:, k], "o-", ms=3, label=f"noise, sigma = {sigmas[k]:g}")
     ax.axhline(0, color="grey", lw=0.6)
+    ax.set_yscale("symlog", linthresh=0.1)
     ax.set_xlabel("layer")
-    ax.set_ylabel("IE (nats)")
-    ax.set_title(f"IE per layer (N = {n:,}; noise: sigma x centred std)", fontsize=10)
+    ax.set_ylabel("IE (nats, symlog)")
+    ax.set_title(f"IE per layer where it is a measurement (N = {n:,}; noise: sigma x centred std)", fontsize=10)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=3)
     fig.tight_layout()
     fig.savefig(fig_dir / "what_ie_measures_ie_by_estimator.png", dpi=120)
@@ -390,12 +420,13 @@ def draw_figures(nb: dict, fig_dir: pathlib.Path) -> None:
         axes[0].plot(sigmas, ie_noise_arr[i], "-", color=cmap(layer / max(1, last)), lw=1,
                      label=f"layer {layer}" if layer in (0, 1, last) else None)
     axes[0].axhline(counting["ie_nats"][1], color="k", ls="--", lw=0.8,
-                    label=f"counting IE, layer 1 ({counting['ie_nats'][1]:.2f})")
+                    label=f"counting IE, layer 1: a lower bound ({counting['ie_nats'][1]:.2f})")
     axes[0].axhline(0, color="grey", lw=0.6)
     axes[0].set_xscale("log")
+    axes[0].set_yscale("symlog", linthresh=0.1)
     axes[0].set_xlabel("sigma (relative to each variable's centred std)")
-    axes[0].set_ylabel("IE(sigma) (nats)")
-    axes[0].set_title(f"IE(sigma), one curve per layer (dark = early), N = {n:,}", fontsize=10)
+    axes[0].set_ylabel("IE(sigma) (nats, symlog)")
+    axes[0].set_title(f"IE(sigma) where measured, one curve per layer (dark = early), N = {n:,}", fontsize=10)
     axes[0].legend(fontsize=8)
     growth = nb["counting_growth"]
     ns = sorted(int(k) for k in growth)
@@ -432,6 +463,12 @@ def span(values, fmt=".2f") -> str:
     return lo if lo == hi else f"{lo} to {hi}"
 
 
+full_k = next((k for k in range(len(sigmas)) if ie_measured[:, k].all()), None)
+below_k = range(len(sigmas) if full_k is None else full_k)
+below = {"pairs": (len(LAYERS) - 1) * len(below_k),
+         **{f: sum(f in macro_flags[i][k] for i in range(1, len(LAYERS)) for k in below_k)
+            for f in ("saturated", "sample_specific")}}
+numbers["noise"]["measured_from_sigma"] = None if full_k is None else sigmas[full_k]
 micro_jump = max(range(1, len(LAYERS)), key=lambda i: micro_scales[i][0][1] / micro_scales[i - 1][0][1])
 findings = (
     f"On SmolLM2-135M-Instruct (fp32) with N = {N:,} ICL country lists ({n_distinct_sequences:,} distinct, "
@@ -440,8 +477,10 @@ findings = (
     f"at layers {LAYERS[1]}-{LAYERS[-1]}: one per distinct sequence. The exact macro MI by counting is therefore "
     f"{span([m.value for m in macro_count[ge1]])} nats at every layer >= 1 (N = {N:,}) and "
     f"{macro_count[0].value:.2f} at layer 0 (constant); micro MIs are {micro_count[1, 0::2].mean():.2f} nats at "
-    f"country positions (ln 24 = {math.log(24):.2f}) and {micro_count[1, 1::2].mean():.2f} at commas, so the exact "
-    f"IE is {span(ie_count[ge1])} nats at every layer >= 1 and {ie_count[0]:.2f} at layer 0 (N = {N:,}). It grows "
+    f"country positions (ln 24 = {math.log(24):.2f}) and {micro_count[1, 1::2].mean():.2f} at commas, so the "
+    f"counting IE is {span(ie_count[ge1])} nats at every layer >= 1 and {ie_count[0]:.2f} at layer 0 (N = {N:,}); "
+    f"it is a measurement at {sum(numbers['counting']['ie_measured'])} of {len(LAYERS)} layers (where the macro "
+    "input is constant) and elsewhere a lower bound, because the macro term is the sample's entropy. It grows "
     "with N: " + ", ".join(f"{growth[n]['ie_layer1_nats']:.2f} nats at N = {n:,}" for n in growth)
     + f". InfoNCE (fast protocol, B = {B}, cap ln {B} = {inf['estimator_cap_nats']:.2f} nats, N = {N:,}) reports "
     + ", ".join(f"{v:.2f}" for v in inf["value_nats"][:n_macro])
@@ -455,10 +494,19 @@ findings = (
     f"{[int(l) for l, f in numbers['gaussian']['above_ceiling'].items() if f]}) and "
     + ", ".join(f"{v:.1f}" for v in nulls.values())
     + f" nats on shuffled pairs (Wishart bias {numbers['gaussian']['expected_null_bias_nats'] or math.nan:.1f} "
-    f"nats). The noise-regularised IE (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) at layers >= 1 "
-    "is " + "; ".join(f"{span(ie_noise[ge1, k])} nats at sigma = {s:g}" for k, s in enumerate(sigmas))
-    + f"; at layer 0 it is {', '.join(f'{v:.2f}' for v in ie_noise[0])}. Its layer pattern at larger sigma "
-    f"follows the normalisers: the centred std of an isolated country token's block output (the micro "
+    f"nats). The noise-regularised IE(sigma) (centred-std normaliser, n_mc = {CONFIG['n_mc']}, N = {N:,}) is a "
+    + (f"measurement at every layer only from sigma = {sigmas[full_k]:g} on, where it lies in "
+       f"[{np.nanmin(ie_noise[:, full_k:]):.2f}, {np.nanmax(ie_noise[:, full_k:]):.2f}] nats; "
+       if full_k is not None else "measurement at every layer at no sigma of the grid; ")
+    + "at layers >= 1 it is measured at " + ", ".join(
+        f"{int(ie_measured[ge1, k].sum())} (sigma = {s:g})" for k, s in enumerate(sigmas)
+        if full_k is None or k < full_k) + f" of {len(LAYERS) - 1} layers below that; there the macro term is flagged "
+    f"saturated in {below['saturated']} and sample-specific in {below['sample_specific']} of the {below['pairs']} "
+    f"(layer >= 1, sigma) pairs. At layer 0 (constant macro input) IE(sigma) is measured at "
+    f"{int(ie_measured[0].sum())} of {len(sigmas)} sigmas and is minus the micro mean there "
+    f"({span(ie_noise[0][ie_measured[0]])} nats). One sigma is not one absolute noise level across the variables, "
+    f"because the normalisers differ: "
+    f"the centred std of an isolated country token's block output (the micro "
     f"normaliser) goes from {micro_scales[micro_jump - 1][0][1]:.2f} at layer {LAYERS[micro_jump - 1]} to "
     f"{micro_scales[micro_jump][0][1]:.2f} at layer {LAYERS[micro_jump]} (massive activations at position 0), "
     f"against {scales[1][1]:.2f} at layer 1 and {scales[-1][1]:.2f} at layer {LAYERS[-1]} for the macro variable."

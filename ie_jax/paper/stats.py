@@ -43,17 +43,26 @@ def roc_auc(labels, scores) -> float:
     return float(stats.mannwhitneyu(pos, neg).statistic / (len(pos) * len(neg)))
 
 
-def rank_agreement(profiles, *, decimals: int = 6) -> np.ndarray:
+def rank_agreement(profiles, *, decimals: int = 6, min_common: int = 3) -> np.ndarray:
     """[S, S] Spearman correlation between S profiles [S, L] (e.g. IE per layer under S estimators).
 
-    Values equal to `decimals` places are ties and share their mean rank (flat counting profiles are common).
+    NaN entries (a value that is not a measurement) are left out pair by pair: each pair is ranked over the
+    layers where both are finite, and is NaN where fewer than `min_common` are (a rank correlation of two points
+    is always +-1). Values equal to `decimals` places are ties and share their mean rank (flat counting profiles
+    are common); a constant profile has no rank correlation (NaN).
     """
     profiles = np.round(np.asarray(profiles, float), decimals)
-    if profiles.shape[1] < 2:
-        return np.ones((len(profiles), len(profiles)))
-    ranks = stats.rankdata(profiles, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.corrcoef(ranks)
+    S = len(profiles)
+    out = np.full((S, S), np.nan)
+    for i in range(S):
+        for j in range(S):
+            both = np.isfinite(profiles[i]) & np.isfinite(profiles[j])
+            if both.sum() < min_common:
+                continue
+            a, b = stats.rankdata(profiles[i, both]), stats.rankdata(profiles[j, both])
+            if a.std() > 0 and b.std() > 0:
+                out[i, j] = float(np.corrcoef(a, b)[0, 1])
+    return out
 
 
 def logistic_fit(x, y, *, l2: float = 1e-2, iters: int = 50) -> np.ndarray:

@@ -27,65 +27,126 @@ def _finite(x) -> bool:
     return bool(np.all(np.isfinite(np.asarray(x, dtype=float))))
 
 
+def _check_summary(r, *, setting=None):
+    """An IE summary of `ie_jax.paper.analysis.summarise`: a number exactly where both terms are measured, NaN with a reason
+    elsewhere; means over the measured layers only, with their count; the sigma it was read at on the sweep's grid."""
+    L = len(r["layers"])
+    ie, measured = np.asarray(r["ie"], float), np.asarray(r["ie_measured"], bool)
+    assert ie.shape == measured.shape == (L,) and len(r["ie_reason"]) == L
+    np.testing.assert_array_equal(np.isfinite(ie), measured)
+    assert all((reason is None) == m for reason, m in zip(r["ie_reason"], measured)), r["ie_reason"]
+    assert r["n_layers_measured"] == int(measured.sum())
+    if "ie_mean" in r:
+        assert (math.isfinite(r["ie_mean"]) == bool(measured.any()))
+        if measured.any():
+            assert r["ie_mean"] == pytest.approx(ie[measured].mean(), abs=1e-9)
+    grid = r["grid"]
+    k = grid["sigmas"].index(r["sigma"]) if setting is None else setting
+    assert grid["n_layers_measured"][k] == r["n_layers_measured"]
+    assert len(grid["ie"]) == len(grid["sigmas"]) and all(len(row) == L for row in grid["ie"])
+    if "mi_macro_ceiling" in r:  # noise-regularised MI never exceeds the counting ceiling
+        assert np.all(np.asarray(r["mi_macro"]) <= np.asarray(r["mi_macro_ceiling"]) + 0.05)
+
+
+def _check_verdicts(nb, n_min=1):
+    from ie_jax.paper.analysis import VERDICTS
+
+    assert len(nb["verdicts"]) >= n_min
+    for v in nb["verdicts"]:
+        assert v["verdict"] in VERDICTS and v["claim"] and v["evidence"], v
+
+
 def _check_icl_ascent(nb):
     for cat, r in nb["categories"].items():
         L, T = len(r["layers"]), 2 * r["shots"]
-        assert np.shape(r["token_curve"]) == (L, T) and _finite(r["token_curve"]), cat
-        assert np.shape(r["token_curve_ci"]) == (L, T, 2)
+        _check_summary(r)
+        curve = np.asarray(r["token_curve"], float)
+        assert curve.shape == (L, T) and np.shape(r["token_curve_ci"]) == (L, T, 2)
+        np.testing.assert_array_equal(np.isfinite(curve).sum(0), r["curve_n_layers"])
         assert len(r["entity_gain"]) == len(r["comma_gain"]) == r["shots"]
-        # E(0) = 0 with isolated micro at sigma -> the same variable (position 0 alone vs in context at t = 0)
-        assert abs(np.mean(np.asarray(r["token_curve"])[:, 0])) < 0.3
+        assert len(r["measured_positions"]) == len(r["grid"]["sigmas"])
+        assert 0 <= r["measured_positions"][r["reported"]["index"]] <= T
+        # E(0) = 0 with isolated micro (position 0 alone vs in context at t = 0), wherever it is measured
+        first = curve[:, 0][np.isfinite(curve[:, 0])]
+        assert np.all(np.abs(first) < 0.3)
         assert np.all(np.diff(r["prefix_entropy"]) >= -1e-12)
+    _check_verdicts(nb, n_min=len(nb["categories"]) + 1)
 
 
 def _check_text_vs_icl(nb):
     T = nb["config"]["seq_len"]
     for k in ("text", "icl"):
-        L = len(nb[k]["layers"])
-        assert np.shape(nb[k]["token_curve"]) == (L, T) and _finite(nb[k]["token_curve"])
-        assert _finite(nb[k]["ie"]) and len(nb[k]["ie"]) == L
-        # noise-regularised MI never exceeds the counting ceiling
-        assert np.all(np.asarray(nb[k]["mi_macro"]) <= np.asarray(nb[k]["mi_macro_ceiling"]) + 0.05)
+        r = nb[k]
+        _check_summary(r, setting=nb["comparison"]["index"])
+        assert np.shape(r["token_curve"]) == (len(r["layers"]), T)
+        assert r["sigma"] == nb["sigma"] == nb["comparison"]["sigma"]
+    both = np.asarray(nb["text"]["ie_measured"]) & np.asarray(nb["icl"]["ie_measured"])
+    np.testing.assert_array_equal(both, nb["comparison"]["measured_in_all"])
+    _check_verdicts(nb, n_min=2)
 
 
 def _check_trained_vs_random(nb):
     for name, by_w in nb["models"].items():
-        for w in ("trained", "random"):
-            for k in ("data", "shuffled"):
-                r = by_w[w][k]
-                assert _finite(r["ie"]) and len(r["ie"]) == len(r["layers"]), (name, w, k)
-        assert 0 <= by_w["trained_above_random_fraction"] <= 1
+        for k in ("data", "shuffled"):
+            index = by_w["trained"][k]["comparison"]["index"]
+            for w in ("trained", "random"):
+                _check_summary(by_w[w][k], setting=index)
+            c = by_w[f"comparison_{k}"]
+            assert c["n_layers_both"] == int(np.sum(by_w["trained"][k]["comparison"]["measured_in_all"]))
+            if c["n_layers_both"]:
+                assert 0 <= c["above"] <= 1 and 0 <= c["below"] <= 1
+    _check_verdicts(nb, n_min=len(nb["models"]))
 
 
 def _check_hallucination_signal(nb):
     assert 0 <= nb["accuracy"] <= 1 and nb["n"] == nb["config"]["n_samples"]
     assert len(nb["corr_ie"]) == 3 and len(nb["trajectory_right"]) == len(nb["layers"])
+    _check_summary(nb["sweep"])
+    assert nb["sigma"] == nb["sweep"]["sigma"]  # the per-sample IE is read at the sweep's reported sigma
+    np.testing.assert_array_equal(nb["scored"], nb["sweep"]["ie_measured"])
     r, lo, hi = nb["corr_ie"]
-    if 0 < nb["n_right"] < nb["n"]:
+    if nb["n_layers_scored"] and 0 < nb["n_right"] < nb["n"]:
         assert _finite([r, lo, hi]) and lo <= r <= hi and -1 <= lo and hi <= 1
-    assert _finite(nb["mean_pointwise_ie"])
+        assert _finite(nb["mean_pointwise_ie"])
+    _check_verdicts(nb)
 
 
 def _check_text_origin(nb):
     for run in nb["runs"].values():
         c = run["classifier"]
-        assert 0 <= c["auc"] <= 1 and len(c["fold_auc"]) == 5 and _finite(c["fold_auc"])
         assert 0 <= c["auc_logprob"] <= 1
+        if c["n_layers"]:
+            assert 0 <= c["auc"] <= 1 and len(c["fold_auc"]) == 5 and _finite(c["fold_auc"])
+        else:
+            assert math.isnan(c["auc"])
+        assert c["n_layers"] == int(np.sum(run["comparison"]["measured_in_all"]))
         for src in ("kjv", "shakespeare"):
             for g in ("human", "model"):
-                assert _finite(run["sources"][src][g]["ie"]) and _finite(run["sources"][src][g]["ie_sum"])
+                _check_summary(run["sources"][src][g], setting=run["comparison"]["index"])
+                assert run["sources"][src][g]["sigma"] == run["sigma"]
+    _check_verdicts(nb, n_min=2)
 
 
 def _check_estimator_sensitivity(nb):
     S, L = len(nb["names"]), len(nb["layers"])
-    assert np.shape(nb["ie"]) == (S, L) and _finite(nb["ie"])
-    assert np.shape(nb["sign_agreement"]) == (S, S)
+    ie = np.asarray(nb["ie"], float)
+    assert ie.shape == (S, L) and np.shape(nb["sign_agreement"]) == (S, S)
+    np.testing.assert_array_equal(np.isfinite(ie).sum(1), nb["n_layers_measured"])
+    for name, st in nb["settings"].items():
+        np.testing.assert_array_equal(np.isfinite(st["ie"]), st["ie_measured"])
+        assert all((t == "n/a") == (not m and b is None) for t, m, b in zip(st["ie_text"], st["ie_measured"],
+                                                                            st["ie_bound"])), name
+    assert nb["settings"]["noise, default grid"]["n_layers_measured"] >= 1
     counting = nb["settings"]["exact counting"]
     assert counting["mi_macro"][0] == 0.0  # layer 0: the last token's input is the constant "," embedding
+    _check_verdicts(nb)
 
 
 def _check_what_ie_measures(nb):
     assert _finite(nb["counting"]["ie_nats"]) and len(nb["counting"]["ie_nats"]) == len(nb["layers"])
+    noise = nb["noise"]
+    np.testing.assert_array_equal(np.isfinite(np.asarray(noise["ie_nats"], float)), noise["ie_measured"])
+    assert np.shape(noise["ie_measured"]) == (len(nb["layers"]), len(noise["sigmas"]))
     _check_counting_exactly(nb)
 
 
@@ -134,7 +195,7 @@ def test_notebook_runs_at_small_scale(name, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
     env.update(IE_NB_SCALE="small", IE_NB_OUT=str(tmp_path), JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / "notebooks" / f"{name}.py")], env=env,
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     nb = json.loads((tmp_path / f"{name}.json").read_text())
     assert nb["scale"] == "small"
@@ -198,3 +259,38 @@ def test_shuffled_tokens_and_prefix_entropy():
     np.testing.assert_array_equal(np.sort(s.token_ids, axis=1), np.sort(ids, axis=1))
     np.testing.assert_allclose(prefix_entropy(ids), [math.log(2), math.log(2),
                                                              -(0.25 * math.log(0.25) * 2 + 0.5 * math.log(0.5))])
+
+
+def test_rank_agreement_reads_commonly_measured_layers_only():
+    profiles = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 3.0, np.nan, 4.0], [np.nan, np.nan, 2.0, 1.0]])
+    r = stats.rank_agreement(profiles)
+    assert r[0, 1] == pytest.approx(1.0)  # ranked over layers 0, 1, 3, the three both measure
+    assert np.isnan(r[0, 2]) and np.isnan(r[1, 2])  # two common layers (or none): no rank correlation
+    assert np.isnan(stats.rank_agreement([[1.0, 1.0, 1.0], [1.0, 2.0, 3.0]])[0, 1])  # a flat profile has no ranks
+
+
+class _Sweep:
+    """The parts of an IEResult that `analysis.common_setting` reads: settings, layers, sigmas, ie_measured."""
+
+    def __init__(self, measured, sigmas=(0.3, 1.0, 15.0), selected=0):
+        self.measured, self.selected = np.asarray(measured, bool), selected
+        self.settings = tuple(f"noise sigma={s:g}" for s in sigmas)
+        self.layers = tuple(range(self.measured.shape[1]))
+        self.metadata = {"setting_params": [{"sigma": s} for s in sigmas]}
+
+    def select(self, index):
+        out = _Sweep(self.measured, [p["sigma"] for p in self.metadata["setting_params"]], index)
+        out.ie_measured = self.measured[index]
+        return out
+
+
+def test_common_setting_is_the_smallest_sigma_with_the_most_layers_measured_in_every_sweep():
+    from ie_jax.paper.analysis import common_setting
+
+    a = _Sweep([[0, 0, 1], [1, 1, 1], [1, 1, 1]])
+    b = _Sweep([[0, 0, 0], [0, 1, 1], [1, 1, 1]])
+    assert common_setting([a])[0] == 1  # a alone: every layer from sigma = 1 on, the smallest such
+    index, why = common_setting([a, b])
+    assert index == 2 and "3 of 3 layers" in why
+    with pytest.raises(ValueError, match="one estimator grid"):
+        common_setting([a, _Sweep([[1, 1, 1]] * 2, sigmas=(1.0, 2.0))])
