@@ -12,7 +12,7 @@ Sections (each timed after compilation, on synthetic Gaussian pairs generated on
             a jitted step called from a host loop that reads the bound back every step;
   fast      the fast protocol at its full 2,000 steps (with its held-out evaluations);
   sweep     GPT-2-small-shaped sweep (12 layers x (8 micro + 1 macro) = 108 problems): chunks of the
-            problem axis as `train_batch` runs them, from the measured per-chunk times;
+            problem axis as `estimate_batch` runs them, from the measured per-chunk times;
   scaling   the same on a mesh over all devices (problem axis sharded), when there are several;
   api       `estimate_batch` end to end (host preparation included) for a few problems.
 --torch-reference: the reference loop in PyTorch (fp32, and bf16 autocast) on the same GPU.
@@ -310,7 +310,7 @@ def fast_section(args, problems, mesh, n_devices: int, record: dict, budget: Bud
             record[f"P{want}"] = {"skipped": "time budget"}
             continue
         entry = {}
-        # Chunks as train_batch would cut them: as few as memory allows, equal sizes, multiples of the devices.
+        # Chunks as estimate_batch would cut them: as few as memory allows, equal sizes, multiples of the devices.
         n_chunks = math.ceil(want / (args.fast_chunk * n_devices))
         chunk = math.ceil(math.ceil(want / n_chunks) / n_devices) * n_devices
         try:

@@ -84,9 +84,9 @@ def estimate_arrays(rows):
 # -- flag policy -----------------------------------------------------------------------------------------------------
 
 ESTIMATE_FLAGS = ("saturated", *LOWER_BOUND_FLAGS, "constant", "above_ceiling", "still_increasing", "no_interval",
-                  "unverified", "sample_specific")
+                  "unverified", "sample_specific", "estimator_defined")
 IE_FLAGS = ("macro_saturated", "micro_saturated", "macro_lower_bound", "micro_lower_bound", "macro_constant",
-            "above_ceiling", "still_increasing", "no_interval", "unverified", "sample_specific")
+            "above_ceiling", "still_increasing", "no_interval", "unverified", "sample_specific", "estimator_defined")
 
 
 def ceiling(diagnostics: dict, units: str) -> float:
@@ -129,6 +129,7 @@ def layer_flags(macro: dict, micro: list[dict], micro_mean: float, units: str) -
         "no_interval": any(bool(d.get("no_interval", False)) for d in both),
         "unverified": any(bool(d.get("unverified", False)) for d in both),
         "sample_specific": any(bool(d.get("sample_specific", False)) for d in both),
+        "estimator_defined": any(bool(d.get("estimator_defined", False)) for d in both),
     }
     flags["flags"] = [k for k in IE_FLAGS if flags[k]]
     return {**flags, **ie_status(macro, micro)}

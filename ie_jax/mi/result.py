@@ -40,7 +40,7 @@ FLAG_KEYS = ("saturated", *LOWER_BOUND_FLAGS, "still_increasing")
 # value above what the sample supports (an estimator artefact) and a model-based value no held-out bound can
 # check at this N (the selection default's copula far past ln B(B-1)), and a noise-regularised value that rests on
 # the sample's own points (IE(sigma) of these N samples, above what the distribution they come from would give).
-FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling", "unverified", "sample_specific")
+FLAGS = (*FLAG_KEYS, "nan_step", "constant", "above_ceiling", "unverified", "sample_specific", "estimator_defined")
 
 # Keys estimators fill where they apply; absent keys mean "not computed".
 DIAGNOSTIC_KEYS = {
@@ -59,6 +59,8 @@ DIAGNOSTIC_KEYS = {
     "unverified": "selection default: the copula was reported beyond what held-out bounds can check (model-based)",
     "sample_specific": "noise estimator: leaving each draw's own sample out lowers the value clearly: it describes "
                        "these N samples at this sigma (too sparse for the noise to hide them), not their distribution",
+    "estimator_defined": "paper readout: the paper's estimator-defined quantity (max over steps of the training-set "
+                         "bound), faithful to the reference and checked against nothing: not a measurement",
     "covered": "counting and noise estimators, sweeps: the sample covers the discrete states of both sides, so the "
                "sample's entropies are the population's and reaching them is exact, not saturated",
     "selected": "selection default: the candidate reported (copula, ksg, radial, neural)",
@@ -104,8 +106,8 @@ def with_flags(diagnostics: dict) -> dict:
 # Flags that keep an estimate from being a measurement: the lower-bound reasons (FLAG_KEYS), a non-finite
 # training step, a model-based value no held-out bound could check, a value above what the sample supports, and
 # a value of the sample rather than of its distribution.
-NOT_MEASURED_FLAGS = (*FLAG_KEYS, "nan_step", "unverified", "above_ceiling", "sample_specific")
-UNBOUNDED_FLAGS = ("unverified", "above_ceiling", "nan_step", "sample_specific")
+NOT_MEASURED_FLAGS = (*FLAG_KEYS, "nan_step", "unverified", "above_ceiling", "sample_specific", "estimator_defined")
+UNBOUNDED_FLAGS = ("unverified", "above_ceiling", "nan_step", "sample_specific", "estimator_defined")
 
 
 def bound_kind(diagnostics: dict) -> str | None:

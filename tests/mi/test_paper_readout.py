@@ -11,6 +11,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _helpers_train import train_one_chunk
 import pytest
 import torch
 
@@ -77,7 +78,7 @@ def test_paper_readout_matches_reference_loop():
     ref_infos, ref_max = _reference_info_per_step(x, y, params, perms, STEPS)
 
     result = mi.estimate(x, y, protocol="paper", steps=STEPS, seed=SEED, units="bits")
-    records = mi.train.train_batch(cfg, x[None], y[None], x[None, :0], y[None, :0], (SEED,))
+    records = train_one_chunk(cfg, x[None], y[None], x[None, :0], y[None, :0], (SEED,))
     ours_bits = records["train_values"][0, 0] / math.log(2.0)
     np.testing.assert_allclose(ours_bits, ref_infos, rtol=1e-3, atol=2e-6)
     # The bound rises over the 30 steps, so the max is a late step's value, not the floor at 0.
@@ -91,7 +92,7 @@ def test_paper_readout_stops_at_nan_and_floors_at_zero():
     # A huge learning rate blows the critic up after the warm-up's first non-zero steps: the reference
     # breaks at the first NaN and keeps the max of the steps before it.
     cfg, _ = resolve("paper", {"steps": 12, "lr": 1e6})
-    records = mi.train.train_batch(cfg, x[None], y[None], x[None, :0], y[None, :0], (SEED,))
+    records = train_one_chunk(cfg, x[None], y[None], x[None, :0], y[None, :0], (SEED,))
     values, nan_step = records["train_values"][0, 0], int(records["nan_step"][0, 0])
     assert 0 < nan_step < 12
     assert np.isfinite(values[:nan_step]).all() and np.isnan(values[nan_step:]).all()

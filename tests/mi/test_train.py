@@ -8,8 +8,8 @@ import pytest
 
 from ie_jax.mi.protocols import resolve
 from ie_jax.mi.chunks import balanced_chunk
-from ie_jax import sharding
-from ie_jax.mi.train import TrainConfig, paper_schedule, seed_keys, train_critics, training_bytes
+from _helpers_train import train_one_chunk as train_batch
+from ie_jax.mi.train import TrainConfig, paper_schedule, training_bytes
 
 
 def test_paper_schedule_is_hf_polynomial_decay_with_warmup():
@@ -27,15 +27,6 @@ def _data(p=2, n=512, d=2, seed=0):
     x = rng.standard_normal((p, n, d)).astype(np.float32)
     y = (0.9 * x + math.sqrt(1 - 0.81) * rng.standard_normal((p, n, d))).astype(np.float32)
     return x, y
-
-
-def train_batch(cfg, x, y, x_test, y_test, seeds):
-    """`train_critics` on every problem at once (one chunk, one device), as numpy arrays."""
-    eval_batch = min(int(cfg.batch_size or x_test.shape[1]), x_test.shape[1]) if x_test.shape[1] else 0
-    if cfg.dtype != "float32":
-        x, y, x_test, y_test = (a.astype(jax.numpy.bfloat16) for a in (x, y, x_test, y_test))
-    out = train_critics(cfg, x, y, x_test, y_test, seed_keys(seeds, sharding.make_mesh(1)), eval_batch=eval_batch)
-    return jax.tree.map(np.asarray, out)
 
 
 def test_records_shapes_and_learning_curves():
