@@ -142,7 +142,7 @@ def estimator_defaults(name: str, protocol: str) -> dict:
         defaults.update(PROTOCOLS[protocol])
         return defaults
     if name == "noise":
-        from ie_jax.mi.noise import noise_mi_curve_batch as fn
+        from ie_jax.mi.noise import noise_mi_batch as fn
     elif name == "exact_discrete":
         from ie_jax.mi.discrete import exact_discrete_mi as fn
     else:

@@ -44,7 +44,7 @@ from ie_jax.mi.discrete import distinct_states, exact_discrete_mi, plugin_entrop
 from ie_jax.mi.gaussian import gaussian_mi, gaussian_mi_bias_nats
 from ie_jax.ie.result import estimate_flags, ie_status
 from ie_jax.mi.estimators import DEFAULT_SIGMAS
-from ie_jax.mi.noise import noise_mi_curve, noise_mi_curve_batch
+from ie_jax.mi.noise import noise_mi, noise_mi_batch
 from ie_jax.mi.result import bound_kind
 from ie_jax.mi.result import MIEstimate
 
@@ -272,12 +272,12 @@ macro_flags = [[None] * len(sigmas) for _ in LAYERS]
 scales, micro_scales = [], []
 t0 = time.perf_counter()
 for i, layer in enumerate(LAYERS):
-    curve = noise_mi_curve(*macro[layer], sigmas, n_mc=CONFIG["n_mc"], seed=0)
+    curve = noise_mi(*macro[layer], sigma=list(sigmas), n_mc=CONFIG["n_mc"], seed=0)
     noise_macro[i] = [e.value for e in curve]
     noise_macro_ci[i] = [e.ci95 for e in curve]
     scales.append((curve[0].diagnostics["scale_x"], curve[0].diagnostics["scale_y"]))
     pairs = [states.micro_pair(layer, t) for t in range(T)]
-    micro_curves = noise_mi_curve_batch(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), sigmas,
+    micro_curves = noise_mi_batch(np.stack([a for a, _ in pairs]), np.stack([b for _, b in pairs]), sigma=list(sigmas),
                                         n_mc=CONFIG["n_mc"], seed=0)
     noise_micro[i] = np.stack([m.values for m in micro_curves], axis=1)
     micro_scales.append([(e["scale_x"], e["scale_y"]) for e in micro_curves[0].diagnostics])

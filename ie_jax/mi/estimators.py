@@ -170,8 +170,8 @@ class NoiseEstimator(Estimator):
     def __init__(self, sigma=DEFAULT_SIGMAS, seed: int = 0, mesh=None, **options):
         from ie_jax.mi import noise
 
-        allowed = [k for k in inspect.signature(noise.noise_mi_curve_batch).parameters
-                   if k not in ("x", "y", "sigmas", "seed", "mesh", "units")]
+        allowed = [k for k in inspect.signature(noise.noise_mi_batch).parameters
+                   if k not in ("x", "y", "sigma", "seed", "mesh", "units")]
         _check_keys(self.name, options, allowed)
         self.sigmas = tuple(float(s) for s in np.atleast_1d(DEFAULT_SIGMAS if sigma is None else sigma))
         self.seed, self.mesh, self.options = int(seed), mesh, dict(options)
@@ -196,10 +196,10 @@ class NoiseEstimator(Estimator):
         return 1 if self.mesh is None else self.mesh.devices.size
 
     def estimate_settings(self, x, y) -> list[MIEstimates]:
-        from ie_jax.mi.noise import noise_mi_curve_batch
+        from ie_jax.mi.noise import noise_mi_batch
 
         x, y = _as_batch(x, y, keep_device=True)
-        return noise_mi_curve_batch(x, y, self.sigmas, seed=self.seed, mesh=self.mesh, **self.options)
+        return noise_mi_batch(x, y, sigma=self.sigmas, seed=self.seed, mesh=self.mesh, **self.options)
 
 
 class ExactDiscreteEstimator(Estimator):

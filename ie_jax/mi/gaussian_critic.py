@@ -25,7 +25,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from ie_jax import distributed
 from ie_jax.mi import bounds as _bounds
 from ie_jax.mi import linalg
 
@@ -159,12 +158,3 @@ def heldout_bytes(n_train: int, n_test: int, dx: int, dy: int, eval_batch: int) 
     d = dx + dy
     batches = (n_test // max(1, eval_batch)) + MAX_TRAIN_BATCHES + len(SHRINKAGE)
     return int(4 * 2 * n_train * d + 8 * 11 * d * d + 4 * batches * (2 * eval_batch**2 + eval_batch * d))
-
-
-def heldout_bounds(bound: str, x_train, y_train, x_test, y_test, eval_batch: int) -> dict:
-    """`heldout_bounds_batch` for one problem ([N, d] arrays), as host values: validation_value,
-    heldout_batches [K - 1], train_value and shrinkage (the SHRINKAGE entry picked)."""
-    as_batch = lambda a: jnp.asarray(a, jnp.float32)[None]
-    out = distributed.to_host(heldout_bounds_batch(bound, *map(as_batch, (x_train, y_train, x_test, y_test)), eval_batch))
-    return {"validation_value": float(out["validation_value"][0]), "heldout_batches": out["heldout_batches"][0],
-            "train_value": float(out["train_value"][0]), "shrinkage": SHRINKAGE[int(out["shrinkage_index"][0])]}

@@ -273,7 +273,7 @@ def _run(
 
 def bytes_per_problem(n: int, dx: int, dy: int, *, n_sigmas: int = 1, n_mc: int = N_MC, chunk: int = 2048,
                       dtype: str = "float32") -> int:
-    """Device memory of one problem in `noise_mi_curve_batch` (P problems of x [N, dx], y [N, dy]): P problems
+    """Device memory of one problem in `noise_mi_batch` (P problems of x [N, dx], y [N, dy]): P problems
     need at most P times this. Held: the states (as float64, as host inputs reach the device), their centred
     rows (one per distinct state, at most N padded to the component chunk) and the per-state weights and
     labels; plus the largest program: the distinct-state screen (`ie_jax.mi.discrete.screen_bytes`), the
@@ -457,14 +457,16 @@ def _batch(x, y, sigmas, *, n_mc, seed, units, normaliser, rtol, chunk, mesh, ma
 
 
 def noise_mi(
-    x, y, *, sigma: float, n_mc: int = N_MC, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
+    x, y, *, sigma, n_mc: int = N_MC, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
     rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
     sample_check: bool = True,
-) -> MIEstimate:
-    """I(x + sigma s_x Z; y + sigma s_y Z') over the sample's empirical law, by Monte Carlo.
+):
+    """I(x + sigma s_x Z; y + sigma s_y Z') over the sample's empirical law, by Monte Carlo: `noise_mi_batch` on
+    one problem.
 
     Args:
-      x: [N, dx], y: [N, dy] states (numpy or jax). sigma: noise level relative to the normaliser.
+      x: [N, dx], y: [N, dy] states (numpy or jax). sigma: noise level relative to the normaliser, a number or a
+        grid (every level in one compiled call, with common random numbers).
       n_mc: Monte Carlo draws (anchors cycle through a seeded permutation of the samples).
       normaliser: "centred_std" (s = each side's centred std pooled over dimensions) or "none" (s = 1:
         sigma is absolute). rtol: states closer than rtol x scale are merged (keep sigma >> rtol).
@@ -473,57 +475,41 @@ def noise_mi(
         near but not at a draw's own state carry about eps * d / sigma^2 nats of rounding, < 0.03 nats for
         d <= 2048 and sigma >= 0.1) or "float64" (exact to rounding, slower).
     Returns:
-      MIEstimate, estimator "noise", value in [0, counting MI] (<= ln N) in `units`, the Monte Carlo mean
-      clipped to those exact bounds; stderr from the MC draws; ci95 value +- 1.96 stderr, reaching down to the
-      leave-one-out value where that is lower (with sample_check).
+      MIEstimate for a number sigma (a list of them, in grid order, for a grid): estimator "noise", value in
+      [0, counting MI] (<= ln N) in `units`, the Monte Carlo mean clipped to those exact bounds; stderr from the
+      MC draws; ci95 value +- 1.96 stderr, reaching down to the leave-one-out value where that is lower (with
+      sample_check).
       Diagnostics: sigma, normaliser, scale_x/scale_y (the normaliser values), noise_std_x/noise_std_y,
       counting_nats (the sigma -> 0 limit, an upper bound), mc_mean_nats (before clipping at 0),
       n_distinct_*, covered, ceilings, ceiling_nats, saturated, constant; with sample_check value_leave_one_out_nats,
       leave_one_out_gap_nats, leave_one_out_gap_stderr_nats, sample_specific.
     """
-    return noise_mi_batch(
+    out = noise_mi_batch(
         np.asarray(x)[None], np.asarray(y)[None], sigma=sigma, n_mc=n_mc, seed=seed, units=units,
         normaliser=normaliser, rtol=rtol, chunk=chunk, mesh=mesh, margin_nats=margin_nats, dtype=dtype,
         sample_check=sample_check,
-    )[0]
+    )
+    return out[0] if np.ndim(sigma) == 0 else [est[0] for est in out]
 
 
 def noise_mi_batch(
-    x, y, *, sigma: float, n_mc: int = N_MC, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
+    x, y, *, sigma, n_mc: int = N_MC, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
     rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
     sample_check: bool = True,
-) -> MIEstimates:
+):
     """`noise_mi` for P problems at once: x [P, N, dx], y [P, N, dy] (e.g. layers x tokens).
 
-    One compiled program vmapped over problems (sharded over `mesh` when given); problem p equals
-    `noise_mi(x[p], y[p])` with the same arguments (up to float rounding). Working memory is about
-    P x (N x (dx + dy) + 3 x n_mc x chunk) floats per noise level; lower `chunk` to fit.
+    One compiled program vmapped over problems (sharded over `mesh` when given) and shared by every sigma of a
+    grid; problem p equals `noise_mi(x[p], y[p])` with the same arguments (up to float rounding). Working memory
+    is about P x (N x (dx + dy) + 3 x n_mc x chunk) floats per noise level; lower `chunk` to fit.
+    Returns MIEstimates for a number sigma, one MIEstimates per sigma (grid order) for a grid.
     """
-    if np.ndim(sigma) != 0:
-        raise ValueError("noise_mi_batch takes one sigma; use noise_mi_curve_batch for a grid")
     rows = _batch(
         x, y, sigma, n_mc=n_mc, seed=seed, units=units, normaliser=normaliser, rtol=rtol, chunk=chunk,
         mesh=mesh, margin_nats=margin_nats, dtype=dtype, sample_check=sample_check,
     )
-    return MIEstimates.stack([row[0] for row in rows])
-
-
-def noise_mi_curve(x, y, sigmas, **kwargs) -> list[MIEstimate]:
-    """`noise_mi` at every sigma of a grid (one compiled call, common random numbers): list in grid order."""
-    return [est[0] for est in noise_mi_curve_batch(np.asarray(x)[None], np.asarray(y)[None], sigmas, **kwargs)]
-
-
-def noise_mi_curve_batch(
-    x, y, sigmas, *, n_mc: int = N_MC, seed: int = 0, units: str = "nats", normaliser: str = "centred_std",
-    rtol: float = 1e-4, chunk: int = 2048, mesh=None, margin_nats: float = SATURATION_MARGIN_NATS, dtype: str = "float32",
-    sample_check: bool = True,
-) -> list[MIEstimates]:
-    """IE(sigma)-style curves for P problems: x [P, N, dx], y [P, N, dy]; one MIEstimates per sigma."""
-    rows = _batch(
-        x, y, sigmas, n_mc=n_mc, seed=seed, units=units, normaliser=normaliser, rtol=rtol, chunk=chunk,
-        mesh=mesh, margin_nats=margin_nats, dtype=dtype, sample_check=sample_check,
-    )
-    return [MIEstimates.stack([row[s] for row in rows]) for s in range(len(rows[0]))]
+    per_sigma = [MIEstimates.stack([row[s] for row in rows]) for s in range(len(rows[0]))]
+    return per_sigma[0] if np.ndim(sigma) == 0 else per_sigma
 
 
 def pointwise_noise_mi(

@@ -3,7 +3,6 @@
 import importlib.metadata
 import json
 import math
-import pathlib
 
 import numpy as np
 import pytest

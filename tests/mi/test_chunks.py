@@ -36,7 +36,7 @@ def neural_chunk_peak(P, n, dx, dy, *, protocol="fast", seeds=(0,), accelerator=
 
 
 def noise_peak(P, n, dx, dy, *, n_sigmas=2, n_mc=noise.N_MC, chunk=2048, dtype="float32"):
-    """Compiled peak of `noise_mi_curve_batch`'s device programs, in its order, at the largest shapes its data
+    """Compiled peak of `noise_mi_batch`'s device programs, in its order, at the largest shapes its data
     can give (every state distinct)."""
     fd = jnp.float64 if dtype == "float64" else jnp.float32
     c = min(chunk, noise._round_up(n, 8))

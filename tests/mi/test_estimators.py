@@ -9,7 +9,7 @@ import pytest
 from ie_jax import mi
 from ie_jax.mi.discrete import exact_discrete_mi
 from ie_jax.mi.gaussian import gaussian_mi
-from ie_jax.mi.noise import noise_mi_curve_batch
+from ie_jax.mi.noise import noise_mi_batch
 
 
 def _gaussian_pairs(p=3, n=300, d=2, rho=0.8, seed=0):
@@ -53,7 +53,7 @@ def test_interface_gives_the_estimators_own_numbers():
     assert grid.settings == ("noise sigma=0.3", "noise sigma=1")
     with pytest.raises(ValueError, match="has 2 settings .* use estimate_settings"):
         grid(x, y)
-    direct = noise_mi_curve_batch(x, y, [0.3, 1.0], n_mc=32, seed=4)
+    direct = noise_mi_batch(x, y, sigma=[0.3, 1.0], n_mc=32, seed=4)
     for got, want in zip(grid.estimate_settings(x, y), direct):
         np.testing.assert_array_equal(got.values, want.values)
         np.testing.assert_array_equal(got.stderrs, want.stderrs)

@@ -221,12 +221,12 @@ def test_linear_gaussian_samples_have_the_stated_law():
 def test_noise_estimator_targets_the_closed_form():
     """`ie_jax.mi.noise` on a large sample at small d agrees with noise_truth(sigma) within its CI, and the CI is
     tight enough to reject the near misses: a per-dimension or an uncentred normaliser."""
-    from ie_jax.mi.noise import noise_mi_curve_batch
+    from ie_jax.mi.noise import noise_mi_batch
 
     task = LinearGaussianBlock(dim=2, seq_len=2, context_in=-0.5, context_out=0.3, noise_std=0.5,
                                spectrum_decay=3.0, offset=3.0)
     xs, ys = task.sample(0, 4000).problems()
-    (est,) = noise_mi_curve_batch(xs[:2], ys[:2], (1.0,), n_mc=16384)
+    (est,) = noise_mi_batch(xs[:2], ys[:2], sigma=(1.0,), n_mc=16384)
     truth = task.noise_truth(1.0)
 
     def wrong(term, scale):

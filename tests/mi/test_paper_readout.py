@@ -9,7 +9,6 @@ weights and uses our permutations, so both runs must agree step by step.
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from _helpers_train import train_one_chunk
 import pytest
