@@ -30,9 +30,8 @@ import numpy as np
 from ie_jax import distributed, sharding
 from ie_jax.mi import chunks, gaussian_critic, inputs, prepare, selection
 from ie_jax.mi.protocols import resolve
-from ie_jax.mi.result import (CHECK_FRACTION, CHECK_NATS, FLAG_KEYS, SATURATION_MARGIN_NATS, Z95, MIEstimate,
-                              MIEstimates, check_tolerance, check_units, convert, saturated as is_saturated,
-                              with_flags)
+from ie_jax.mi.result import (CHECK_FRACTION, CHECK_NATS, SATURATION_MARGIN_NATS, Z95, MIEstimate, MIEstimates,
+                              check_units, convert, saturated as is_saturated, with_flags)
 from ie_jax.mi.train import TrainConfig, seed_keys, train_critics, training_bytes
 
 OVERFIT_NATS = 0.1
@@ -121,8 +120,8 @@ def estimate_batch(x, y, *, protocol: str = "fast", seed: int = 0, seeds=None, u
                                                bool(options["select"] and readout == "heldout"))
         ci = (value - Z95 * stderr, value + Z95 * stderr)
         if options["select"] and readout == "heldout":  # the paper readout has no held-out batches to select on
-            value, stderr, ci, diagnostics = _select(one, value, stderr, diagnostics, n_select, dx, dy, n_train,
-                                                     eval_batch, constant, discrete[p])
+            value, stderr, ci, diagnostics = selection.select(one, value, stderr, diagnostics, n_select, dx, dy,
+                                                              n_train, eval_batch, constant, discrete[p])
         results.append((value, stderr, ci, diagnostics))
     estimator = f"{cfg.bound}/{cfg.critic}/{readout}" + ("/selected" if options["select"] and readout == "heldout" else "")
     values_nats = np.array([r[0] for r in results])
@@ -361,90 +360,6 @@ def _selection_batches(cfg: TrainConfig, options: dict, n_test: int, eval_batch:
     if not (cfg.early_stopping and cfg.eval_every) or k < 3:
         return 0
     return max(1, (k - 1) // 3)
-
-
-def _select(stats: dict, value: float, stderr: float, diagnostics: dict, n_select: int, dx: int, dy: int,
-            n_train: int, eval_batch: int, constant: bool, discrete: dict | None = None):
-    """The selection default for one problem (`ie_jax.mi.selection`): (value, stderr, ci95, diagnostics).
-
-    The neural critic's flags and note move to neural_flags / neural_note when another candidate is reported;
-    the reported candidate's own flags replace them."""
-    from ie_jax.mi.gaussian import gaussian_mi_bias_nats
-
-    half_n = diagnostics.get("value_half_n_nats")
-    neural = {"value": value, "stderr": stderr, "value_half_n": half_n,
-              "ci95": selection.bias_aware_interval(value, stderr, half_n)}
-    if not n_select or constant:
-        why = ("x or y is constant: the MI is 0" if constant else
-               f"no selection: fewer than 3 held-out batches of {eval_batch} (one validates, one selects, one reads "
-               "out); the neural critic's bound is reported")
-        return value, stderr, neural["ci95"], {**diagnostics, "selected": "neural", "selection_note": why}
-    candidates = {"neural": neural}
-    if discrete is not None and discrete["covered"]:
-        candidates["counting"] = selection.counting_candidate(discrete)
-    for name in ("copula", "ksg", "radial"):
-        if name in ("ksg", "radial") and discrete is not None and discrete["ties"]:
-            continue  # nearest-neighbour distances mean nothing among repeated rows
-        if f"candidate_{name}_value" in stats:
-            fields = {f: float(stats[f"candidate_{name}_{f}"]) for f in ("value", "half_a", "half_b", "asymptotic_stderr")}
-            candidates[name] = selection.candidate_summary(**fields)
-    cap = math.log(eval_batch * (eval_batch - 1))  # the DV bound's ceiling on one held-out batch
-    evidence = {"neural": (float(stats["select_neural"]), float(stats["select_neural_stderr"]))}
-    if "select_gaussian" in stats and "copula" in candidates and n_train > dx + dy + 1:
-        evidence["gaussian_critic"] = (float(stats["select_gaussian"]), float(stats["select_gaussian_stderr"]))
-        # the copula's own critic, fitted on n_train pairs, loses about the Wishart bias on new pairs
-        evidence["gaussian_expected"] = min(candidates["copula"]["value"], cap - 1.0) - gaussian_mi_bias_nats(dx, dy, n_train)
-    chosen, why = selection.choose(candidates, evidence)
-    if discrete is not None and discrete["ties"] and chosen != "counting":
-        why += (f"; x and y repeat rows ({discrete['n_distinct_x']} and {discrete['n_distinct_y']} distinct of "
-                f"{discrete['n_samples']}), which the sample does not cover well enough to count: the nearest-"
-                "neighbour candidates are left out")
-    out = {**diagnostics, "selected": chosen, "selection_note": why,
-           "candidates": {k: {f: v for f, v in c.items()} for k, c in candidates.items()},
-           "selection_evidence": {k: list(v) if isinstance(v, tuple) else v for k, v in evidence.items()},
-           "selection_batches": n_select}
-    if chosen == "neural":
-        return value, stderr, neural["ci95"], out
-    pick = candidates[chosen]
-    if discrete is not None:
-        out.update(n_distinct_x=discrete["n_distinct_x"], n_distinct_y=discrete["n_distinct_y"],
-                   covered=discrete["covered"])
-    v = max(0.0, pick["value"])  # MI >= 0: a bias-corrected closed form may dip below it by noise
-    out["neural_flags"], out["neural_note"] = diagnostics["flags"], diagnostics.get("note")
-    out.pop("note", None)
-    for key in FLAG_KEYS:
-        out[key] = False
-    growth = pick["value"] - pick["value_half_n"]
-    out["sample_limited"] = bool(math.isfinite(growth) and growth > float(check_tolerance(v)) + 2.0 * math.sqrt(2.0) * pick["stderr"])
-    # The copula is a model: say so where no held-out check could have refuted it from above. Beyond the data
-    # ceiling (ln N_test, ln B(B-1)) no bound reaches it; and where a fitted Gaussian critic is expected to
-    # realise less than half of it on new pairs (its Wishart loss at large d / N, e.g. d = 768), clusters would
-    # go unseen (measured: a K = 4 mixture at d = 768 reads 5.0 nats for ln 4 = 1.39).
-    ceiling = min(diagnostics["ceilings"].values())
-    expected = evidence.get("gaussian_expected")
-    beyond = chosen == "copula" and v > ceiling - 1.0
-    blind = chosen == "copula" and v > CHECK_NATS and (expected is None or expected < 0.5 * min(v, cap - 1.0))
-    out["unverified"] = bool(beyond or blind)
-    out["no_interval"] = False
-    out = with_flags(out)
-    ci = pick["ci95"]
-    if out["unverified"]:
-        # A model-based value: the interval reaches down to what the lower bounds (neural, radial) guarantee, so
-        # it holds the truth where the model is wrong (clusters: the copula reads 23 nats for ln 8 at d = 768).
-        floors = [c["ci95"][0] for n, c in candidates.items() if n in ("neural", "radial") and math.isfinite(c["ci95"][0])]
-        ci = (max(0.0, min([ci[0], *([max(floors)] if floors else [0.0])])), ci[1])
-    if out["sample_limited"]:
-        out["note"] = (f"the {chosen} estimate rose by {growth:.2f} nats from N/2 to N: still limited by the sample size")
-    if blind:
-        out["note"] = (f"the copula value {v:.2f} nats could not be checked: a Gaussian critic fitted on {n_train} pairs "
-                       f"at dx = {dx}, dy = {dy} is expected to realise only "
-                       + ("(no Gaussian critic ran)" if expected is None else f"{expected:.2f} nats")
-                       + " of it on held-out pairs, so clusters or other non-Gaussian structure would go unseen; it "
-                       "rests on the Gaussian-copula model (more samples or fewer dimensions make it checkable)")
-    if beyond:
-        out["note"] = (f"the copula value {v:.2f} nats is beyond what a held-out bound can check at this N "
-                       f"(ceiling {ceiling:.2f} - 1 nat): it rests on the Gaussian-copula model")
-    return v, pick["stderr"], ci, out
 
 
 def _convergence_check_applies(cfg: TrainConfig, options: dict, n_train: int) -> bool:
