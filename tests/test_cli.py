@@ -19,6 +19,7 @@ def tiny(tmp_path):
     return f"random:{path}"
 
 
+@pytest.mark.slow
 def test_measure_then_report(tiny, tmp_path, capsys):
     out = tmp_path / "runs" / "gauss"
     rc = main(["measure", "--model", tiny, "--data", "gaussian", "--samples", "40", "--seq-len", "3",

@@ -50,6 +50,7 @@ def test_runtime_dependencies_are_what_ie_jax_imports():
     assert set(TEST_ONLY) <= {_name(r) for r in _project()["optional-dependencies"]["test"]}
 
 
+@pytest.mark.slow
 def test_ie_jax_imports_without_the_test_only_packages():
     # Every module of ie_jax imported in a fresh interpreter where torch, transformers and accelerate cannot
     # be found, as in the .venv that `make run` builds.

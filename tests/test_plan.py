@@ -14,6 +14,7 @@ TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16, "inter
 cpu_only = pytest.mark.skipif(plan.accelerator() is not None, reason="the CPU defaults apply without an accelerator")
 
 
+@pytest.mark.slow
 @cpu_only
 def test_measure_without_estimator_uses_the_cpu_defaults_and_says_so(tmp_path, capsys):
     config = tmp_path / "tiny.json"

@@ -54,6 +54,7 @@ BAD = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_arguments_refused_before_any_file(tiny, tmp_path, capsys, extra, words):
     out = tmp_path / "run"
@@ -66,6 +67,7 @@ def test_bad_arguments_refused_before_any_file(tiny, tmp_path, capsys, extra, wo
     assert not (out / "run.json").exists() and not (out / "chunks").exists()
 
 
+@pytest.mark.slow
 def test_corrected_command_runs_in_the_same_directory(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["measure", "--model", tiny, "--data", "gaussian", "--samples", "20", "--seq-len", "2",

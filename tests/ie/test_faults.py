@@ -79,6 +79,7 @@ CLAIM = """
 """
 
 
+@pytest.mark.slow
 def test_concurrent_starts_exactly_one_accepted(tmp_path):
     for trial in range(4):
         out = tmp_path / f"run{trial}"
@@ -116,6 +117,7 @@ class Killed(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(lm, finished, tmp_path):
     """Runs stopped at random chunks (an exception in-process, SIGKILL of `ie-jax measure`) resume to the
     uninterrupted numbers."""
@@ -289,6 +291,7 @@ def pair():
     return x, x + 0.5 * rng.standard_normal((1000, 2))  # I = 2 x 0.5 ln(1 + 4) = 1.61 nats
 
 
+@pytest.mark.slow
 def test_neural_estimate_is_scale_safe(pair):
     from ie_jax import mi
 
@@ -380,6 +383,7 @@ def test_prepare_keeps_a_safe_device_array_on_the_device_and_checks_an_unsafe_on
 # ---- no interval, no word ----
 
 
+@pytest.mark.slow
 def test_missing_interval_is_a_flag_with_a_note_naming_the_n_that_gives_one(pair):
     from ie_jax import mi
     from ie_jax.ie.result import layer_flags

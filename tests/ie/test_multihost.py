@@ -90,6 +90,7 @@ def one_process(model, tmp_path_factory) -> np.ndarray:
     return _estimates(out)
 
 
+@pytest.mark.slow
 def test_two_processes_killed_and_resumed_give_the_one_process_numbers(model, one_process, tmp_path):
     out = tmp_path / "run"
     processes = _start(model, out, 2, 2, extra=["--heartbeat-timeout", "10"])
@@ -123,6 +124,7 @@ def test_two_processes_killed_and_resumed_give_the_one_process_numbers(model, on
     np.testing.assert_allclose(two, one_process, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_states_captured_across_processes_reshard_to_problems(tmp_path):
     port = _free_port()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),

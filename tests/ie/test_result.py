@@ -143,6 +143,7 @@ def test_json_and_csv_roundtrip(tmp_path):
     assert any(row.startswith("hand,ie_sum_over_layers,,,3.0") and "layers=1/2" in row for row in rows)
 
 
+@pytest.mark.slow
 def test_measure_exact_counting_matches_hand_computed_entropies(lm):
     """A random network keeps distinct inputs distinct, so counting gives entropies of the token data."""
     rng = np.random.default_rng(0)
@@ -166,6 +167,7 @@ def test_measure_exact_counting_matches_hand_computed_entropies(lm):
     np.testing.assert_allclose(bits.ie, res.ie / math.log(2))
 
 
+@pytest.mark.slow
 def test_measure_noise_sigma_grid(lm):
     ids = np.random.default_rng(1).integers(0, 5, (80, 3)).astype(np.int32)
     res = ie_jax.measure(lm, data.TokenData(ids, "toy", "icl", "toy"), estimator="noise", sigma=[0.01, 100.0],

@@ -45,6 +45,7 @@ def _numbers(result):
     return d["estimates"], d["summary"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_uninterrupted(lm, toy, tmp_path):
     full = _run(lm, toy, tmp_path / "full")  # 2 layers x (3 context + 3 micro) = 12 problems, 4 chunks
     assert len(os.listdir(tmp_path / "full" / "chunks")) == 4
@@ -152,6 +153,7 @@ print(json.dumps({"compiles": clock.compiles, "cache_hits": clock.cache_hits}))
 """
 
 
+@pytest.mark.slow
 def test_resumed_run_with_a_warm_cache_does_not_recompile(tmp_path):
     import subprocess
     import sys

@@ -27,6 +27,7 @@ def lm():
     return random_model(TINY, seed=3)
 
 
+@pytest.mark.slow
 def test_device_states_give_the_host_states_numbers(lm):
     g = data.GaussianData(n_samples=256, seq_len=2, variance=0.81, seed=1)
     host, dev = (variables.extract(lm, g, layers=[1], on_device=d) for d in (False, True))
@@ -42,6 +43,7 @@ def test_device_states_give_the_host_states_numbers(lm):
         assert gf == wf and isinstance(gf, list)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gaussian", "tokens"])
 def test_noise_sweep_and_state_counts_on_device_states(lm, kind):
     # tokens: 40 ids over 256 samples repeat, so the distinct-state screen has candidate pairs to confirm

@@ -34,6 +34,7 @@ def _direct(lm, token_ids):
     return np.stack(states)
 
 
+@pytest.mark.slow
 def test_context_and_isolated_micro_match_direct_computation(lm):
     rng = np.random.default_rng(0)
     ids = rng.integers(0, 50, (37, 5)).astype(np.int32)
@@ -94,6 +95,7 @@ def test_gaussian_states_through_each_block(lm):
             np.testing.assert_allclose(y, iso[:, t], atol=2e-5)
 
 
+@pytest.mark.slow
 def test_gaussian_draw_is_seeded_per_layer_and_independent_of_the_batch():
     g = data.GaussianData(n_samples=50, seq_len=3, variance=0.81, seed=7)
     full = np.asarray(g.device_states(2, 16))
@@ -112,6 +114,7 @@ def test_gaussian_draw_is_seeded_per_layer_and_independent_of_the_batch():
         g.device_states(0, 16, 40, 11)
 
 
+@pytest.mark.slow
 def test_states_kept_on_the_device_equal_the_host_copies(lm):
     # N = 1100 at T = 16: Gaussian batches of 1024 sequences, the second overlapping the first (starts 0, 76)
     g = data.GaussianData(n_samples=1100, seq_len=16, variance=0.81, seed=2)

@@ -76,6 +76,7 @@ def _show(peak) -> str:
     return "; ".join(f"{s.name} {s.peak_bytes / MiB:.1f}" for s in peak.steps if s.temp_bytes)
 
 
+@pytest.mark.slow
 def test_planned_peak_bounds_the_compiled_peak_of_the_default_chunk():
     # the fast protocol with its selection and every check: prepare, 3 critic sets, Gaussian critic, readout,
     # copula, radial KSG; 2 problems so that the chunk's arrays scale with the problem axis
@@ -95,6 +96,7 @@ def test_planned_peak_bounds_the_compiled_peak_of_the_default_chunk():
     dict(P=2, n=1200, dx=32, dy=32, protocol="paper"),  # full batch: the critics' activations over all N
     dict(P=1, n=6000, dx=256, dy=256),  # wide: the float64 [d, d] algebra of the Gaussian critic and copula
 ])
+@pytest.mark.slow
 def test_planned_peak_bounds_the_compiled_peak_over_a_grid(case):
     case = dict(case)
     P, n, dx, dy = (case.pop(k) for k in ("P", "n", "dx", "dy"))
@@ -159,6 +161,7 @@ def test_gpt2_runs_fit_a_78_and_a_40_gib_device(model, device_gib, estimator):
     assert peak <= plan.budget <= chunks.DEFAULT_FRACTION * device_gib * 2**30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model,device_gib", [("gpt2", 78), ("gpt2-medium", 40)])
 def test_gpt2_default_planned_chunk_bounds_its_compiled_peak(model, device_gib):
     # the whole planned chunk of the default (noise) estimator, compiled for the CPU from shapes alone (nothing
@@ -211,6 +214,7 @@ def test_one_default_budget_and_the_planned_chunk_reaches_the_estimator():
     assert size() == chunks.plan(20, estimate_module.bytes_per_problem(20_000, 768, 768))
 
 
+@pytest.mark.slow
 def test_sweep_refuses_before_the_capture_and_lowers_a_chunk_size_that_does_not_fit(tmp_path):
     lm = ie_jax.models.random_model({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16,
                                      "intermediate_size": 32, "num_attention_heads": 2, "num_key_value_heads": 1,
@@ -251,6 +255,7 @@ class _Fragile(ie_jax.mi.estimators.Estimator):
         return self.inner.estimate_settings(x, y)
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_chunk_and_every_problem_gets_one_estimate(tmp_path, monkeypatch):
     lm = ie_jax.models.random_model({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 8,
                                      "intermediate_size": 16, "num_attention_heads": 2, "num_key_value_heads": 1,

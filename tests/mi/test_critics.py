@@ -26,6 +26,7 @@ def _naive_concat(params, inputs):
     return h[:, 0]
 
 
+@pytest.mark.slow
 def test_paper_critic_architecture_and_init():
     dx, dy = 20, 12
     params = paper_concat().init(jax.random.key(0), dx, dy)
@@ -72,6 +73,7 @@ def test_separable_scores_every_pair():
             assert scores[i, j] == pytest.approx(gx[i] @ hy[j] / math.sqrt(8), rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_bfloat16_matmuls_track_float32():
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((64, 16)).astype(np.float32), rng.standard_normal((64, 16)).astype(np.float32)
@@ -86,6 +88,7 @@ def test_bfloat16_matmuls_track_float32():
             assert float(jnp.abs(u - v).max()) < 0.05 * scale + 1e-3
 
 
+@pytest.mark.slow
 def test_bfloat16_keeps_hidden_activations_bf16_and_float32_stays_float32():
     x, y = np.ones((8, 4), np.float32), np.ones((8, 3), np.float32)
     for name in ("paper", "concat", "separable"):
@@ -98,6 +101,7 @@ def test_bfloat16_keeps_hidden_activations_bf16_and_float32_stays_float32():
         assert "bf16" not in str(jax.make_jaxpr(f32.apply)(*args))
 
 
+@pytest.mark.slow
 def test_init_stacks_over_problems_with_vmap():
     critic = paper_concat()
     stacked = jax.vmap(lambda k: critic.init(k, 4, 4))(jax.random.split(jax.random.key(0), 3))

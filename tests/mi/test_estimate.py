@@ -21,6 +21,7 @@ def _gaussian(seed, n=1024, d=2, rho=0.8):
     return x, y, -0.5 * d * math.log(1 - rho**2)
 
 
+@pytest.mark.slow
 def test_estimate_batch_equals_loop_of_estimate():
     problems = [_gaussian(s, rho=r) for s, r in ((0, 0.9), (1, 0.5), (2, 0.0))]
     x = np.stack([p[0] for p in problems])
@@ -35,6 +36,7 @@ def test_estimate_batch_equals_loop_of_estimate():
     assert batch.values[0] > batch.values[1] + 0.5 and abs(batch.values[2]) < 0.15
 
 
+@pytest.mark.slow
 def test_units_seeds_and_diagnostics():
     x, y, true_mi = _gaussian(0)
     nats = mi.estimate(x, y, seeds=(0, 1), **QUICK)
@@ -55,6 +57,7 @@ def test_units_seeds_and_diagnostics():
     assert 0.3 * true_mi < nats.value < 1.2 * true_mi
 
 
+@pytest.mark.slow
 def test_saturation_is_flagged_for_infonce():
     # y = x in 8 dims: MI is infinite, InfoNCE can say at most ln(batch): the result must say "lower bound".
     rng = np.random.default_rng(0)
@@ -67,6 +70,7 @@ def test_saturation_is_flagged_for_infonce():
 
 @pytest.mark.parametrize("bound,critic", [("dv", "concat"), ("nwj", "separable"), ("mine", "concat"),
                                           ("infonce", "separable")])
+@pytest.mark.slow
 def test_every_bound_learns(bound, critic):
     x, y, true_mi = _gaussian(0, rho=0.9)
     r = mi.estimate(x, y, bound=bound, critic=critic, hidden=(64,), lr=3e-3, **QUICK)
@@ -104,6 +108,7 @@ def test_bad_inputs_name_the_problem():
         mi.estimate(x, y, readout="best", batch_size=64)
 
 
+@pytest.mark.slow
 def test_constant_columns_warn():
     x, y, _ = _gaussian(0, n=256)
     x[:, 1] = 3.0

@@ -25,6 +25,7 @@ def _discrete_pairs(p=2, n=400, seed=1):
     return a, np.concatenate([a, a**2], axis=-1)  # y a function of x: I = H(x) = ln 4 up to sampling
 
 
+@pytest.mark.slow
 def test_every_estimator_has_the_same_batched_call():
     x, y, true_mi = _gaussian_pairs()
     xd, yd = _discrete_pairs()
@@ -47,6 +48,7 @@ def test_every_estimator_has_the_same_batched_call():
     np.testing.assert_allclose(gauss.values, true_mi, atol=0.2)
 
 
+@pytest.mark.slow
 def test_interface_gives_the_estimators_own_numbers():
     x, y, _ = _gaussian_pairs(p=2, n=200)
     grid = mi.get_estimator("noise", sigma=[0.3, 1.0], n_mc=32, seed=4)

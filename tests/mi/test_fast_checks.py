@@ -119,6 +119,7 @@ def test_rank_normalisation_makes_monotone_maps_invisible():
         est.normalize_marginals(x, x, "minmax")
 
 
+@pytest.mark.slow
 def test_fast_estimate_ignores_a_cube_of_the_inputs():
     x, y = _gaussian_pairs(2, 1.0, 1500, 4)
     quick = dict(steps=60, batch_size=64, eval_every=30, gaussian_check=False, critic_check=None)

@@ -218,6 +218,7 @@ def test_linear_gaussian_samples_have_the_stated_law():
     assert abs(float(s.macro_output.mean()) - 4.0) < 0.05  # the offset is there; the truths ignore it
 
 
+@pytest.mark.slow
 def test_noise_estimator_targets_the_closed_form():
     """`ie_jax.mi.noise` on a large sample at small d agrees with noise_truth(sigma) within its CI, and the CI is
     tight enough to reject the near misses: a per-dimension or an uncentred normaliser."""
@@ -300,6 +301,7 @@ def test_bad_parameters_raise(make):
         make()
 
 
+@pytest.mark.slow
 def test_standard_suite():
     suite = standard_suite(("small", "medium"))
     kinds = {(name.split("/")[0], type(t).__name__) for name, t in suite.items()}

@@ -10,6 +10,7 @@ closed form I = -(D/2) ln(1 - rho^2), so an estimator that returns a constant pa
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +41,7 @@ def _plausible(value, stderr, truth):
     return 0.4 * truth <= value <= truth + 0.05 + 3 * stderr
 
 
+@pytest.mark.slow
 @FEW
 @given(seed=st.integers(0, 2**16), rho=st.floats(0.5, 0.9))
 def test_joint_permutation_of_samples_keeps_the_estimate(seed, rho):

@@ -26,6 +26,7 @@ def within_bar(value, true):
     gt.rotated_gaussian(16, 2.0),  # d = 32, dense mixing
     gt.correlated_gaussian(64, 3.0),  # d = 128: the neural critic alone is a loose bound here
 ], ids=["d2", "d8-cubic", "d32-rotated", "d128"])
+@pytest.mark.slow
 def test_default_is_within_the_bar_on_closed_forms(sampler):
     x, y = sampler.sample(7, 6000)
     r = estimate_batch(x[None], y[None], steps=STEPS)
@@ -39,6 +40,7 @@ def test_default_is_within_the_bar_on_closed_forms(sampler):
     assert d["candidates"]["neural"]["value"] <= sampler.mi_nats + 0.1
 
 
+@pytest.mark.slow
 def test_intervals_cover_the_truth_on_a_seeded_family():
     """24 seeded problems (MI 0.1-3 nats, Gaussian and element-wise transformed): the 95% CI of every
     unflagged estimate should cover the truth on at least 90% of them."""
@@ -56,6 +58,7 @@ def test_intervals_cover_the_truth_on_a_seeded_family():
     assert covered[unflagged].mean() >= 0.9, list(zip(truths, r.values, r.ci95s.tolist()))
 
 
+@pytest.mark.slow
 def test_clustered_states_are_not_read_from_the_copula():
     """K far-apart clusters shared by x and y (MI = ln K): the copula fits one Gaussian to them and reads far
     above ln K; its own critic cannot realise that on held-out pairs, so the copula must not be reported."""
@@ -68,6 +71,7 @@ def test_clustered_states_are_not_read_from_the_copula():
     assert r.values[0] <= sampler.mi_nats + 0.1
 
 
+@pytest.mark.slow
 def test_token_like_states_are_counted():
     """x one of V = 50 states in d = 64, y a fixed nonlinear map of x (a token's block input and output): the
     truth is ln 50. The sample covers the 50 states, so the counting candidate is reported, within the bar and
@@ -83,6 +87,7 @@ def test_token_like_states_are_counted():
     assert not {"ksg", "radial"} & set(d["candidates"]) and d["reliable"]
 
 
+@pytest.mark.slow
 def test_repeated_rows_the_sample_does_not_cover_are_not_read_by_neighbours():
     """x repeats rows (1,500 states over 3,000 samples: not covered) at dx + dy = 4, where KSG would otherwise be
     a candidate: neither counting nor the nearest-neighbour candidates are read, and the note says why."""
@@ -95,6 +100,7 @@ def test_repeated_rows_the_sample_does_not_cover_are_not_read_by_neighbours():
     assert "repeat rows" in d["selection_note"] and not d["covered"]
 
 
+@pytest.mark.slow
 def test_the_choice_never_reads_the_readout_batches():
     """Shuffling the pairing inside the readout batches (marginals unchanged, so the rank normal scores of
     every other row are too) destroys the dependence the neural value is read on, and nothing else: the

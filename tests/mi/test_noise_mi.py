@@ -28,6 +28,7 @@ def _gaussian_channel_mi(a, s2, nx, ny):
     return 0.5 * (logdet(sxx) + logdet(syy) - logdet(joint))
 
 
+@pytest.mark.slow
 def test_k_separated_points_small_sigma_is_ln_k():
     k, rng = 6, np.random.default_rng(0)
     labels = rng.permutation(np.repeat(np.arange(k), 20))
@@ -154,6 +155,7 @@ def test_value_within_zero_and_counting_ceiling(k, sigma, seed):
     assert 0.0 <= est.value <= d["counting_nats"] <= math.log(40) + 1e-9
 
 
+@pytest.mark.slow
 def test_batch_equals_loop_and_sharded_batch_equals_batch():
     rng = np.random.default_rng(11)
     xs, ys = [], []
@@ -175,6 +177,7 @@ def test_batch_equals_loop_and_sharded_batch_equals_batch():
     assert len(curves) == 2 and len(curves[1]) == 3
 
 
+@pytest.mark.slow
 def test_float64_agrees_and_bad_arguments_raise():
     rng = np.random.default_rng(12)
     x = rng.standard_normal((100, 4))
@@ -198,6 +201,7 @@ def test_float64_agrees_and_bad_arguments_raise():
         noise_mi_batch(x[None], y[None], sigma=[])  # an empty grid
 
 
+@pytest.mark.slow
 def test_curve_batch_of_differently_scaled_problems_equals_each_problem_at_each_sigma():
     # Regression: several problems x several sigmas in one call once gave -24 nats where each alone gave 5.14.
     rng = np.random.default_rng(3)

@@ -65,6 +65,7 @@ def _reference_info_per_step(x, y, params, perms, lr_steps):
     return np.array(infos), float(info_max)
 
 
+@pytest.mark.slow
 def test_paper_readout_matches_reference_loop():
     x, y = _data()
     cfg, _ = resolve("paper", {"steps": STEPS})
@@ -86,6 +87,7 @@ def test_paper_readout_matches_reference_loop():
     assert result.to("nats").value == pytest.approx(ref_max * math.log(2.0), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_paper_readout_stops_at_nan_and_floors_at_zero():
     x, y = _data()
     # A huge learning rate blows the critic up after the warm-up's first non-zero steps: the reference

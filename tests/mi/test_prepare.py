@@ -26,6 +26,7 @@ _values = st.one_of(st.sampled_from([-1.0, -0.0, 0.0, 0.5, 2.0]),
 @settings(max_examples=40, deadline=None)
 @given(st.sampled_from([(2, 1), (7, 3), (64, 5)]).flatmap(
     lambda shape: hnp.arrays(np.float32, shape, elements=_values)))
+@pytest.mark.slow
 def test_rank_normal_scores_equal_scipy_with_ties(a):
     got = prepare.rank_normal_scores(jnp.asarray(a), prepare.normal_score_table(a.shape[0]))
     np.testing.assert_array_equal(np.asarray(got), _scipy_scores(a))

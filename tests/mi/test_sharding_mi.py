@@ -34,6 +34,7 @@ def _assert_same_numbers(a, b):
                 assert v == db[k], k
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 devices (conftest sets 8 fake CPU devices)")
 def test_device_count_and_chunking_change_no_number():
     x, y = _problems(11, n=512)  # 11 problems: padded to 16 on 8 devices, to 11 on 1; 3 held-out batches
@@ -51,6 +52,7 @@ def test_device_count_and_chunking_change_no_number():
     assert "gaussian_critic_gain_nats" in one.diagnostics[0] and "gain_from_doubling_n_nats" in one.diagnostics[0]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 devices")
 def test_jax_inputs_stay_on_the_devices():
     x, y = _problems(8)
@@ -66,6 +68,7 @@ def test_jax_inputs_stay_on_the_devices():
         mi.estimate_batch(xs.at[3, 5, 0].set(np.nan), ys, **quick)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 devices")
 def test_problem_axis_really_is_split_across_devices():
     mesh = sharding.make_mesh()

@@ -28,6 +28,7 @@ def _data(p=2, n=512, d=2, seed=0):
     return x, y
 
 
+@pytest.mark.slow
 def test_records_shapes_and_learning_curves():
     cfg = TrainConfig(critic="concat", hidden=(32, 16), bound="dv", steps=120, batch_size=64, lr=3e-3,
                       schedule="constant", eval_every=40)
@@ -44,6 +45,7 @@ def test_records_shapes_and_learning_curves():
     assert (rec["heldout_curve"][..., -1] > rec["heldout_curve"][..., 0]).all()
 
 
+@pytest.mark.slow
 def test_full_batch_mode_and_bfloat16():
     x, y = _data(p=1, n=256)
     f32 = TrainConfig(critic="concat", hidden=(64, 32), steps=60, batch_size=None, lr=3e-3, schedule="constant")

@@ -47,6 +47,7 @@ def forward(model, token_ids, position_ids, mask, token_type_ids=None):
     return model.head(h), block_inputs, block_outputs
 
 
+@pytest.mark.slow
 def test_config_from_hf():
     config = bert.BertConfig.from_hf(transformers.BertConfig(**HF_CONFIG).to_dict())
     assert (config.num_layers, config.head_dim, config.type_vocab_size) == (3, 8, 2)
@@ -56,6 +57,7 @@ def test_config_from_hf():
         bert.BertConfig.from_hf({**HF_CONFIG, "hidden_act": "swish"})
 
 
+@pytest.mark.slow
 def test_fp32_parity_with_padding_and_token_types(torch_model):
     rng = np.random.default_rng(0)
     token_ids = rng.integers(0, HF_CONFIG["vocab_size"], size=(2, 9))
@@ -94,6 +96,7 @@ def test_bf16_bound(torch_model):
     assert relative_error(np.asarray(last, np.float32), ref) < 3e-2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_position", [False, True])
 def test_isolated_mask_equals_tokens_fed_alone(torch_model, own_position):
     model = jax_model(torch_model)
@@ -106,6 +109,7 @@ def test_isolated_mask_equals_tokens_fed_alone(torch_model, own_position):
         np.testing.assert_allclose(isolated[:, :, i], alone[:, :, 0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_capture_is_bidirectional_for_bert():
     """Through the public capture: BERT's natural mask is bidirectional, so the first token's states depend on
     later tokens, and capture equals the module's own forward pass."""

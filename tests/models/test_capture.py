@@ -29,6 +29,7 @@ def tokens():
     return np.random.default_rng(0).integers(0, 64, size=(2, 6))
 
 
+@pytest.mark.slow
 def test_isolated_zero_equals_each_token_alone(lm, tokens):
     cap = capture(lm, tokens, isolated=True)
     for t in range(tokens.shape[1]):
@@ -37,6 +38,7 @@ def test_isolated_zero_equals_each_token_alone(lm, tokens):
         np.testing.assert_allclose(cap.block_output[:, :, t : t + 1], alone.block_output, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_isolated_own_equals_each_token_alone_at_its_position(lm, tokens):
     cap = capture(lm, tokens, isolated=True, isolated_position="own")
     model = lm.module
@@ -84,6 +86,7 @@ def test_run_block_on_gaussian_states_is_causal(lm):
     assert np.max(np.abs(bidirectional[:, :-1] - out[:, :-1])) > 1e-3
 
 
+@pytest.mark.slow
 def test_one_scan_so_the_program_does_not_grow_with_depth():
     def equation_count(num_layers):
         model = random_model(tiny_config(num_layers)).module

@@ -14,6 +14,7 @@ TINY_LLAMA = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [8, 11])  # 11 does not divide over 8 devices: padded, then dropped
 @pytest.mark.parametrize("isolated", [False, True])
 def test_sharded_capture_equals_unsharded(batch, isolated):

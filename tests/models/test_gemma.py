@@ -60,6 +60,7 @@ def test_config_from_hf():
         gemma.GemmaConfig.from_hf({**HF_CONFIG, "rope_parameters": {"rope_type": "linear", "factor": 2.0}})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_kv_heads", [1, 2])
 def test_fp32_parity_every_block_and_logits(token_ids, num_kv_heads):
     torch_model = make_torch_model(num_kv_heads)

@@ -44,6 +44,7 @@ def test_unpermute_rows_inverts_llama_cpp_permutation():
     np.testing.assert_array_equal(unpermute_rows(permuted, heads), weight)
 
 
+@pytest.mark.slow
 def test_config_from_gguf_metadata():
     config = GGUFFile(GGUF_PATH).hf_config
     assert config["num_hidden_layers"] == 30 and config["hidden_size"] == 576

@@ -116,6 +116,7 @@ def test_named_shapes_have_the_published_parameter_counts(name, num_params):
     assert sum(p.size for p in jax.tree.leaves(nnx.state(abstract, nnx.Param))) == num_params
 
 
+@pytest.mark.slow
 def test_capture_isolated_own_position_through_the_public_api():
     """End to end through ie_jax.models.capture: an isolated token with its own position id equals that
     token fed alone as a length-1 input at that position id (absolute position embeddings)."""

@@ -71,6 +71,7 @@ def test_from_hf_reads_rope_parameters_of_transformers5():
     np.testing.assert_allclose(rope_inv_freq(config.head_dim, config.rope_theta), expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_random_model_named_shape_and_scan_layout():
     lm = random_model("smollm2-135m")
     assert lm.arch == "llama" and lm.config.num_layers == 30 and lm.config.hidden_size == 576

@@ -19,6 +19,7 @@ def lm():
     return random_model(TINY, seed=0)
 
 
+@pytest.mark.slow
 def test_greedy_generation_follows_the_argmax_of_the_full_logits(lm):
     prompts = np.random.default_rng(0).integers(0, 50, (5, 3)).astype(np.int32)
     out = generate(lm, prompts, 4, batch_size=2)
