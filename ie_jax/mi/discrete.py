@@ -222,9 +222,9 @@ def exact_discrete_mi(
         sample entropies) and the sample does not cover the joint states (`coverage`).
     Returns:
       MIEstimate, estimator "exact_discrete". stderr is the delta-method standard error of the plug-in
-      value, sqrt(Var_i[pmi_i] / N) with pmi_i = ln p(x_i, y_i) / (p(x_i) p(y_i)); it does not include
-      the plug-in bias, which the `saturated` flag (a value the sample, not the data, sets: lower bound only)
-      covers. `covered`: the sample covers the joint states, so the value is exact for the population too.
+      value, sqrt(Var_i[pmi_i] / N) with pmi_i = ln p(x_i, y_i) / (p(x_i) p(y_i)); ci95 is value +- 1.96 stderr,
+      reaching up by the plug-in's bias of the joint states (K - 1) / 2N (`plugin_bias_nats`); a larger shortfall
+      (a sample that does not cover its states) is what the `saturated` flag (lower bound only) covers. `covered`: the sample covers the joint states, so the value is exact for the population too.
       Diagnostics: n_distinct_x, n_distinct_y, n_distinct_joint, entropy_x_nats, entropy_y_nats,
       entropy_joint_nats (all over the sample), ceilings {"ln_n_samples", "entropy_x_sample",
       "entropy_y_sample"}, ceiling_nats, covered, saturated, constant, n_samples, rtol.
@@ -252,7 +252,8 @@ def exact_discrete_mi(
     constant = nx == 1 or ny == 1
     hx, hy, hxy = plugin_entropy(lx), plugin_entropy(ly), plugin_entropy(lxy)
     ceilings = {"ln_n_samples": math.log(n), "entropy_x_sample": hx, "entropy_y_sample": hy}
-    covered = coverage(lxy)["covered"]
+    joint = coverage(lxy)
+    covered = joint["covered"]
     diagnostics = {
         "n_samples": n,
         "rtol": rtol,
@@ -265,13 +266,16 @@ def exact_discrete_mi(
         "ceilings": ceilings,
         "ceiling_nats": min(ceilings.values()),
         "covered": covered,
+        "plugin_bias_nats": joint["plugin_bias_nats"],
         # Counting reaches the sample entropy of a deterministic map: exact where the sample covers the joint
         # states, a lower bound (the sample's size, not the data) where it does not.
         "saturated": n > 1 and saturated(value, saturation_ceiling(ceilings, covered), constant=constant,
                                          margin_nats=margin_nats),
         "constant": constant,
     }
-    low, high = max(value - 1.96 * stderr, 0.0), value + 1.96 * stderr
+    # the plug-in misses about (K - 1) / 2N of an entropy (Miller-Madow): the interval reaches up by it, as the
+    # selection's counting candidate's does
+    low, high = max(value - 1.96 * stderr, 0.0), value + 1.96 * stderr + joint["plugin_bias_nats"]
     c = lambda v: float(convert(v, "nats", units))
     return MIEstimate(
         value=c(value), stderr=c(stderr), ci95=(c(low), c(high)), units=units,

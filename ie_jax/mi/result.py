@@ -61,6 +61,8 @@ DIAGNOSTIC_KEYS = {
                        "these N samples at this sigma (too sparse for the noise to hide them), not their distribution",
     "estimator_defined": "paper readout: the paper's estimator-defined quantity (max over steps of the training-set "
                          "bound), faithful to the reference and checked against nothing: not a measurement",
+    "plugin_bias_nats": "counting: Miller-Madow's (K - 1) / 2N of the joint states, what the plug-in misses of an "
+                        "entropy at this N; the interval reaches up by it",
     "covered": "counting and noise estimators, sweeps: the sample covers the discrete states of both sides, so the "
                "sample's entropies are the population's and reaching them is exact, not saturated",
     "selected": "selection default: the candidate reported (copula, ksg, radial, neural)",
