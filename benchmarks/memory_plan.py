@@ -30,7 +30,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from ie_jax import sharding, sweep  # noqa: E402
+from ie_jax import sharding  # noqa: E402
+from ie_jax.ie import measure  # noqa: E402
 from ie_jax.mi import chunks  # noqa: E402
 from ie_jax.mi.protocols import resolve  # noqa: E402
 
@@ -45,13 +46,13 @@ GiB = 2**30
 def plan_for(model: str, device_gib: float, estimator: str, n: int = 20_000, seq_len: int = 8,
              weights_gib: float = 1.5):
     d, layers = MODELS[model]["d"], MODELS[model]["layers"]
-    est = sweep.make_estimator(*ESTIMATORS[estimator], None, (0,), False, {})
+    est = measure.make_estimator(*ESTIMATORS[estimator], None, (0,), False, {})
     est.n_devices = lambda n_problems: 1  # one device
     states = 2 * 4 * layers * d * (n * seq_len + n * seq_len)  # context and isolated-token states, both sides
     budget = int(chunks.DEFAULT_FRACTION * (device_gib - weights_gib) * GiB)  # `default_memory_budget` there
     limit, chunks.device_memory_limit = chunks.device_memory_limit, lambda: int(device_gib * GiB)
     try:
-        return sweep.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget), est, layers * 2 * seq_len, d
+        return measure.plan_chunks(est, layers * 2 * seq_len, n, d, d, states, budget), est, layers * 2 * seq_len, d
     finally:
         chunks.device_memory_limit = limit
 
