@@ -275,7 +275,7 @@ WRITERS = {f.__name__: f for f in (what_ie_measures, icl_ascent, text_vs_icl, tr
 
 def findings(notebooks: dict[str, dict]) -> str:
     """One table of every paper finding the notebooks re-read on the default, with its verdict (notebooks/README)."""
-    rows = [(f"[{name}]({name}.md)", v["claim"], f"**{v['verdict']}**", _sigmas(v["sigma"]), v["evidence"])
+    rows = [(f"`{name}`", v["claim"], f"**{v['verdict']}**", _sigmas(v["sigma"]), v["evidence"])
             for name, nb in notebooks.items() for v in nb.get("verdicts", [])]
     return "\n".join([
         "**The paper's findings on the default** (`findings.md`)", "",
