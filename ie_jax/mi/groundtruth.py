@@ -43,7 +43,7 @@ class Sampler(Protocol):
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
-def _rng(key_or_seed) -> np.random.Generator:
+def seeded_rng(key_or_seed) -> np.random.Generator:
     if isinstance(key_or_seed, np.random.Generator):
         return key_or_seed
     if isinstance(key_or_seed, (int, np.integer)):
@@ -56,7 +56,7 @@ def _rng(key_or_seed) -> np.random.Generator:
     return np.random.default_rng(np.asarray(key, dtype=np.uint32).ravel().tolist())
 
 
-def _check_n(n) -> int:
+def check_n(n) -> int:
     if int(n) != n or n < 1:
         raise ValueError(f"n (number of samples) must be a positive integer, got {n!r}")
     return int(n)
@@ -136,7 +136,7 @@ class GaussianPairs:
         return float(math.fsum(self.pair_mi_nats))
 
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         rho, noise_std = np.asarray(self.rhos), np.exp(-np.asarray(self.pair_mi_nats))
         x = rng.standard_normal((n, self.dim_x))
         y = rho * x + noise_std * rng.standard_normal((n, self.dim_y))
@@ -156,7 +156,7 @@ class Independent:
             raise ValueError(f"dimensions must be >= 1, got dim_x={self.dim_x}, dim_y={self.dim_y}")
 
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         return _finish(rng.standard_normal((n, self.dim_x)), rng.standard_normal((n, self.dim_y)))
 
 
@@ -325,7 +325,7 @@ def _normal_tail(z: np.ndarray) -> np.ndarray:
     return 0.5 * special.erfc(z / math.sqrt(2.0))
 
 
-def _conditional_entropy_bound(centres: np.ndarray, noise: float) -> float:
+def conditional_entropy_bound(centres: np.ndarray, noise: float) -> float:
     """Upper bound (nats) on H(index | centre + noise) for equiprobable centres and isotropic noise.
 
     The maximum-likelihood classifier errs with probability Pe <= mean_c sum_{j != c} Q(|mu_c - mu_j| / 2 sigma)
@@ -384,18 +384,18 @@ class DiscreteMixture:
     @functools.cached_property
     def noise(self) -> tuple[float, float]:
         """Noise standard deviation (absolute) of x and of y."""
-        return tuple(self.noise_ratio * _min_distance(c) for c in self.centres)
+        return tuple(self.noise_ratio * min_distance(c) for c in self.centres)
 
     @functools.cached_property
     def mi_gap_bound_nats(self) -> float:
-        return sum(_conditional_entropy_bound(c, s) for c, s in zip(self.centres, self.noise))
+        return sum(conditional_entropy_bound(c, s) for c, s in zip(self.centres, self.noise))
 
     @property
     def mi_nats(self) -> float:
         return math.log(self.k)
 
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         (mu, nu), (sx, sy) = self.centres, self.noise
         index = rng.integers(0, self.k, size=n)
         x = mu[index] + sx * rng.standard_normal((n, self.dim_x))
@@ -409,7 +409,7 @@ def _squared_distances(centres: np.ndarray) -> np.ndarray:
     return np.maximum(sq_norm[:, None] + sq_norm[None] - 2.0 * centres @ centres.T, 0.0)
 
 
-def _min_distance(centres: np.ndarray) -> float:
+def min_distance(centres: np.ndarray) -> float:
     sq = _squared_distances(centres)
     np.fill_diagonal(sq, np.inf)
     return float(np.sqrt(sq.min()))
@@ -461,7 +461,7 @@ class Staircase:
 
     def sample(self, key_or_seed, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Fresh batches for every step: x, y [num_steps, batch_size, dim] float32 (ready for `lax.scan`)."""
-        batch_size, rng = _check_n(batch_size), _rng(key_or_seed)
+        batch_size, rng = check_n(batch_size), seeded_rng(key_or_seed)
         xs, ys = zip(*(level.sample(rng, self.steps_per_level * batch_size) for level in self.levels))
         shape = (self.num_steps, batch_size, self.dim)
         return np.concatenate(xs).reshape(shape), np.concatenate(ys).reshape(shape)

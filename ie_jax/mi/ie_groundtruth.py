@@ -41,7 +41,7 @@ from typing import Protocol
 import numpy as np
 from scipy import special
 
-from ie_jax.mi.groundtruth import _check_n, _conditional_entropy_bound, _min_distance, _rng
+from ie_jax.mi.groundtruth import check_n, conditional_entropy_bound, min_distance, seeded_rng
 
 __all__ = [
     "IETask", "IESample", "IETruth", "InjectiveBlock", "SynergyBlock", "TokenwiseBlock", "LinearGaussianBlock",
@@ -368,7 +368,7 @@ class InjectiveBlock(_Truths):
         return IETruth(self.seq_len * h, (h,) * self.seq_len)
 
     def sample(self, key_or_seed, n: int) -> IESample:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         tokens = _draw_tokens(rng, token_probabilities(self.vocab, self.zipf), n, self.seq_len)
         states = _TokenStates(self.seed, self.dim, tokens)
         macro_input = states.sequence_states(self.seq_len)
@@ -419,7 +419,7 @@ class SynergyBlock(_Truths):
         return IETruth(macro, (entropy_nats(coarse),) * self.seq_len)
 
     def sample(self, key_or_seed, n: int) -> IESample:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         tokens = _draw_tokens(rng, token_probabilities(self.vocab, self.zipf), n, self.seq_len)
         states = _TokenStates(self.seed, self.dim, tokens)
         macro_class = tokens.sum(axis=1) % self.classes
@@ -473,7 +473,7 @@ class TokenwiseBlock(_Truths):
         return IETruth(last, (p,) * (self.seq_len - 1) + (last,))
 
     def sample(self, key_or_seed, n: int) -> IESample:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         p, last = self._laws()
         tokens = _draw_tokens(rng, p, n, self.seq_len, last)
         states = _TokenStates(self.seed, self.dim, tokens)
@@ -547,15 +547,15 @@ class TokenMap:
         """Noise standard deviation (absolute) of x and of y."""
         if self.noise_ratio == 0:
             return 0.0, 0.0
-        return tuple(self.noise_ratio * _min_distance(t) for t in self._tables)
+        return tuple(self.noise_ratio * min_distance(t) for t in self._tables)
 
     @functools.cached_property
     def mi_gap_bound_nats(self) -> float:
         if self.noise_ratio == 0:
             return 0.0
-        return sum(_conditional_entropy_bound(t, s) for t, s in zip(self._tables, self.noise))
+        return sum(conditional_entropy_bound(t, s) for t, s in zip(self._tables, self.noise))
 
-    def _states(self, rng: np.random.Generator, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def states(self, rng: np.random.Generator, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """x, y [*tokens.shape, d] float32 for token ids of any shape."""
         states = _TokenStates(self.seed, self.dim, tokens.reshape(-1, 1))
         index = states.index[:, 0]
@@ -573,8 +573,8 @@ class TokenMap:
 
     def sample(self, key_or_seed, n: int) -> tuple[np.ndarray, np.ndarray]:
         """x, y [n, d] float32."""
-        n, rng = _check_n(n), _rng(key_or_seed)
-        return self._states(rng, rng.integers(0, self.vocab, size=n))
+        n, rng = check_n(n), seeded_rng(key_or_seed)
+        return self.states(rng, rng.integers(0, self.vocab, size=n))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -611,9 +611,9 @@ class TokenMapBlock(_Truths):
         return IETruth(self.token_map.mi_nats, (self.token_map.mi_nats,) * self.seq_len)
 
     def sample(self, key_or_seed, n: int) -> IESample:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         tokens = rng.integers(0, self.token_map.vocab, size=(n, self.seq_len))
-        x, y = self.token_map._states(rng, np.concatenate([tokens[:, -1:], tokens], axis=1).T)  # [1 + T, n, d]
+        x, y = self.token_map.states(rng, np.concatenate([tokens[:, -1:], tokens], axis=1).T)  # [1 + T, n, d]
         return IESample(x[0], y[0], x[1:], y[1:], tokens)
 
 
@@ -698,7 +698,7 @@ class LinearGaussianBlock(_Truths):
         return self.noise_truth(0.0)
 
     def sample(self, key_or_seed, n: int) -> IESample:
-        n, rng = _check_n(n), _rng(key_or_seed)
+        n, rng = check_n(n), seeded_rng(key_or_seed)
         t_len, d = self.seq_len, self.dim
         g, k, b, eta = self.gain, self.context_in, self.context_out, self.noise_std
         rotate_in, rotate_out = _Rotation(d, self.seed, _ROTATE_IN), _Rotation(d, self.seed, _ROTATE_OUT)
