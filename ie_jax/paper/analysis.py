@@ -413,7 +413,7 @@ def notebook_dirs(name: str) -> tuple[str, pathlib.Path, pathlib.Path]:
     if scale not in ("small", "large"):
         raise ValueError(f"IE_NB_SCALE must be 'small' or 'large', got {scale!r}")
     if scale == "large":
-        root = pathlib.Path(__file__).resolve().parent.parent / "notebooks"
+        root = pathlib.Path(__file__).resolve().parents[2] / "notebooks"  # the repository's notebooks/
         fig, res = root / "figures", root / "results"
     else:
         fig = res = pathlib.Path(os.environ.get("IE_NB_OUT") or tempfile.mkdtemp(prefix=f"{name}_"))
